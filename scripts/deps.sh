@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages shoal needs to build, test and fuzz. Idempotent: when every
+# package is present it does nothing (and needs no network). Runs apt-get as root, or via sudo.
+set -euo pipefail
+PKGS=(
+  build-essential make pkg-config git python3      # toolchain, scripts
+  clang libclang-rt-dev                            # clang build check, libFuzzer, sanitizers
+  libcmocka-dev                                    # unit tests
+  libjansson-dev                                   # JSON at the edges
+  libssl-dev                                       # libcrypto: SHA-256
+  curl                                             # integration tests talk HTTP
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all ${#PKGS[@]} packages present"
+  exit 0
+fi
+echo "deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

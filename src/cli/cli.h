@@ -1,0 +1,16 @@
+/*
+ * cli — the `shoal` command line. Each subcommand is one cmd_*.c file with an entry point
+ * `int cmd_NAME(int argc, char **argv)` (argv[0] is the subcommand name) that returns the
+ * process exit status. Only code under src/cli/ may print usage, exit or read the environment
+ * for user-facing defaults.
+ */
+#ifndef SHOAL_CLI_CLI_H
+#define SHOAL_CLI_CLI_H
+
+int cmd_inspect(int argc, char **argv);
+int cmd_gen_model(int argc, char **argv);
+
+/* Prints "shoal: error: ..." to stderr; returns 1 (the exit status for errors). */
+int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

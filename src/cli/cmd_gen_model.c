@@ -1,0 +1,105 @@
+/*
+ * shoal gen-model — seeded random-weight llama / qwen2 models for tests and benchmarks.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "model/modelgen.h"
+#include "tensor/dtype.h"
+
+static void usage(FILE *f) {
+    fputs("usage: shoal gen-model --vocab VOCAB.gguf -o OUT.gguf [options]\n"
+          "  --arch llama|qwen2   architecture (default llama; --qkv-bias implies qwen2)\n"
+          "  --dim N              embedding size (64)        --layers N   blocks (2)\n"
+          "  --heads N            attention heads (4)        --kv-heads N (= heads)\n"
+          "  --head-dim N         head size (dim/heads)      --ffn N      FFN size (172)\n"
+          "  --ctx N              context length (2048)      --rope-theta X (10000)\n"
+          "  --norm-eps X         RMSNorm epsilon (1e-5)     --tied       no output.weight\n"
+          "  --qkv-bias           attention biases           --dtype f32|f16 (f32)\n"
+          "  --seed N (0)  --init-std X (0.02)  --norm-std X (0.1)  --name NAME\n",
+          f);
+}
+
+static int parse_u32(const char *opt, const char *s, uint32_t *out) {
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (!*s || *end || v > 0xffffffffUL)
+        return cli_error("%s: '%s' is not a non-negative integer", opt, s);
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int parse_f(const char *opt, const char *s, float *out) {
+    char *end;
+    *out = strtof(s, &end);
+    if (!*s || *end) return cli_error("%s: '%s' is not a number", opt, s);
+    return 0;
+}
+
+int cmd_gen_model(int argc, char **argv) {
+    modelgen_params p;
+    modelgen_defaults(&p);
+    const char *out = NULL;
+    int arch_given = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int rc = 0;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--tied")) {
+            p.tied = true;
+            continue;
+        } else if (!strcmp(a, "--qkv-bias")) {
+            p.qkv_bias = true;
+            continue;
+        }
+        if (!v) {
+            usage(stderr);
+            return cli_error("option '%s' is unknown or needs a value", a);
+        }
+        i++;
+        if (!strcmp(a, "-o") || !strcmp(a, "--out")) out = v;
+        else if (!strcmp(a, "--vocab")) p.vocab = v;
+        else if (!strcmp(a, "--arch")) p.arch = v, arch_given = 1;
+        else if (!strcmp(a, "--name")) p.name = v;
+        else if (!strcmp(a, "--dim")) rc = parse_u32(a, v, &p.dim);
+        else if (!strcmp(a, "--layers")) rc = parse_u32(a, v, &p.layers);
+        else if (!strcmp(a, "--heads")) rc = parse_u32(a, v, &p.heads);
+        else if (!strcmp(a, "--kv-heads")) rc = parse_u32(a, v, &p.kv_heads);
+        else if (!strcmp(a, "--head-dim")) rc = parse_u32(a, v, &p.head_dim);
+        else if (!strcmp(a, "--ffn")) rc = parse_u32(a, v, &p.ffn);
+        else if (!strcmp(a, "--ctx")) rc = parse_u32(a, v, &p.ctx);
+        else if (!strcmp(a, "--rope-theta")) rc = parse_f(a, v, &p.rope_theta);
+        else if (!strcmp(a, "--norm-eps")) rc = parse_f(a, v, &p.norm_eps);
+        else if (!strcmp(a, "--init-std")) rc = parse_f(a, v, &p.init_std);
+        else if (!strcmp(a, "--norm-std")) rc = parse_f(a, v, &p.norm_std);
+        else if (!strcmp(a, "--seed")) {
+            char *end;
+            p.seed = strtoull(v, &end, 10);
+            if (!*v || *end) rc = cli_error("--seed: '%s' is not an integer", v);
+        } else if (!strcmp(a, "--dtype")) {
+            int t = dtype_from_name(v);
+            if (t != DT_F32 && t != DT_F16) rc = cli_error("--dtype: '%s' (f32 or f16)", v);
+            else p.dtype = (uint32_t)t;
+        } else {
+            usage(stderr);
+            return cli_error("unknown option '%s'", a);
+        }
+        if (rc) return rc;
+    }
+    if (p.qkv_bias && !arch_given) p.arch = "qwen2";
+    if (!out || !p.vocab) {
+        usage(stderr);
+        return cli_error("--vocab and -o are required");
+    }
+    sh_err err = {{0}};
+    uint64_t n_params = 0;
+    if (modelgen_write(&p, out, &n_params, &err)) return cli_error("%s", err.msg);
+    fprintf(stderr, "gen-model: wrote %s (%s, %.2fM parameters, %s)\n", out, p.arch,
+            (double)n_params / 1e6, dtype_name(p.dtype));
+    return 0;
+}

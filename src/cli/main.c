@@ -1,0 +1,59 @@
+/*
+ * shoal — real-time local AI: one binary, subcommands.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+#define SHOAL_VERSION "0.1.0"
+
+typedef struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+} command;
+
+static const command commands[] = {
+    {"inspect", cmd_inspect, "show a GGUF file: architecture, hyperparameters, tensors, hash"},
+    {"gen-model", cmd_gen_model, "write a seeded random-weight llama/qwen2 GGUF model"},
+};
+
+int cli_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("shoal: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "shoal %s — small language models, served in real time\n\nusage: shoal COMMAND "
+               "[ARGS...]   (shoal COMMAND --help for its options)\n\ncommands:\n",
+            SHOAL_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("shoal %s\n", SHOAL_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "shoal: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
