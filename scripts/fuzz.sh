@@ -7,6 +7,8 @@ set -u
 secs=$1; shift
 pass=0; fail=0
 for bin in "$@"; do
+  case "$bin" in *.d|*.o|*.a) continue ;; esac
+  [ -x "$bin" ] || continue
   name=$(basename "$bin")
   seeds="tests/fuzz/corpus/${name#fuzz_}"
   work="build/fuzz/corpus/${name#fuzz_}"

@@ -52,7 +52,10 @@ run_script() {
 
 run_units() {
   local prefix=$1; shift
-  for bin in "$@"; do run_cmocka "$prefix$(basename "$bin")" "$bin"; done
+  for bin in "$@"; do
+    case "$bin" in *.d|*.o) continue ;; esac   # make's dependency files sit beside the binaries
+    [ -x "$bin" ] && run_cmocka "$prefix$(basename "$bin")" "$bin"
+  done
 }
 
 mode=${1:-all}; shift || true

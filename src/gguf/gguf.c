@@ -558,7 +558,7 @@ static bool is_signed(gguf_type t) {
 }
 
 static bool val_u64(const gguf_value *v, uint64_t *out) {
-    if (is_unsigned(v->type)) *out = v->v.u;
+    if (is_unsigned(v->type) || v->type == GGUF_BOOL) *out = v->v.u;
     else if (is_signed(v->type) && v->v.i >= 0) *out = (uint64_t)v->v.i;
     else return false;
     return true;

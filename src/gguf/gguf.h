@@ -124,8 +124,9 @@ void gguf_free(gguf_ctx *g);
 /* The entry with this key, or NULL. */
 const gguf_kv *gguf_find(const gguf_ctx *g, const char *key);
 
-/* Typed getters. Integer getters accept any integer type whose value fits (and BOOL for
- * gguf_get_bool); float getters accept F32/F64 and integers. Each returns true and stores the
+/* Typed getters. Integer getters accept any integer type whose value fits (unsigned ones also
+ * BOOL, as 0/1); gguf_get_bool accepts BOOL and 0/1 unsigned; float getters accept F32/F64
+ * and integers. Each returns true and stores the
  * value when the key exists with a usable type and value, false otherwise (out untouched). */
 bool gguf_get_u64(const gguf_ctx *g, const char *key, uint64_t *out);
 bool gguf_get_u32(const gguf_ctx *g, const char *key, uint32_t *out);
