@@ -1,0 +1,34 @@
+/*
+ * libFuzzer target: OpenAI request bodies. The first byte picks the endpoint (completions,
+ * chat, embeddings); the rest is the body. Accepted requests are checked for the invariants the
+ * server relies on (one prompt form, counts matching arrays, values in range).
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/oai_req.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (size < 1) return 0;
+    oai_kind kind = (oai_kind)(data[0] % 3);
+    oai_request r;
+    oai_error e;
+    if (oai_parse_request(kind, (const char *)data + 1, size - 1, &r, &e) != 0) {
+        char *b = oai_error_body(&e);
+        if (!b || e.status < 400 || e.status > 599) __builtin_trap();
+        free(b);
+        return 0;
+    }
+    if (kind == OAI_COMPLETION && !!r.prompt == !!r.prompt_ids) __builtin_trap();
+    if (kind == OAI_CHAT && (r.n_messages == 0 || !r.messages[r.n_messages - 1].content)) __builtin_trap();
+    if (kind == OAI_EMBEDDING && (r.n_inputs == 0 || !r.inputs[r.n_inputs - 1])) __builtin_trap();
+    if (r.n_stop > OAI_MAX_STOP || r.temperature < 0 || r.temperature > 2 || r.top_p > 1) __builtin_trap();
+    if (r.max_tokens == 0 || r.top_logprobs > 20) __builtin_trap();
+    for (size_t i = 0; i < r.n_stop; i++)
+        if (!r.stop[i][0]) __builtin_trap();
+    oai_request_free(&r);
+    return 0;
+}
