@@ -8,6 +8,8 @@ PKGS=(
   libcmocka-dev                                    # unit tests
   libjansson-dev                                   # JSON at the edges
   libssl-dev                                       # libcrypto: SHA-256
+  libmicrohttpd-dev                                # the HTTP server
+  libcurl4-openssl-dev                             # HTTP client (tests, cluster)
   curl                                             # integration tests talk HTTP
 )
 missing=()
