@@ -2,7 +2,7 @@
 # Byte-identity check of `shoal quantize` against llama.cpp's quantizer (`llama_peer quantize`)
 # on models from `shoal gen-model`. Not part of `make test`: it needs the peer kit.
 #
-#   scripts/quantize-vs-peer.sh [TYPES...]     (default: q8_0 q4_0 q4_1 q5_0 q5_1)
+#   scripts/quantize-vs-peer.sh [TYPES...]     (default: every type shoal quantize accepts)
 #
 # For each input (f32 and f16, untied and tied, plus a model whose FFN rows are not a multiple
 # of 32) and type, both tools quantize the same file and the outputs are compared with cmp.
@@ -15,7 +15,7 @@ VOCAB=${VOCAB:-/work/shared/vocab/ggml-vocab-llama-spm.gguf}
 INSPECT=${INSPECT:-/work/shared/peer/mkgguf.py}
 SHOAL=./build/shoal
 TYPES=("$@")
-[ ${#TYPES[@]} -eq 0 ] && TYPES=(q8_0 q4_0 q4_1 q5_0 q5_1)
+[ ${#TYPES[@]} -eq 0 ] && TYPES=(q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q5_k q6_k q4_k_s q4_k_m q5_k_s q5_k_m f16 bf16 f32)
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 PASS=0
