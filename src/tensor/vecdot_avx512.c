@@ -18,6 +18,7 @@
 
 typedef __m512 vf;
 #define VF_N 16
+#define FLOAT_NR 2 /* 2 x 4 x 2 accumulators fit the 32 registers */
 static inline vf vf_zero(void) { return _mm512_setzero_ps(); }
 static inline vf vf_ld(const float *p) { return _mm512_loadu_ps(p); }
 static inline vf vf_ld_h(const uint16_t *p) {
