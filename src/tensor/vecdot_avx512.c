@@ -1,9 +1,10 @@
 /*
  * tensor/vecdot_avx512 — the kernels of vecdot_x86.inc for AVX-512 (F, BW, VL, DQ, VNNI,
  * BF16; compiled with those flags, only called after CPUID says they exist). Float kernels use
- * 512-bit vectors; the 8-bit kernels stay at 256 bits (one 32-element block per vector) but use
- * VNNI: vpdpbusd for u8 x s8 sums, vpdpwssd for scaled 16-bit sums, and mask moves to expand
- * the 5th bits of Q5 blocks.
+ * 512-bit vectors in tiles of 2 weight rows; Q8_0 and Q4_0 have 512-bit kernels of their own
+ * (two blocks per vector, below); the other 8-bit kernels stay at 256 bits but use VNNI:
+ * vpdpbusd for u8 x s8 sums, vpdpwssd for scaled 16-bit sums, and mask moves to expand the
+ * 5th bits of Q5 blocks.
  */
 #include <immintrin.h>
 #include <math.h>
