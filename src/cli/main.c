@@ -18,6 +18,7 @@ typedef struct {
 static const command commands[] = {
     {"inspect", cmd_inspect, "show a GGUF file: architecture, hyperparameters, tensors, hash"},
     {"gen-model", cmd_gen_model, "write a seeded random-weight llama/qwen2 GGUF model"},
+    {"quantize", cmd_quantize, "convert a GGUF model to another weight type (q8_0, q4_0, q4_k_m, ...)"},
 };
 
 int cli_error(const char *fmt, ...) {
