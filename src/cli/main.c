@@ -18,6 +18,8 @@ typedef struct {
 static const command commands[] = {
     {"inspect", cmd_inspect, "show a GGUF file: architecture, hyperparameters, tensors, hash"},
     {"gen-model", cmd_gen_model, "write a seeded random-weight llama/qwen2 GGUF model"},
+    {"tokenize", cmd_tokenize, "text lines (or a JSON array) -> token ids with a model's tokenizer"},
+    {"detokenize", cmd_detokenize, "token id lines -> text with a model's tokenizer"},
 };
 
 int cli_error(const char *fmt, ...) {
