@@ -5,8 +5,9 @@
 
 What is computed, per code point 0..0x10FFFF:
   * general-category flags: \\p{N} number, \\p{L} letter, \\p{Z} separator, \\p{M} mark,
-    \\p{P} punctuation, \\p{S} symbol, \\p{C} other/control (unassigned code points count as
-    \\p{C}, which is what the `regex` module answers for them);
+    \\p{P} punctuation, \\p{S} symbol, \\p{C} control (Cc Cf Co Cs); unassigned code points
+    (Cn) get only the "undefined" flag — llama.cpp's WordPiece keeps them where it drops
+    controls, as checked against llama.cpp;
   * White_Space (the `regex` module's \\s for str patterns: U+0009..000D, U+0020, U+0085,
     U+00A0, U+1680, U+2000..200A, U+2028, U+2029, U+202F, U+205F, U+3000);
   * simple lower-case mapping: the first code point of str.lower();
@@ -30,9 +31,12 @@ try:
             (F_PUNCT, regex.compile(r'\p{P}')), (F_SYM, regex.compile(r'\p{S}')),
             (F_CTRL, regex.compile(r'\p{C}'))]
     ws = regex.compile(r'\s')
+    unassigned = regex.compile(r'\p{Cn}')
     source = "regex %s" % regex.__version__
 
     def flags_of(ch):
+        if unassigned.match(ch):
+            return F_UNDEF
         f = 0
         for bit, p in pats:
             if p.match(ch):
@@ -48,6 +52,8 @@ except ImportError:
     source = "unicodedata %s" % unicodedata.unidata_version
 
     def flags_of(ch):
+        if unicodedata.category(ch) == 'Cn':
+            return F_UNDEF
         f = CAT[unicodedata.category(ch)[0]]
         if ord(ch) in WS:
             f |= F_WS

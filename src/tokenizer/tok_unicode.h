@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 /* Flag bits, numbered as llama.cpp's unicode_cpt_flags (low byte = category). */
-#define TOK_U_UNDEF 0x0001u /* no category (never set by the generator: Cn counts as \p{C}) */
+#define TOK_U_UNDEF 0x0001u /* no category (unassigned, Cn) */
 #define TOK_U_NUM   0x0002u /* \p{N} */
 #define TOK_U_LET   0x0004u /* \p{L} */
 #define TOK_U_SEP   0x0008u /* \p{Z} */

@@ -216,7 +216,7 @@ static void detect_special_by_text(tok_vocab *v, bool have_fim[6]) {
         "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>", "<end_of_utterance>", NULL};
     static const char *const eog[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>",
         "<|call|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>",
-        "<|end_of_text|>", "<end_of_utterance>", NULL};
+        "<|end_of_text|>", "<end_of_utterance>", "</s>", NULL};
     static const char *const fim[6][8] = {
         {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>",
          "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "begin\xEF\xBD\x9C>", "<PRE>", "\xE2\x96\x81<PRE>",
@@ -1112,7 +1112,8 @@ static int wpm_tokenize(const tok_vocab *v, scratch *s, const char *raw, size_t 
             FLUSH_WORD();
             continue;
         }
-        if (cp == 0 || cp == 0xFFFD || (f & TOK_U_CTRL)) continue;
+        /* accents: NFD keeps the base letter, and the combining marks themselves go */
+        if (cp == 0 || cp == 0xFFFD || (f & (TOK_U_CTRL | TOK_U_MARK))) continue;
         char u[4];
         size_t ul = tok_u_encode(tok_u_tolower(cp), u);
         if ((f & TOK_U_PUNCT) || (cp < 0x7F && (f & TOK_U_SYM)) || wpm_is_chinese(cp)) {
