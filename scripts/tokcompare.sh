@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # tokcompare.sh [VOCAB.gguf...] — compares `shoal tokenize` with llama.cpp's tokenizer (the peer
 # harness llama_peer, built by the peer kit's setup.sh) on the corpus of scripts/tokcorpus.py,
-# for every vocabulary given (default: tests/data/vocab/*.gguf) and the modes
+# for every vocabulary given (default: tests/data/vocab/*.gguf plus the gpt-2 vocabulary relabelled
+# with the pre-tokenizers default, starcoder, smollm, falcon, deepseek-llm and deepseek-coder by
+# scripts/gguf_set_pre.py, so that every hand-written pre-tokenizer is checked) and the modes
 #   default (BOS/EOS as the vocab says), --no-bos, --special.
 # Not part of `make test`: the peer is not available everywhere. Prints one line per vocab and
 # mode, the first disagreements, and a closing "N passed, M failed" (one check per vocab/mode).
@@ -16,7 +18,14 @@ mkdir -p "$out"
 python3 scripts/tokcorpus.py --seed "${SEED:-1}" --random "${RANDOM_N:-3000}" > "$out/corpus.txt"
 n=$(wc -l < "$out/corpus.txt")
 vocabs=("$@")
-[ ${#vocabs[@]} -eq 0 ] && vocabs=(tests/data/vocab/*.gguf)
+if [ ${#vocabs[@]} -eq 0 ]; then
+  vocabs=(tests/data/vocab/*.gguf)
+  mkdir -p "$out/pre"
+  for p in default starcoder smollm falcon deepseek-llm deepseek-coder; do
+    python3 scripts/gguf_set_pre.py tests/data/vocab/ggml-vocab-gpt-2.gguf "$out/pre/gpt2-$p.gguf" "$p"
+    vocabs+=("$out/pre/gpt2-$p.gguf")
+  done
+fi
 pass=0; fail=0
 for v in "${vocabs[@]}"; do
   name=$(basename "$v" .gguf)
