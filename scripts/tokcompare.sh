@@ -42,6 +42,10 @@ for v in "${vocabs[@]}"; do
         awk -F '\t' '$2 != $3 {print "  input: " $1 "\n    ref: " $2 "\n    got: " $3; if (++k == 3) exit}'
     fi
   done
+  # the --json interface on the same inputs (default mode)
+  res=$(python3 scripts/tokjson.py "$out/corpus.txt" "$out/$name.default.ref" build/shoal "$v")
+  echo "$name json: $res"
+  if [ "$(echo "$res" | awk '{print ($2 == $4+0 && $2 > 0)}')" = 1 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
   # detokenize: the ids of the default mode back to text, with and without --special
   for mode in "" "--special"; do
     tag=detok${mode:+-special}
