@@ -660,6 +660,14 @@ typedef struct bigram {
     uint32_t size;
 } bigram;
 
+/* BPE bigram: 16 bytes, ordered by key = rank << 32 | left (lower rank first, then the
+ * leftmost), so that the heap of a huge word stays small and compares are one integer. */
+typedef struct bpe_bigram {
+    uint64_t key;
+    int32_t right;
+    uint32_t size;
+} bpe_bigram;
+
 /* BPE word cache: a word's ids depend on nothing but its bytes. */
 typedef struct wc_entry {
     uint64_t hash;
@@ -674,6 +682,8 @@ typedef struct scratch {
     size_t n_syms, cap_syms;
     bigram *heap;
     size_t n_heap, cap_heap;
+    bpe_bigram *bheap;
+    size_t n_bheap, cap_bheap;
     uint32_t *cps;
     uint16_t *flags;
     size_t cap_cps;
@@ -690,6 +700,7 @@ typedef struct scratch {
 static void scratch_free(scratch *s) {
     free(s->syms);
     free(s->heap);
+    free(s->bheap);
     free(s->cps);
     free(s->flags);
     free(s->words.v);
@@ -756,6 +767,42 @@ static bigram heap_pop(scratch *s, int spm) {
         i = c;
     }
     if (n) s->heap[i] = x;
+    return top;
+}
+
+static int bheap_push(scratch *s, bpe_bigram x) {
+    if (s->n_bheap == s->cap_bheap) {
+        size_t nc = s->cap_bheap ? s->cap_bheap * 2 : 256;
+        bpe_bigram *nh = realloc(s->bheap, nc * sizeof *nh);
+        if (!nh) return -1;
+        s->bheap = nh;
+        s->cap_bheap = nc;
+    }
+    bpe_bigram *h = s->bheap;
+    size_t i = s->n_bheap++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (h[p].key <= x.key) break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = x;
+    return 0;
+}
+
+static bpe_bigram bheap_pop(scratch *s) {
+    bpe_bigram *h = s->bheap;
+    bpe_bigram top = h[0], x = h[--s->n_bheap];
+    size_t n = s->n_bheap, i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && h[c + 1].key < h[c].key) c++;
+        if (h[c].key >= x.key) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (n) h[i] = x;
     return top;
 }
 
@@ -1014,9 +1061,9 @@ static void bpe_try_bigram(const tok_vocab *v, scratch *s, const uint8_t *w, int
     int32_t merged = -1;
     int32_t rank = bpe_rank(v, s, w, &s->syms[l], &s->syms[r], &merged);
     if (rank < 0) return;
-    bigram bg = {.rank = rank, .left = l, .right = r, .merged = merged,
-                 .size = s->syms[l].len + s->syms[r].len};
-    if (heap_push(s, bg, 0)) s->oom = 1;
+    bpe_bigram bg = {(uint64_t)(uint32_t)rank << 32 | (uint32_t)l, r,
+                     s->syms[l].len + s->syms[r].len};
+    if (bheap_push(s, bg)) s->oom = 1;
 }
 
 /* BPE of one pre-tokenized word (UTF-8 bytes w[0..n)); appends ids to out. */
@@ -1027,23 +1074,26 @@ static int bpe_word(const tok_vocab *v, scratch *s, const uint8_t *w, size_t n, 
         if (id >= 0) return ids_push(out, id);
     }
     s->n_syms = 0;
-    s->n_heap = 0;
+    s->n_bheap = 0;
     for (size_t i = 0; i < n; i++)
         if (syms_push(s, (sym){v->byte_sym[w[i]], (uint32_t)i, 1, (int32_t)i - 1,
                                i + 1 == n ? -1 : (int32_t)i + 1}))
             return -1;
     for (size_t i = 1; i < n; i++) bpe_try_bigram(v, s, w, (int32_t)i - 1, (int32_t)i);
-    while (s->n_heap) {
-        bigram bg = heap_pop(s, 0);
-        sym *L = &s->syms[bg.left], *R = &s->syms[bg.right];
+    while (s->n_bheap) {
+        bpe_bigram bg = bheap_pop(s);
+        int32_t left = (int32_t)(uint32_t)bg.key;
+        sym *L = &s->syms[left], *R = &s->syms[bg.right];
         if (L->len == 0 || R->len == 0 || L->next != bg.right || L->len + R->len != bg.size) continue;
+        int32_t merged = -1;
+        bpe_rank(v, s, w, L, R, &merged); /* the merged token (not kept in the heap entry) */
         L->len += R->len;
-        L->id = bg.merged;
+        L->id = merged;
         R->len = 0;
         L->next = R->next;
-        if (R->next >= 0) s->syms[R->next].prev = bg.left;
-        bpe_try_bigram(v, s, w, L->prev, bg.left);
-        bpe_try_bigram(v, s, w, bg.left, L->next);
+        if (R->next >= 0) s->syms[R->next].prev = left;
+        bpe_try_bigram(v, s, w, L->prev, left);
+        bpe_try_bigram(v, s, w, left, L->next);
     }
     if (s->oom) return -1;
     for (int32_t i = n ? 0 : -1; i != -1; i = s->syms[i].next) {
