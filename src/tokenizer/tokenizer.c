@@ -1472,7 +1472,7 @@ int tok_detokenize(const tok_vocab *v, const int32_t *ids, size_t n, bool specia
         strip = false;
         if (buf_add(out, p, pl)) return sh_errf(err, "detokenize: out of memory");
     }
-    if (v->clean_spaces) {
+    if (v->clean_spaces && out->n > start) {
         size_t m = clean_spaces(out->data + start, out->n - start);
         out->n = start + m;
         if (out->data) out->data[out->n] = 0;
