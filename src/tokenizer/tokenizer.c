@@ -345,6 +345,11 @@ tok_vocab *tok_vocab_from_gguf(const gguf_ctx *g, sh_err *err) {
     /* texts: empty tokens are renamed "[EMPTY_<i>]" as llama.cpp does */
     size_t total = 0;
     for (int32_t i = 0; i < v->n; i++) total += toks->items[i].v.str.len ? toks->items[i].v.str.len : 24;
+    if (total >= UINT32_MAX) { /* offsets are 32-bit */
+        sh_errf(err, "%s: tokenizer.ggml.tokens: %zu bytes of token text is too much", path, total);
+        tok_vocab_free(v);
+        return NULL;
+    }
     v->text = malloc(total + 1);
     v->off = malloc(sizeof *v->off * (size_t)v->n);
     v->len = malloc(sizeof *v->len * (size_t)v->n);
@@ -533,6 +538,12 @@ tok_vocab *tok_vocab_from_gguf(const gguf_ctx *g, sh_err *err) {
         v->mid = malloc(cap * sizeof *v->mid);
         size_t mtotal = 0;
         for (uint64_t i = 0; i < mg->n; i++) mtotal += mg->items[i].v.str.len;
+        if (mtotal >= UINT32_MAX || mg->n >= INT32_MAX) {
+            sh_errf(err, "%s: tokenizer.ggml.merges: too large (%llu merges)", path,
+                    (unsigned long long)mg->n);
+            tok_vocab_free(v);
+            return NULL;
+        }
         v->mtext = malloc(mtotal + 1);
         v->mstr = malloc(sizeof *v->mstr * (mg->n ? mg->n : 1));
         if (!v->mid || !v->mtext || !v->mstr) goto oom;
