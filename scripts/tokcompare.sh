@@ -16,7 +16,10 @@ PEER=${PEER:-$HOME/.cache/shoal-peer/bin/llama_peer}
 [ -x build/shoal ] || make -s build/shoal || exit 2
 out=build/tokcompare
 mkdir -p "$out"
-python3 scripts/tokcorpus.py --seed "${SEED:-1}" --random "${RANDOM_N:-3000}" > "$out/corpus.txt"
+# plus the repository's own sources and docs, whole files as single long inputs (code)
+python3 scripts/tokcorpus.py --seed "${SEED:-1}" --random "${RANDOM_N:-3000}" \
+    $(ls src/*/*.[ch] scripts/*.py scripts/*.sh docs/*.md README.md 2>/dev/null | grep -v unicode_data) \
+    > "$out/corpus.txt"
 n=$(wc -l < "$out/corpus.txt")
 vocabs=("$@")
 if [ ${#vocabs[@]} -eq 0 ]; then
