@@ -45,6 +45,17 @@ for v in "${vocabs[@]}"; do
         awk -F '\t' '$2 != $3 {print "  input: " $1 "\n    ref: " $2 "\n    got: " $3; if (++k == 3) exit}'
     fi
   done
+  # a corpus around this vocabulary's own special tokens
+  python3 scripts/tokspecial.py "$v" > "$out/$name.specials.txt"
+  ns=$(wc -l < "$out/$name.specials.txt")
+  for mode in "" "--special"; do
+    tag=specials${mode:+-parse}
+    "$PEER" tokenize "$v" $mode < "$out/$name.specials.txt" > "$out/$name.$tag.ref" 2>/dev/null
+    build/shoal tokenize -m "$v" $mode < "$out/$name.specials.txt" > "$out/$name.$tag.out"
+    agree=$(paste -d '\t' "$out/$name.$tag.ref" "$out/$name.$tag.out" | awk -F '\t' '$1 == $2 {c++} END {print c+0}')
+    echo "$name $tag: $ns strings, $agree agree"
+    if [ "$agree" -eq "$ns" ]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+  done
   # the --json interface on the same inputs (default mode)
   res=$(python3 scripts/tokjson.py "$out/corpus.txt" "$out/$name.default.ref" build/shoal "$v")
   echo "$name json: $res"
