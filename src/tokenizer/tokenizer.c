@@ -679,7 +679,7 @@ typedef struct wc_entry {
     uint32_t key_off, key_len, ids_off, ids_n; /* key_len == UINT32_MAX: empty */
 } wc_entry;
 
-#define WC_SLOTS (1u << 16)
+#define WC_MAX_SLOTS (1u << 16)
 #define WC_MAX_WORD 128
 
 typedef struct scratch {
@@ -694,6 +694,7 @@ typedef struct scratch {
     tok_buf bytes;      /* re-encoded word / escaped SPM text */
     tok_buf enc;        /* byte-level encoded word */
     wc_entry *wc;
+    size_t wc_slots;    /* power of two, sized from the input length (small inputs stay cheap) */
     size_t wc_used;
     tok_buf wc_keys;
     tok_ids wc_ids;
@@ -1081,7 +1082,7 @@ static int bpe_word(const tok_vocab *v, scratch *s, const uint8_t *w, size_t n, 
 }
 
 static void wc_reset(scratch *s) {
-    for (size_t i = 0; i < WC_SLOTS; i++) s->wc[i].key_len = UINT32_MAX;
+    for (size_t i = 0; i < s->wc_slots; i++) s->wc[i].key_len = UINT32_MAX;
     s->wc_used = 0;
     s->wc_keys.n = 0;
     s->wc_ids.n = 0;
@@ -1091,13 +1092,14 @@ static void wc_reset(scratch *s) {
  * a miss (slot set for wc_store), -1 when memory runs out. */
 static int wc_lookup(scratch *s, const uint8_t *w, size_t n, tok_ids *out, uint64_t *h, size_t *slot) {
     if (!s->wc) {
-        s->wc = malloc(WC_SLOTS * sizeof *s->wc);
+        if (!s->wc_slots) s->wc_slots = 256;
+        s->wc = malloc(s->wc_slots * sizeof *s->wc);
         if (!s->wc) return -1;
         wc_reset(s);
     }
     *h = hash_bytes(w, n);
-    size_t i = *h & (WC_SLOTS - 1);
-    for (;; i = (i + 1) & (WC_SLOTS - 1)) {
+    size_t i = *h & (s->wc_slots - 1);
+    for (;; i = (i + 1) & (s->wc_slots - 1)) {
         wc_entry *e = &s->wc[i];
         if (e->key_len == UINT32_MAX) break;
         if (e->hash == *h && e->key_len == n && !memcmp(s->wc_keys.data + e->key_off, w, n)) {
@@ -1113,10 +1115,10 @@ static int wc_lookup(scratch *s, const uint8_t *w, size_t n, tok_ids *out, uint6
 /* Remembers that word w gave out->ids[before ..]. */
 static int wc_store(scratch *s, const uint8_t *w, size_t n, uint64_t h, size_t slot,
                     const tok_ids *out, size_t before) {
-    if (s->wc_used * 2 >= WC_SLOTS) { /* full enough: start over */
+    if (s->wc_used * 2 >= s->wc_slots) { /* full enough: start over */
         wc_reset(s);
-        for (slot = h & (WC_SLOTS - 1); s->wc[slot].key_len != UINT32_MAX;
-             slot = (slot + 1) & (WC_SLOTS - 1)) {}
+        for (slot = h & (s->wc_slots - 1); s->wc[slot].key_len != UINT32_MAX;
+             slot = (slot + 1) & (s->wc_slots - 1)) {}
     }
     wc_entry e = {h, (uint32_t)s->wc_keys.n, (uint32_t)n, (uint32_t)s->wc_ids.n,
                   (uint32_t)(out->n - before)};
@@ -1257,6 +1259,8 @@ int tok_tokenize(const tok_vocab *v, const char *text, size_t len, bool add_spec
     scratch s = {0};
     frags fr = {0};
     int rc = -1;
+    s.wc_slots = 256;
+    while (s.wc_slots < WC_MAX_SLOTS && s.wc_slots * 16 < len) s.wc_slots *= 2;
     if (partition(v, text, len, parse_special, &fr)) goto done;
     switch (v->type) {
     case TOK_SPM: {
