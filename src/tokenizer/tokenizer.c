@@ -727,7 +727,8 @@ static int syms_push(scratch *s, sym x) {
     return 0;
 }
 
-/* ---- binary heap of bigrams, smallest key first ---- */
+/* ---- 4-ary min-heap of merge candidates: half the depth of a binary heap, which matters
+ * for the cache misses of one huge word (a million candidates) ---- */
 
 static int heap_push(scratch *s, cand x) {
     if (s->n_heap == s->cap_heap) {
@@ -740,7 +741,7 @@ static int heap_push(scratch *s, cand x) {
     cand *h = s->heap;
     size_t i = s->n_heap++;
     while (i > 0) {
-        size_t p = (i - 1) / 2;
+        size_t p = (i - 1) / 4;
         if (h[p].key <= x.key) break;
         h[i] = h[p];
         i = p;
@@ -754,12 +755,14 @@ static cand heap_pop(scratch *s) {
     cand top = h[0], x = h[--s->n_heap];
     size_t n = s->n_heap, i = 0;
     for (;;) {
-        size_t c = 2 * i + 1;
+        size_t c = 4 * i + 1;
         if (c >= n) break;
-        if (c + 1 < n && h[c + 1].key < h[c].key) c++;
-        if (h[c].key >= x.key) break;
-        h[i] = h[c];
-        i = c;
+        size_t best = c, end = c + 4 < n ? c + 4 : n;
+        for (size_t k = c + 1; k < end; k++)
+            if (h[k].key < h[best].key) best = k;
+        if (h[best].key >= x.key) break;
+        h[i] = h[best];
+        i = best;
     }
     if (n) h[i] = x;
     return top;
