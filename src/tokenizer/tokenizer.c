@@ -445,6 +445,10 @@ tok_vocab *tok_vocab_from_gguf(const gguf_ctx *g, sh_err *err) {
     get_id_key(g, "tokenizer.ggml.padding_token_id", v->n, &v->pad);
     if (gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &bflag)) v->add_bos = bflag;
     if (gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &bflag)) v->add_eos = bflag;
+    /* model defaults (e.g. BOS 11 for gpt2) may not exist in a small vocabulary */
+    int32_t *ids[] = {&v->bos, &v->eos, &v->eot, &v->eom, &v->unk, &v->sep, &v->pad};
+    for (size_t k = 0; k < sizeof ids / sizeof ids[0]; k++)
+        if (*ids[k] >= v->n) *ids[k] = -1;
     bool have_fim[6];
     static const char *const fim_keys[6][2] = {
         {"tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.prefix_token_id"},
