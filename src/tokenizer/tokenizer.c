@@ -677,7 +677,8 @@ typedef struct cand {
     uint32_t size;
 } cand;
 
-/* BPE word cache: a word's ids depend on nothing but its bytes. */
+/* Word cache (BPE words, SPM chunks): their ids depend on nothing but their bytes, and
+ * natural text repeats words a lot. */
 typedef struct wc_entry {
     uint64_t hash;
     uint32_t key_off, key_len, ids_off, ids_n; /* key_len == UINT32_MAX: empty */
@@ -1266,6 +1267,9 @@ int tok_tokenize(const tok_vocab *v, const char *text, size_t len, bool add_spec
     scratch s = {0};
     frags fr = {0};
     int rc = -1;
+    if (len > TOK_MAX_INPUT) /* symbol offsets are 32-bit and SPM text triples in size */
+        return sh_errf(err, "tokenize: input of %zu bytes is larger than the limit (%u bytes)",
+                       len, (unsigned)TOK_MAX_INPUT);
     s.wc_slots = 256;
     while (s.wc_slots < WC_MAX_SLOTS && s.wc_slots * 16 < len) s.wc_slots *= 2;
     if (partition(v, text, len, parse_special, &fr)) goto done;
