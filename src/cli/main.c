@@ -19,6 +19,8 @@ static const command commands[] = {
     {"inspect", cmd_inspect, "show a GGUF file: architecture, hyperparameters, tensors, hash"},
     {"gen-model", cmd_gen_model, "write a seeded random-weight llama/qwen2 GGUF model"},
     {"quantize", cmd_quantize, "convert a GGUF model to another weight type (q8_0, q4_0, q4_k_m, ...)"},
+    {"tokenize", cmd_tokenize, "text lines (or a JSON array) -> token ids with a model's tokenizer"},
+    {"detokenize", cmd_detokenize, "token id lines -> text with a model's tokenizer"},
 };
 
 int cli_error(const char *fmt, ...) {
