@@ -108,8 +108,10 @@ bench-vecdot: $(LIB)
 	@mkdir -p $(BUILD)/bench
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $(BUILD)/bench/bench_vecdot bench/bench_vecdot.c $(LIB) $(LDLIBS)
 	$(BUILD)/bench/bench_vecdot $(BENCH_TYPES)
+
 # tokenizer throughput (a benchmark, not a test): MB/s per vocabulary and the 1 MB no-space case
 bench-tokenizer: $(LIB)
+	@mkdir -p $(BUILD)/bench
 	$(CC) $(CFLAGS) -o $(BUILD)/bench/bench_tokenizer bench/bench_tokenizer.c $(LIB) $(LDLIBS)
 	$(BUILD)/bench/bench_tokenizer tests/data/vocab/*.gguf
 
