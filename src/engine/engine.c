@@ -446,7 +446,7 @@ static int check_batch(engine *e, const engine_batch *b, sh_err *err) {
     for (int s = 0; s < e->n_seq; s++) e->seq_next[s] = -1;
     int n_out = 0;
     for (int i = 0; i < b->n; i++) {
-        int s = seq_of(b, i), p = b->pos[i], t = b->token[i];
+        int s = seq_of(b, i), p = b->pos[i], t = b->token[i]; /* ranges first */
         if (t < 0 || t >= e->hp.n_vocab)
             return sh_errf(err, "entry %d: token id %d out of range [0, %d)", i, t, e->hp.n_vocab);
         if (s < 0 || s >= e->n_seq)
@@ -454,6 +454,9 @@ static int check_batch(engine *e, const engine_batch *b, sh_err *err) {
         if (p < 0 || p >= e->n_ctx)
             return sh_errf(err, "entry %d: position %d is outside the context of %d", i, p,
                            e->n_ctx);
+    }
+    for (int i = 0; i < b->n; i++) {
+        int s = seq_of(b, i), p = b->pos[i];
         if (e->seq_next[s] < 0) {
             if (p > e->seq_len[s])
                 return sh_errf(err, "entry %d: position %d skips past the %d cached positions "
