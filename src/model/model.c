@@ -9,34 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/half.h"
 #include "tensor/dtype.h"
+#include "tensor/quant.h"
 #include "tensor/vecdot.h"
 
 /* ============================================================ row conversion ===== */
 
-bool model_row_type_ok(uint32_t type) {
-    return type == DT_F32 || type == DT_F16 || type == DT_BF16;
-}
+bool model_row_type_ok(uint32_t type) { return quant_supported(type); }
 
 static void convert_row(uint32_t type, const void *src, float *dst, int64_t n) {
-    if (type == DT_F32) {
-        memcpy(dst, src, (size_t)n * sizeof(float));
-    } else if (type == DT_F16) {
-        const uint8_t *s = src;
-        for (int64_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, s + 2 * i, 2);
-            dst[i] = half_to_f32(h);
-        }
-    } else {
-        const uint8_t *s = src;
-        for (int64_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, s + 2 * i, 2);
-            dst[i] = bf16_to_f32(h);
-        }
-    }
+    int rc = quant_dequantize_row(type, src, dst, n);
+    SH_ASSERT(rc == 0); /* the type and row length were checked at load time */
 }
 
 int model_mat_row(const model_mat *m, int64_t row, float *dst) {
@@ -145,7 +128,7 @@ static int load_vec(loader *L, float **out, const char *name, int64_t n, bool re
     *out = NULL;
     const gguf_tensor *t = find_shaped(L, name, n, 1, required, &missing);
     if (!t) return (missing && !required) ? 0 : -1;
-    if (!model_row_type_ok(t->type))
+    if (!model_row_type_ok(t->type) || n % (int64_t)dtype_block_elems(t->type) != 0)
         return sh_errf(L->err, "tensor '%s' has type %s, which is not supported for a vector",
                        name, dtype_name(t->type));
     float *v = malloc((size_t)n * sizeof(float));
