@@ -20,6 +20,7 @@ static const command commands[] = {
     {"gen-model", cmd_gen_model, "write a seeded random-weight llama/qwen2 GGUF model"},
     {"run", cmd_run, "generate text from a prompt with a llama/qwen2 model"},
     {"bench", cmd_bench, "prompt processing and generation speed (tokens per second)"},
+    {"quantize", cmd_quantize, "convert a GGUF model to another weight type (q8_0, q4_0, q4_k_m, ...)"},
 };
 
 int cli_error(const char *fmt, ...) {
