@@ -53,7 +53,8 @@ check() { # name tol
   # greedy: 32 tokens each
   local ps ss
   ps=$("$PEER" gen "$m" --ids "$IDS" -n 32 -t $T 2>/dev/null | sed -n 's/^tokens: //p')
-  ss=$("$SHOAL" run -m "$m" --ids "$IDS" -n 32 --temp 0 -t $T 2>/dev/null)
+  ss=$("$SHOAL" run -m "$m" --ids "$IDS" -n 32 --temp 0 -t $T --ignore-eos --json 2>/dev/null |
+       python3 -c 'import json,sys; print(" ".join(map(str, json.load(sys.stdin)["tokens"])))')
   local agree gap="-"
   agree=$(python3 -c 'import sys
 a=sys.argv[1].split(); b=sys.argv[2].split(); n=0

@@ -13,6 +13,7 @@
 #include "engine/engine.h"
 #include "model/model.h"
 #include "sampler/sampler.h"
+#include "tokenizer/tokenizer.h"
 
 static void usage(FILE *f) {
     fputs("usage: shoal run -m MODEL (-p PROMPT | --ids \"1 2 3\") [options]\n"
@@ -26,6 +27,8 @@ static void usage(FILE *f) {
           "  --ctx N            context size (the model's)\n"
           "  --kv-f32           f32 KV cache (default f16)\n"
           "  --no-bos           do not add the BOS token to a text prompt\n"
+          "  --special          parse special-token text (<s>, <|im_start|>) in the prompt\n"
+          "  --ignore-eos       do not stop at an end-of-generation token\n"
           "  --ids \"1 2 3\"      the prompt as token ids, used as given\n"
           "  --json             print one JSON object instead of streaming\n"
           "  --logits-out FILE  write the last prompt position's logits, one per line\n",
@@ -87,6 +90,7 @@ static int parse_ids(const char *s, int32_t **out, int *n_out) {
 int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *ids_arg = NULL, *logits_out = NULL;
     int n_gen = 64, n_threads = 0, n_ctx = 0, json = 0, no_bos = 0, kv_f32 = 0, seed_given = 0;
+    int special = 0, ignore_eos = 0;
     sampler_params sp;
     sampler_params_default(&sp);
     for (int i = 1; i < argc; i++) {
@@ -104,6 +108,12 @@ int cmd_run(int argc, char **argv) {
             continue;
         } else if (!strcmp(a, "--kv-f32")) {
             kv_f32 = 1;
+            continue;
+        } else if (!strcmp(a, "--special")) {
+            special = 1;
+            continue;
+        } else if (!strcmp(a, "--ignore-eos")) {
+            ignore_eos = 1;
             continue;
         }
         if (!v) {
@@ -146,15 +156,11 @@ int cmd_run(int argc, char **argv) {
         usage(stderr);
         return cli_error("give exactly one of -p PROMPT or --ids \"ID ID ...\"");
     }
-    if (prompt)
-        return cli_error("-p: text prompts need the tokenizer, which this build does not have "
-                         "yet; use --ids");
-    (void)no_bos;
     if (!seed_given) sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
 
     int32_t *toks = NULL;
     int n_prompt = 0;
-    if (parse_ids(ids_arg, &toks, &n_prompt)) return 1;
+    if (ids_arg && parse_ids(ids_arg, &toks, &n_prompt)) return 1;
 
     int status = 1;
     sh_err err = {{0}};
@@ -163,11 +169,36 @@ int cmd_run(int argc, char **argv) {
     sampler *smp = NULL;
     int32_t *pos = NULL, *all = NULL;
     json_t *jtoks = NULL;
+    tok_vocab *voc = NULL;
+    tok_ids pids = {0};
+    tok_buf text = {0};
     double t0 = now_ms();
     m = model_load(model_path, &err);
     if (!m) {
         cli_error("%s", err.msg);
         goto done;
+    }
+    voc = tok_vocab_from_gguf(m->g, &err);
+    if (!voc) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
+    if (prompt) {
+        if (tok_tokenize(voc, prompt, strlen(prompt), !no_bos, special, &pids, &err)) {
+            cli_error("%s", err.msg);
+            goto done;
+        }
+        if (pids.n == 0) {
+            cli_error("-p: the prompt gives no tokens");
+            goto done;
+        }
+        toks = malloc(pids.n * sizeof *toks);
+        if (!toks) {
+            cli_error("out of memory");
+            goto done;
+        }
+        memcpy(toks, pids.ids, pids.n * sizeof *toks);
+        n_prompt = (int)pids.n;
     }
     for (int i = 0; i < n_prompt; i++)
         if (toks[i] >= m->hp.n_vocab) {
@@ -231,22 +262,28 @@ int cmd_run(int argc, char **argv) {
         }
     }
 
-    /* generation */
+    /* generation: the streaming detokenizer turns ids into whole UTF-8 characters */
+    tok_detok dt;
+    tok_detok_init(&dt, voc, false);
+    dt.first = false; /* a continuation: keep the first piece's leading space */
     double t2 = now_ms();
     int n_done = 0;
-    for (; n_done < n_gen; n_done++) {
+    while (n_done < n_gen) {
         int32_t id = sampler_sample(smp, logits, NULL);
         sampler_accept(smp, id);
-        all[n_done] = id;
-        if (!json) {
-            printf("%s%d", n_done ? " " : "", id);
+        all[n_done++] = id;
+        if (!ignore_eos && tok_is_eog(voc, id)) break;
+        size_t before = text.n;
+        if (tok_detok_push(&dt, id, &text, &err)) {
+            cli_error("%s", err.msg);
+            goto done;
+        }
+        if (!json && text.n > before) {
+            fwrite(text.data + before, 1, text.n - before, stdout);
             fflush(stdout);
         }
-        if (n_done + 1 == n_gen) {
-            n_done++;
-            break;
-        }
-        int32_t p = n_prompt + n_done;
+        if (n_done == n_gen) break;
+        int32_t p = n_prompt + n_done - 1;
         engine_batch d = {.n = 1, .token = &id, .pos = &p};
         if (engine_decode(e, &d, &err)) {
             cli_error("%s: %s", model_path, err.msg);
@@ -254,13 +291,19 @@ int cmd_run(int argc, char **argv) {
         }
         logits = engine_logits(e, 0);
     }
+    size_t before = text.n;
+    if (tok_detok_flush(&dt, &text, &err)) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
+    if (!json && text.n > before) fwrite(text.data + before, 1, text.n - before, stdout);
     double gen_ms = now_ms() - t2;
     if (json) {
         jtoks = json_array();
         for (int i = 0; i < n_done; i++) json_array_append_new(jtoks, json_integer(all[i]));
         json_t *o = json_object();
         json_object_set(o, "tokens", jtoks);
-        json_object_set_new(o, "text", json_null());
+        json_object_set_new(o, "text", json_stringn_nocheck(text.data ? text.data : "", text.n));
         json_object_set_new(o, "prompt_tokens", json_integer(n_prompt));
         json_object_set_new(o, "prompt_ms", json_real(prompt_ms));
         json_object_set_new(o, "gen_tokens", json_integer(n_done));
@@ -288,6 +331,9 @@ int cmd_run(int argc, char **argv) {
     status = 0;
 done:
     json_decref(jtoks);
+    tok_ids_free(&pids);
+    tok_buf_free(&text);
+    tok_vocab_free(voc);
     free(pos);
     free(all);
     free(toks);
