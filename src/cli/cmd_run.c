@@ -24,7 +24,8 @@ static void usage(FILE *f) {
           "  --repeat-last-n N  penalty window (64)\n"
           "  --seed S           sampler seed (default: from the clock, printed to stderr)\n"
           "  -t N               threads (number of CPUs)\n"
-          "  --ctx N            context size (the model's)\n"
+          "  --ctx N            context size (default: max(4096, prompt + n), at most the\n"
+          "                     model's trained context)\n"
           "  --kv-f32           f32 KV cache (default f16)\n"
           "  --no-bos           do not add the BOS token to a text prompt\n"
           "  --special          parse special-token text (<s>, <|im_start|>) in the prompt\n"
@@ -207,10 +208,17 @@ int cmd_run(int argc, char **argv) {
         }
     engine_params ep;
     engine_params_default(&ep);
-    ep.n_ctx = n_ctx;
     ep.n_threads = n_threads;
     ep.kv_f32 = kv_f32;
-    int ctx = n_ctx > 0 ? n_ctx : m->hp.n_ctx_train;
+    /* default context: what this run needs, at least 4096, at most the trained length (a
+     * 32k-128k trained context would only waste KV cache memory here) */
+    int ctx = n_ctx;
+    if (ctx <= 0) {
+        long want = (long)n_prompt + n_gen;
+        ctx = want > 4096 ? (int)want : 4096;
+        if (ctx > m->hp.n_ctx_train) ctx = m->hp.n_ctx_train;
+    }
+    ep.n_ctx = ctx;
     if (n_prompt > ctx) {
         cli_error("%s: prompt of %d tokens is longer than the context of %d", model_path,
                   n_prompt, ctx);
