@@ -5,6 +5,7 @@
  */
 #include "testutil.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
 #include <math.h>
 
@@ -206,7 +207,8 @@ static uint32_t bits_of(float f) {
 
 static void test_f16_exhaustive(void **state) {
     (void)state;
-    if (!__builtin_cpu_supports("f16c")) skip();
+    unsigned eax, ebx, ecx, edx; /* CPUID.1:ECX.F16C[bit 29] */
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || !(ecx & bit_F16C)) skip();
     int nan_quiet_diff = 0;
     for (uint32_t h = 0; h < 65536; h++) {
         float a = half_to_f32((uint16_t)h), b = f16c_to_f32((uint16_t)h);
