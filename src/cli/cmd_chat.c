@@ -1,13 +1,11 @@
 /*
  * shoal chat — an interactive conversation on stdin / stdout.
  *
- * The chat template is not interpreted (it is Jinja); like llama.cpp's built-in formatter we
- * recognise the family of the model's tokenizer.chat_template by its marker strings and
- * format the conversation ourselves: chatml (<|im_start|>: Qwen2, SmolLM2), llama3
- * (<|start_header_id|>), llama2 / Mistral ([INST]), zephyr (<|user|>: TinyLlama); or
- * --template NAME. Each turn the whole conversation is formatted and tokenized, the KV cache
- * keeps the longest common token prefix with the previous turn, and only the rest is
- * prefilled. The reply streams until an end-of-generation token or -n tokens.
+ * The conversation is formatted with tokenizer/chat (the family of the model's
+ * tokenizer.chat_template, detected as llama.cpp does, or --template NAME; ChatML with a
+ * warning when neither says). Each turn the whole conversation is formatted and tokenized,
+ * the KV cache keeps the longest common token prefix with the previous turn, and only the
+ * rest is prefilled. The reply streams until an end-of-generation token or -n tokens.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -19,11 +17,8 @@
 #include "engine/engine.h"
 #include "model/model.h"
 #include "sampler/sampler.h"
+#include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
-
-typedef enum { TPL_CHATML, TPL_LLAMA3, TPL_LLAMA2, TPL_ZEPHYR } tpl_kind;
-
-static const char *const tpl_names[] = {"chatml", "llama3", "llama2", "zephyr"};
 
 typedef struct msg {
     const char *role; /* "system", "user", "assistant" (static strings) */
@@ -34,88 +29,27 @@ static void usage(FILE *f) {
     fputs("usage: shoal chat -m MODEL [options]     (one user message per line; EOF ends)\n"
           "  -s, --system TEXT  system prompt\n"
           "  -n N               most tokens per reply (512)\n"
-          "  --template NAME    chatml | llama3 | llama2 | zephyr (default: from the model)\n"
+          "  --template NAME    chatml, llama2, llama3, zephyr, mistral-v7, phi3, gemma, ...\n"
+          "                     (default: detected from the model's chat template)\n"
           "  --temp T (0.8)  --top-k K (40)  --top-p P (0.95)  --min-p P (0.05)  --seed S\n"
           "  --repeat-penalty X (1)\n"
           "  -t N               threads           --ctx N   context size (model's, max 4096)\n",
           f);
 }
 
-static int tpl_detect(const char *t, tpl_kind *out) {
-    if (!t) return -1;
-    if (strstr(t, "<|im_start|>")) *out = TPL_CHATML;
-    else if (strstr(t, "<|start_header_id|>")) *out = TPL_LLAMA3;
-    else if (strstr(t, "[INST]")) *out = TPL_LLAMA2;
-    else if (strstr(t, "<|user|>")) *out = TPL_ZEPHYR;
-    else return -1;
-    return 0;
-}
-
-/* Appends s to the growing string *buf (len *n, capacity *cap). -1 when memory runs out. */
-static int cat(char **buf, size_t *n, size_t *cap, const char *s) {
-    size_t l = strlen(s);
-    if (*n + l + 1 > *cap) {
-        size_t c = (*n + l + 1) * 2;
-        char *nb = realloc(*buf, c);
-        if (!nb) return -1;
-        *buf = nb;
-        *cap = c;
-    }
-    memcpy(*buf + *n, s, l + 1);
-    *n += l;
-    return 0;
-}
-
-/* The conversation as text, ending with the opening of the assistant's turn. The BOS token
- * is not part of the text (the tokenizer adds it when the vocabulary asks for it). */
-static char *format_chat(tpl_kind k, const msg *m, int n_msg) {
-    char *b = NULL;
-    size_t n = 0, cap = 0;
-    int rc = cat(&b, &n, &cap, "");
-    for (int i = 0; i < n_msg && !rc; i++) {
-        const char *r = m[i].role, *c = m[i].content;
-        switch (k) {
-        case TPL_CHATML:
-            rc = cat(&b, &n, &cap, "<|im_start|>") || cat(&b, &n, &cap, r) ||
-                 cat(&b, &n, &cap, "\n") || cat(&b, &n, &cap, c) ||
-                 cat(&b, &n, &cap, "<|im_end|>\n");
-            break;
-        case TPL_LLAMA3:
-            rc = cat(&b, &n, &cap, "<|start_header_id|>") || cat(&b, &n, &cap, r) ||
-                 cat(&b, &n, &cap, "<|end_header_id|>\n\n") || cat(&b, &n, &cap, c) ||
-                 cat(&b, &n, &cap, "<|eot_id|>");
-            break;
-        case TPL_ZEPHYR:
-            rc = cat(&b, &n, &cap, "<|") || cat(&b, &n, &cap, r) || cat(&b, &n, &cap, "|>\n") ||
-                 cat(&b, &n, &cap, c) || cat(&b, &n, &cap, "</s>\n");
-            break;
-        case TPL_LLAMA2:
-            /* [INST] <<SYS>>\nsystem\n<</SYS>>\n\nuser [/INST] assistant</s>[INST] ... */
-            if (!strcmp(r, "system")) {
-                rc = cat(&b, &n, &cap, "[INST] <<SYS>>\n") || cat(&b, &n, &cap, c) ||
-                     cat(&b, &n, &cap, "\n<</SYS>>\n\n");
-            } else if (!strcmp(r, "user")) {
-                bool after_sys = i > 0 && !strcmp(m[i - 1].role, "system");
-                rc = (after_sys ? 0 : cat(&b, &n, &cap, "[INST] ")) || cat(&b, &n, &cap, c) ||
-                     cat(&b, &n, &cap, " [/INST]");
-            } else {
-                rc = cat(&b, &n, &cap, " ") || cat(&b, &n, &cap, c) || cat(&b, &n, &cap, "</s>");
-            }
-            break;
-        }
-    }
-    if (!rc) {
-        const char *open = k == TPL_CHATML   ? "<|im_start|>assistant\n"
-                           : k == TPL_LLAMA3 ? "<|start_header_id|>assistant<|end_header_id|>\n\n"
-                           : k == TPL_ZEPHYR ? "<|assistant|>\n"
-                                             : "";
-        rc = cat(&b, &n, &cap, open);
-    }
-    if (rc) {
-        free(b);
+/* The conversation as prompt text ending with the opening of the assistant's turn; NULL with
+ * a message in err. */
+static char *format_chat(const char *tmpl, const char *name, const msg *m, int n,
+                         bool *fallback, tok_chat_tmpl *used, sh_err *err) {
+    tok_chat_msg *cm = malloc((size_t)(n ? n : 1) * sizeof *cm);
+    if (!cm) {
+        sh_errf(err, "out of memory");
         return NULL;
     }
-    return b;
+    for (int i = 0; i < n; i++) cm[i] = (tok_chat_msg){m[i].role, m[i].content};
+    char *text = tok_chat_apply(tmpl, name, cm, (size_t)n, true, fallback, used, err);
+    free(cm);
+    return text;
 }
 
 static int parse_int(const char *opt, const char *s, long lo, long hi, int *out) {
@@ -201,22 +135,6 @@ int cmd_chat(int argc, char **argv) {
         cli_error("%s", err.msg);
         goto done;
     }
-    tpl_kind kind;
-    if (tpl_name) {
-        int found = -1;
-        for (int i = 0; i < 4; i++)
-            if (!strcmp(tpl_name, tpl_names[i])) found = i;
-        if (found < 0) {
-            cli_error("--template: '%s' is not chatml, llama3, llama2 or zephyr", tpl_name);
-            goto done;
-        }
-        kind = (tpl_kind)found;
-    } else if (tpl_detect(tok_chat_template(voc), &kind)) {
-        cli_error("%s: %s; give --template chatml|llama3|llama2|zephyr", model_path,
-                  tok_chat_template(voc) ? "the chat template is of an unknown family"
-                                         : "the model has no chat template");
-        goto done;
-    }
     engine_params ep;
     engine_params_default(&ep);
     ep.n_ctx = n_ctx > 0 ? n_ctx : (m->hp.n_ctx_train < 4096 ? m->hp.n_ctx_train : 4096);
@@ -242,8 +160,20 @@ int cmd_chat(int argc, char **argv) {
         if (!hist[0].content) goto oom;
         n_hist = 1;
     }
-    fprintf(stderr, "shoal chat: %s template, context %d; one message per line, EOF ends\n",
-            tpl_names[kind], ctx);
+    {
+        bool fallback = false;
+        tok_chat_tmpl used;
+        msg probe = {"user", (char *)"x"};
+        char *t = format_chat(tok_chat_template(voc), tpl_name, &probe, 1, &fallback, &used, &err);
+        if (!t) {
+            cli_error("%s", err.msg);
+            goto done;
+        }
+        free(t);
+        fprintf(stderr, "shoal chat: %s template%s, context %d; one message per line, EOF ends\n",
+                tok_chat_name(used), fallback ? " (the model names none that is known: fallback)"
+                                              : "", ctx);
+    }
     for (;;) {
         fputs("> ", stderr);
         ssize_t len = getline(&line, &line_cap, stdin);
@@ -258,8 +188,11 @@ int cmd_chat(int argc, char **argv) {
         hist[n_hist] = (msg){"user", strdup(line)};
         if (!hist[n_hist].content) goto oom;
         n_hist++;
-        char *text = format_chat(kind, hist, n_hist);
-        if (!text) goto oom;
+        char *text = format_chat(tok_chat_template(voc), tpl_name, hist, n_hist, NULL, NULL, &err);
+        if (!text) {
+            cli_error("%s", err.msg);
+            goto done;
+        }
         ids.n = 0;
         int rc = tok_tokenize(voc, text, strlen(text), true, true, &ids, &err);
         free(text);
