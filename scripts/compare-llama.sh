@@ -43,6 +43,7 @@ rel() { # test ref -> rel_l2
 
 check() { # name tol
   local name=$1 tol=$2 m="$W/$1.gguf"
+  rm -f "$W/$name".s32 "$W/$name".s16 "$W/$name".r32 "$W/$name".r16 "$W/$name".div
   "$SHOAL" run -m "$m" --ids "$IDS" -n 1 --temp 0 -t $T --kv-f32 --logits-out "$W/$name.s32" >/dev/null 2>&1
   "$SHOAL" run -m "$m" --ids "$IDS" -n 1 --temp 0 -t $T --logits-out "$W/$name.s16" >/dev/null 2>&1
   "$PEER" logits "$m" --ids "$IDS" --exact --kv-type f32 --fa off -t $T -o "$W/$name.r32" >/dev/null 2>&1
