@@ -11,8 +11,9 @@
 #   - last-position logits: shoal --kv-f32 against llama.cpp --kv-type f32 --fa off (like for
 #     like: no f16 rounding on either side), and shoal's default f16 KV cache against
 #     llama.cpp's defaults (f16 KV, flash attention auto);
-#   - greedy decoding of 32 tokens: how many leading tokens agree; at the first difference the
-#     llama.cpp logit gap between its token and shoal's (a near-tie when tiny).
+#   - greedy decoding of 32 tokens (f32 KV on both sides, flash attention off in llama.cpp):
+#     how many leading tokens agree; at the first difference the llama.cpp logit gap between
+#     its token and shoal's (a near-tie when tiny compared to the logits' range).
 # Tolerances: rel L2 < 1e-3 for f32/f16 weights, < 2e-2 for quantized ones (like for like).
 # The last line is "N passed, M failed".
 set -u
@@ -53,8 +54,8 @@ check() { # name tol
   r16=$(rel "$W/$name.s16" "$W/$name.r16")
   # greedy: 32 tokens each
   local ps ss
-  ps=$("$PEER" gen "$m" --ids "$IDS" -n 32 -t $T 2>/dev/null | sed -n 's/^tokens: //p')
-  ss=$("$SHOAL" run -m "$m" --ids "$IDS" -n 32 --temp 0 -t $T --ignore-eos --json 2>/dev/null |
+  ps=$("$PEER" gen "$m" --ids "$IDS" -n 32 -t $T --kv-type f32 --fa off 2>/dev/null | sed -n 's/^tokens: //p')
+  ss=$("$SHOAL" run -m "$m" --ids "$IDS" -n 32 --temp 0 -t $T --kv-f32 --ignore-eos --json 2>/dev/null |
        python3 -c 'import json,sys; print(" ".join(map(str, json.load(sys.stdin)["tokens"])))')
   local agree gap="-"
   agree=$(python3 -c 'import sys
@@ -66,7 +67,7 @@ print(n)' "$ps" "$ss")
     local prefix
     prefix="$IDS"
     [ "$agree" -gt 0 ] && prefix="$IDS $(echo $ps | cut -d' ' -f1-$agree)"
-    "$PEER" logits "$m" --ids "$prefix" --exact -t $T -o "$W/$name.div" >/dev/null 2>&1
+    "$PEER" logits "$m" --ids "$prefix" --exact -t $T --kv-type f32 --fa off -o "$W/$name.div" >/dev/null 2>&1
     local pt st
     pt=$(echo $ps | cut -d' ' -f$((agree + 1)))
     st=$(echo $ss | cut -d' ' -f$((agree + 1)))
