@@ -32,6 +32,8 @@ static void usage(FILE *f) {
           "  --ignore-eos       do not stop at an end-of-generation token\n"
           "  --ids \"1 2 3\"      the prompt as token ids, used as given\n"
           "  --json             print one JSON object instead of streaming\n"
+          "  --n-probs N        with --json: log-probability of each generated token and of\n"
+          "                     the N most likely alternatives (from the raw logits)\n"
           "  --logits-out FILE  write the last prompt position's logits, one per line\n",
           f);
 }
@@ -174,6 +176,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--repeat-penalty")) rc = parse_float(a, v, &sp.repeat_penalty);
         else if (!strcmp(a, "--presence-penalty")) rc = parse_float(a, v, &sp.presence_penalty);
         else if (!strcmp(a, "--frequency-penalty")) rc = parse_float(a, v, &sp.frequency_penalty);
+        else if (!strcmp(a, "--n-probs")) rc = parse_int(a, v, 0, 100, &sp.n_probs);
         else if (!strcmp(a, "--repeat-last-n")) rc = parse_int(a, v, 0, 1 << 20, &sp.penalty_last_n);
         else if (!strcmp(a, "--seed")) {
             char *end;
@@ -207,7 +210,7 @@ int cmd_run(int argc, char **argv) {
     engine *e = NULL;
     sampler *smp = NULL;
     int32_t *pos = NULL, *all = NULL;
-    json_t *jtoks = NULL;
+    json_t *jtoks = NULL, *jprobs = NULL;
     tok_vocab *voc = NULL;
     tok_ids pids = {0};
     tok_buf text = {0};
@@ -315,7 +318,17 @@ int cmd_run(int argc, char **argv) {
     double t2 = now_ms();
     int n_done = 0;
     while (n_done < n_gen) {
-        int32_t id = sampler_sample(smp, logits, NULL);
+        sampler_result res;
+        int32_t id = sampler_sample(smp, logits, json && sp.n_probs > 0 ? &res : NULL);
+        if (json && sp.n_probs > 0) {
+            if (!jprobs) jprobs = json_array();
+            json_t *top = json_array();
+            for (int k = 0; k < res.n_top; k++)
+                json_array_append_new(top, json_pack("{s:i, s:f}", "id", (int)res.top[k].id,
+                                                     "logprob", (double)res.top[k].logprob));
+            json_array_append_new(jprobs, json_pack("{s:i, s:f, s:o}", "id", (int)id, "logprob",
+                                                    (double)res.logprob, "top", top));
+        }
         sampler_accept(smp, id);
         all[n_done++] = id;
         if (!ignore_eos && tok_is_eog(voc, id)) break;
@@ -349,6 +362,7 @@ int cmd_run(int argc, char **argv) {
         for (int i = 0; i < n_done; i++) json_array_append_new(jtoks, json_integer(all[i]));
         json_t *o = json_object();
         json_object_set(o, "tokens", jtoks);
+        if (jprobs) json_object_set(o, "logprobs", jprobs);
         json_object_set_new(o, "text", json_text(text.data ? text.data : "", text.n));
         json_object_set_new(o, "prompt_tokens", json_integer(n_prompt));
         json_object_set_new(o, "prompt_ms", json_real(prompt_ms));
@@ -377,6 +391,7 @@ int cmd_run(int argc, char **argv) {
     status = 0;
 done:
     json_decref(jtoks);
+    json_decref(jprobs);
     tok_ids_free(&pids);
     tok_buf_free(&text);
     tok_vocab_free(voc);
