@@ -98,15 +98,16 @@ int main(int argc, char **argv) {
         const uint32_t wt = types[ti];
         uint64_t rb = 0;
         dtype_row_bytes(wt, (uint64_t)k, &rb);
-        const int64_t rows = (int64_t)(target_bytes / rb);
+        const int64_t rows = target_bytes / rb > 0 ? (int64_t)(target_bytes / rb) : 1;
         const int64_t mm_rows = rows < 512 ? rows : 512;
         uint8_t *W = aligned_alloc(64, ((size_t)rows * rb + 63) / 64 * 64);
         /* 64 properly quantized rows, repeated (quantizing 256 MiB of K-quants takes long) */
-        for (int64_t r = 0; r < 64; r++) {
+        const int64_t proto = rows < 64 ? rows : 64;
+        for (int64_t r = 0; r < proto; r++) {
             for (int64_t i = 0; i < k; i++) x[i] = randf() * 0.05f;
             quant_quantize_row(wt, x, W + r * rb, k);
         }
-        for (int64_t r = 64; r < rows; r++) memcpy(W + r * rb, W + (r % 64) * rb, rb);
+        for (int64_t r = proto; r < rows; r++) memcpy(W + r * rb, W + (r % proto) * rb, rb);
 
         const vecdot_kernel *any = vecdot_get(wt);
         const size_t as = vecdot_act_row_bytes(any->act_type, k);

@@ -4,8 +4,8 @@
 #
 #   scripts/quantize-vs-peer.sh [TYPES...]     (default: every type shoal quantize accepts)
 #
-# For each input (f32 and f16, untied and tied, plus a model whose FFN rows are not a multiple
-# of 32) and type, both tools quantize the same file and the outputs are compared with cmp.
+# For each input (f32 and f16, untied and tied, a model whose FFN rows are not a multiple of
+# 32, and a 9-layer qwen2 with biases and FFN rows not a multiple of 256) and type, both tools quantize the same file and the outputs are compared with cmp.
 # K-quant types are reported as "same" or "differs" (byte identity is only promised for the
 # legacy types; the per-tensor types must match in any case). Ends with "N passed, M failed".
 set -u
@@ -30,10 +30,12 @@ gen f16 --dim 256 --layers 4 --heads 8 --kv-heads 4 --ffn 768 --seed 2 --dtype f
 gen f32-tied --dim 256 --layers 4 --heads 8 --kv-heads 4 --ffn 768 --seed 3 --tied
 gen f16-tied --dim 256 --layers 4 --heads 8 --kv-heads 4 --ffn 768 --seed 4 --tied --dtype f16
 gen f32-odd --seed 5      # dim 64, ffn 172: fallbacks (Q8_0 output, F16 ffn_down)
+# qwen2 with biases, 9 layers (the _M mixes' layer pattern), ffn 320 (K-quant fallbacks)
+gen qwen2-f16 --qkv-bias --dim 128 --layers 9 --heads 4 --kv-heads 2 --ffn 320 --dtype f16 --seed 6
 
 types_of() { python3 "$INSPECT" --inspect "$1" | awk '/^  tensor/ {print $2, $3}'; }
 
-for m in f32 f16 f32-tied f16-tied f32-odd; do
+for m in f32 f16 f32-tied f16-tied f32-odd qwen2-f16; do
   for t in "${TYPES[@]}"; do
     a="$TMP/$m-$t-shoal.gguf"; b="$TMP/$m-$t-peer.gguf"
     "$SHOAL" quantize -q "$TMP/$m.gguf" "$a" "$t" 2>"$TMP/err" || { echo "FAIL $m $t: shoal: $(cat "$TMP/err")"; FAIL=$((FAIL+1)); continue; }

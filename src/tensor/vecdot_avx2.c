@@ -12,13 +12,11 @@
 #include "tensor/quant.h"
 #include "tensor/vecdot_impl.h"
 
-#define VD_ISA   ISA_AVX2
-#define VD_TABLE vecdot_avx2_kernels
-
 /* ============================================================ float vectors ===== */
 
 typedef __m256 vf;
 #define VF_N 8
+#define FLOAT_NR 1 /* 16 registers: 2 x 4 x 2 accumulators would spill */
 static inline vf vf_zero(void) { return _mm256_setzero_ps(); }
 static inline vf vf_ld(const float *p) { return _mm256_loadu_ps(p); }
 static inline vf vf_ld_h(const uint16_t *p) {
@@ -66,3 +64,15 @@ static inline __m256i bits_to_0x10(uint32_t bits) {
 }
 
 #include "tensor/vecdot_x86.inc"
+
+/* ============================================================ table ===== */
+
+const vecdot_kernel vecdot_avx2_kernels[] = {
+    {DT_F32, DT_F32, ISA_AVX2, mm_f32},      {DT_F16, DT_F32, ISA_AVX2, mm_f16},
+    {DT_BF16, DT_F32, ISA_AVX2, mm_bf16},    {DT_Q8_0, DT_Q8_0, ISA_AVX2, mm_q8_0},
+    {DT_Q4_0, DT_Q8_0, ISA_AVX2, mm_q4_0},   {DT_Q4_1, DT_Q8_0, ISA_AVX2, mm_q4_1},
+    {DT_Q5_0, DT_Q8_0, ISA_AVX2, mm_q5_0},   {DT_Q5_1, DT_Q8_0, ISA_AVX2, mm_q5_1},
+    {DT_Q4_K, DT_Q8_K, ISA_AVX2, mm_q4_k},   {DT_Q5_K, DT_Q8_K, ISA_AVX2, mm_q5_k},
+    {DT_Q6_K, DT_Q8_K, ISA_AVX2, mm_q6_k},   {0, 0, ISA_AVX2, NULL},
+};
+

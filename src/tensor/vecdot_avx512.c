@@ -1,9 +1,9 @@
 /*
  * tensor/vecdot_avx512 — the kernels of vecdot_x86.inc for AVX-512 (F, BW, VL, DQ, VNNI,
  * BF16; compiled with those flags, only called after CPUID says they exist). Float kernels use
- * 512-bit vectors; the 8-bit kernels stay at 256 bits (one 32-element block per vector) but use
- * VNNI: vpdpbusd for u8 x s8 sums, vpdpwssd for scaled 16-bit sums, and mask moves to expand
- * the 5th bits of Q5 blocks.
+ * 512-bit vectors in tiles of 2 weight rows; the 32-block types have 512-bit kernels of their
+ * own (two blocks per vector, below); the K-quant kernels stay at 256 bits but use VNNI:
+ * vpdpbusd for u8 x s8 sums, vpdpwssd for scaled 16-bit sums; mask moves expand 5th bits.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -14,13 +14,11 @@
 #include "tensor/quant.h"
 #include "tensor/vecdot_impl.h"
 
-#define VD_ISA   ISA_AVX512
-#define VD_TABLE vecdot_avx512_kernels
-
 /* ============================================================ float vectors ===== */
 
 typedef __m512 vf;
 #define VF_N 16
+#define FLOAT_NR 2 /* 2 x 4 x 2 accumulators fit the 32 registers */
 static inline vf vf_zero(void) { return _mm512_setzero_ps(); }
 static inline vf vf_ld(const float *p) { return _mm512_loadu_ps(p); }
 static inline vf vf_ld_h(const uint16_t *p) {
@@ -64,3 +62,190 @@ static inline __m256i bits_to_0x10(uint32_t bits) {
 }
 
 #include "tensor/vecdot_x86.inc"
+
+/* ============================================================ 512-bit 32-block kernels ===== */
+
+/*
+ * The 32-block types with two blocks per 512-bit vector: one vpdpbusd covers 64 products
+ * and the float part (convert, scale, FMA) runs once per pair, which is where the 256-bit
+ * kernels spend most of their time. Lanes 0-7 belong to the first block, 8-15 to the second;
+ * pairs alternate between two accumulators, a last odd block goes to the first one in the low
+ * lanes. Same arithmetic for every activation row and every row range (batch invariance).
+ */
+
+/* two consecutive blocks' nibbles: [lo b, hi b, lo b+1, hi b+1] as 64 bytes 0..15 */
+ALWAYS_INLINE __m512i w2_q4_0(const quant_block_q4_0 *w) {
+    const __m256i x = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)w[0].qs));
+    const __m256i y = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)w[1].qs));
+    const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(x), y, 1);
+    return _mm512_and_si512(_mm512_srlv_epi64(q, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0)),
+                            _mm512_set1_epi8(0x0F));
+}
+ALWAYS_INLINE __m512i w2_q8_0(const quant_block_q8_0 *w) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)w[0].qs)),
+                              _mm256_loadu_si256((const __m256i *)w[1].qs), 1);
+}
+/* sum (q - 8) * a per 4 bytes */
+ALWAYS_INLINE __m512i dot2_q4_0(__m512i w, __m512i a) {
+    const __m512i z = _mm512_setzero_si512();
+    return _mm512_sub_epi32(_mm512_dpbusd_epi32(z, w, a),
+                            _mm512_dpbusd_epi32(z, _mm512_set1_epi8(8), a));
+}
+/* signed x signed: |w| * (a with the sign of w) */
+ALWAYS_INLINE __m512i dot2_q8_0(__m512i w, __m512i a) {
+    const __m512i z = _mm512_setzero_si512();
+    const __m512i s = _mm512_mask_sub_epi8(a, _mm512_movepi8_mask(w), z, a);
+    return _mm512_dpbusd_epi32(z, _mm512_abs_epi8(w), s);
+}
+ALWAYS_INLINE __m256i dot1_q4_0(__m256i w, __m256i a) { return wdot_off8(w, a); }
+ALWAYS_INLINE __m256i dot1_q8_0(__m256i w, __m256i a) { return wdot_s8(w, a); }
+
+ALWAYS_INLINE float hsum512(__m512 v) { return vf_hsum(v); }
+
+/* [s0 x 8, s1 x 8] from the first two lanes of s */
+ALWAYS_INLINE __m512 spread2(__m128 s) {
+    return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+                                 _mm512_castps128_ps512(s));
+}
+
+/* two consecutive blocks' 5-bit levels (Q5_0 / Q5_1): nibbles plus 0x10 where the bit is set */
+ALWAYS_INLINE __m512i w2_q5(const uint8_t *qs0, const uint8_t *qh0, const uint8_t *qs1,
+                            const uint8_t *qh1) {
+    const __m256i x = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs0));
+    const __m256i y = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs1));
+    const __m512i q = _mm512_and_si512(
+        _mm512_srlv_epi64(_mm512_inserti64x4(_mm512_castsi256_si512(x), y, 1),
+                          _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0)),
+        _mm512_set1_epi8(0x0F));
+    const __mmask64 hi = (__mmask64)ld_u32(qh0) | (__mmask64)ld_u32(qh1) << 32;
+    return _mm512_or_si512(q, _mm512_maskz_mov_epi8(hi, _mm512_set1_epi8(0x10)));
+}
+ALWAYS_INLINE __m512i w2_q5_0(const quant_block_q5_0 *w) {
+    return w2_q5(w[0].qs, w[0].qh, w[1].qs, w[1].qh);
+}
+ALWAYS_INLINE __m512i w2_q5_1(const quant_block_q5_1 *w) {
+    return w2_q5(w[0].qs, w[0].qh, w[1].qs, w[1].qh);
+}
+ALWAYS_INLINE __m512i w2_q4_1(const quant_block_q4_1 *w) {
+    const __m256i x = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)w[0].qs));
+    const __m256i y = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)w[1].qs));
+    const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(x), y, 1);
+    return _mm512_and_si512(_mm512_srlv_epi64(q, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0)),
+                            _mm512_set1_epi8(0x0F));
+}
+/* sum (q - 16) * a per 4 bytes */
+ALWAYS_INLINE __m512i dot2_q5_0(__m512i w, __m512i a) {
+    const __m512i z = _mm512_setzero_si512();
+    return _mm512_sub_epi32(_mm512_dpbusd_epi32(z, w, a),
+                            _mm512_dpbusd_epi32(z, _mm512_set1_epi8(16), a));
+}
+/* sum q * a (unsigned levels; the minimum is added separately) */
+ALWAYS_INLINE __m512i dot2_u8(__m512i w, __m512i a) {
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, a);
+}
+ALWAYS_INLINE __m256i dot1_q5_0(__m256i w, __m256i a) { return wdot_off16(w, a); }
+ALWAYS_INLINE __m256i dot1_u8(__m256i w, __m256i a) { return wdot_u8(w, a); }
+/* fp16 minimums of two blocks as floats in lanes 0, 1 (zero for the symmetric types) */
+ALWAYS_INLINE __m128 wmin2_none(const void *w) { return (void)w, _mm_setzero_ps(); }
+ALWAYS_INLINE __m128 wmin2_q4_1(const quant_block_q4_1 *w) {
+    return _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)w[0].m | (uint32_t)w[1].m << 16)));
+}
+ALWAYS_INLINE __m128 wmin2_q5_1(const quant_block_q5_1 *w) {
+    return _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)w[0].m | (uint32_t)w[1].m << 16)));
+}
+
+#define PAIR_BLOCKS(W2, DOT2, WMIN2, ASYM, b, ACC, SM)                                             \
+    do {                                                                                           \
+        const __m512i wq = W2(&w[b]);                                                              \
+        /* both fp16 scales in one 32-bit word: scalar ALU work, not shuffles on the vector ports */\
+        const __m128 dw = _mm_cvtph_ps(                                                            \
+            _mm_cvtsi32_si128((int)((uint32_t)w[b].d | (uint32_t)w[b + 1].d << 16)));              \
+        const __m128 mw = WMIN2(&w[b]);                                                            \
+        UNROLL_G for (int g = 0; g < na; g++) {                                                    \
+            const __m512i aq = w2_q8_0(&A->q[g][b]);                                               \
+            const __m128 da = pre ? _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)&A->d[g][b]))\
+                                  : _mm_setr_ps(_cvtsh_ss(A->q[g][b].d),                           \
+                                                _cvtsh_ss(A->q[g][b + 1].d), 0, 0);                \
+            const __m512 d = spread2(_mm_mul_ps(dw, da));                                          \
+            ACC[g] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(DOT2(wq, aq)), ACC[g]);                 \
+            if (ASYM) {                                                                            \
+                const __m128 sa = pre ? _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)&A->s[g][b]))\
+                                      : _mm_setr_ps(act_sum_scaled(&A->q[g][b]),                   \
+                                                    act_sum_scaled(&A->q[g][b + 1]), 0, 0);        \
+                SM[g] = _mm_fmadd_ps(mw, sa, SM[g]);                                               \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+#define DEFINE_PAIR_ROWS(fn, bt, W2, DOT2, WMIN2, WVEC1, DOT1, WMIN1, ASYM)                        \
+    ALWAYS_INLINE void fn(int64_t k, const bt *w, const act_rows *A, int na, float *res,           \
+                          int pre) {                                                               \
+        __m512 acc0[G], acc1[G];                                                                   \
+        __m128 sm0[G], sm1[G]; /* minimum terms of the asymmetric types, lanes 0 and 1 */          \
+        UNROLL_G for (int g = 0; g < na; g++) {                                                    \
+            acc0[g] = acc1[g] = _mm512_setzero_ps();                                               \
+            sm0[g] = sm1[g] = _mm_setzero_ps();                                                    \
+        }                                                                                          \
+        const int64_t nb = k / QUANT_QK;                                                           \
+        int64_t b = 0;                                                                             \
+        for (; b + 4 <= nb; b += 4) {                                                              \
+            _mm_prefetch((const char *)&w[b] + 2048, _MM_HINT_T0);                                 \
+            PAIR_BLOCKS(W2, DOT2, WMIN2, ASYM, b, acc0, sm0);                                      \
+            PAIR_BLOCKS(W2, DOT2, WMIN2, ASYM, b + 2, acc1, sm1);                                  \
+        }                                                                                          \
+        if (b + 2 <= nb) {                                                                         \
+            PAIR_BLOCKS(W2, DOT2, WMIN2, ASYM, b, acc0, sm0);                                      \
+            b += 2;                                                                                \
+        }                                                                                          \
+        if (b < nb) { /* odd block: low 8 lanes of the first accumulator */                        \
+            const __m256i wq = WVEC1(&w[b]);                                                       \
+            const float dw = _cvtsh_ss(w[b].d);                                                    \
+            UNROLL_G for (int g = 0; g < na; g++) {                                                \
+                const __m256i aq = _mm256_loadu_si256((const __m256i *)A->q[g][b].qs);             \
+                const __m256 d = _mm256_set1_ps(dw * ACT_D(A, g, b, pre));                         \
+                const __m256 p = _mm256_cvtepi32_ps(DOT1(wq, aq));                                 \
+                acc0[g] = _mm512_fmadd_ps(_mm512_zextps256_ps512(d), _mm512_zextps256_ps512(p),    \
+                                          acc0[g]);                                                \
+                if (ASYM) { /* lane 0 only; _mm_fmadd_ss would take lanes 1-3 from its 1st operand */ \
+                    const __m128 t = _mm_fmadd_ss(_mm_set_ss(WMIN1(&w[b])),                        \
+                                                  _mm_set_ss(ACT_S(A, g, b, pre)), sm0[g]);        \
+                    sm0[g] = _mm_move_ss(sm0[g], t);                                               \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        UNROLL_G for (int g = 0; g < na; g++) {                                                    \
+            res[g] = hsum512(_mm512_add_ps(acc0[g], acc1[g]));                                     \
+            if (ASYM) {                                                                            \
+                const __m128 m = _mm_add_ps(sm0[g], sm1[g]);                                       \
+                res[g] += _mm_cvtss_f32(m) + _mm_cvtss_f32(_mm_movehdup_ps(m));                    \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+DEFINE_PAIR_ROWS(rows2_q8_0, quant_block_q8_0, w2_q8_0, dot2_q8_0, wmin2_none, wvec_q8_0,
+                 dot1_q8_0, wmin_none, 0)
+DEFINE_PAIR_ROWS(rows2_q4_0, quant_block_q4_0, w2_q4_0, dot2_q4_0, wmin2_none, wvec_q4_0,
+                 dot1_q4_0, wmin_none, 0)
+DEFINE_PAIR_ROWS(rows2_q5_0, quant_block_q5_0, w2_q5_0, dot2_q5_0, wmin2_none, wvec_q5_0,
+                 dot1_q5_0, wmin_none, 0)
+DEFINE_PAIR_ROWS(rows2_q4_1, quant_block_q4_1, w2_q4_1, dot2_u8, wmin2_q4_1, wvec_q4_1, dot1_u8,
+                 wmin_q4_1, 1)
+DEFINE_PAIR_ROWS(rows2_q5_1, quant_block_q5_1, w2_q5_1, dot2_u8, wmin2_q5_1, wvec_q5_1, dot1_u8,
+                 wmin_q5_1, 1)
+DEFINE_Q32_MATMUL(mm512_q8_0, quant_block_q8_0, rows2_q8_0, 0)
+DEFINE_Q32_MATMUL(mm512_q4_0, quant_block_q4_0, rows2_q4_0, 0)
+DEFINE_Q32_MATMUL(mm512_q5_0, quant_block_q5_0, rows2_q5_0, 0)
+DEFINE_Q32_MATMUL(mm512_q4_1, quant_block_q4_1, rows2_q4_1, 1)
+DEFINE_Q32_MATMUL(mm512_q5_1, quant_block_q5_1, rows2_q5_1, 1)
+
+/* ============================================================ table ===== */
+
+const vecdot_kernel vecdot_avx512_kernels[] = {
+    {DT_F32, DT_F32, ISA_AVX512, mm_f32},      {DT_F16, DT_F32, ISA_AVX512, mm_f16},
+    {DT_BF16, DT_F32, ISA_AVX512, mm_bf16},    {DT_Q8_0, DT_Q8_0, ISA_AVX512, mm512_q8_0},
+    {DT_Q4_0, DT_Q8_0, ISA_AVX512, mm512_q4_0},   {DT_Q4_1, DT_Q8_0, ISA_AVX512, mm512_q4_1},
+    {DT_Q5_0, DT_Q8_0, ISA_AVX512, mm512_q5_0},   {DT_Q5_1, DT_Q8_0, ISA_AVX512, mm512_q5_1},
+    {DT_Q4_K, DT_Q8_K, ISA_AVX512, mm_q4_k},   {DT_Q5_K, DT_Q8_K, ISA_AVX512, mm_q5_k},
+    {DT_Q6_K, DT_Q8_K, ISA_AVX512, mm_q6_k},   {0, 0, ISA_AVX512, NULL},
+};
+
