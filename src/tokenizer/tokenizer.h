@@ -133,12 +133,14 @@ int tok_detokenize(const tok_vocab *v, const int32_t *ids, size_t n, bool specia
 /* Streaming detokenizer: feed ids one at a time, get text that is always whole UTF-8
  * characters. Bytes of a character split across tokens (byte-fallback or byte-level tokens)
  * are held until the character completes; bytes that can never form valid UTF-8 are passed
- * through as they are so nothing is lost. No clean-up pass (that needs look-ahead); the first
- * piece loses one leading space like tok_detokenize. */
+ * through as they are so nothing is lost. No clean-up pass (that needs look-ahead). The first
+ * piece loses one leading space like tok_detokenize when the vocabulary adds a space prefix —
+ * right for text that was tokenized from its start; when streaming generated tokens that
+ * continue a prompt, set `first` to false after tok_detok_init to keep that space. */
 typedef struct tok_detok {
     const tok_vocab *v;
     bool special;
-    bool first;
+    bool first; /* true until the first push: strip one leading space (see above) */
     uint8_t held[4];
     size_t n_held;
 } tok_detok;
