@@ -91,7 +91,7 @@ static void *worker_main(void *arg) {
                 if (!t0) t0 = t;
                 else if (t - t0 > SPIN_NS) {
                     atomic_fetch_add(&p->sleepers, 1);
-                    if (atomic_load_explicit(&p->gen, memory_order_acquire) == seen)
+                    if (atomic_load_explicit(&p->gen, memory_order_seq_cst) == seen)
                         futex_wait(&p->gen, seen);
                     atomic_fetch_sub(&p->sleepers, 1);
                     t0 = 0;
@@ -151,8 +151,10 @@ void pool_run(pool *p, pool_fn fn, void *ctx) {
     p->fn = fn;
     p->ctx = ctx;
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
-    if (atomic_load(&p->sleepers) > 0) futex_wake_all(&p->gen);
+    /* seq_cst on both sides (here and the worker's sleepers increment then gen load): either
+     * the worker sees the new generation or we see it registered as a sleeper and wake it */
+    atomic_fetch_add_explicit(&p->gen, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&p->sleepers, memory_order_seq_cst) > 0) futex_wake_all(&p->gen);
     fn(ctx, 0, p->nth);
     for (int i = 0; atomic_load_explicit(&p->done, memory_order_acquire) != p->nth - 1; i++)
         wait_step(i);
