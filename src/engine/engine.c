@@ -228,6 +228,18 @@ static inline void *kv_at(const engine *e, void *cache, int layer, int seq, int 
     return (uint8_t *)cache + idx * e->kv_elem;
 }
 
+void engine_seq_copy(engine *e, int src, int dst, int len) {
+    SH_ASSERT(src >= 0 && src < e->n_seq && dst >= 0 && dst < e->n_seq);
+    SH_ASSERT(len >= 0 && len <= e->seq_len[src]);
+    if (src == dst) return;
+    size_t bytes = (size_t)len * e->kv_dim * e->kv_elem;
+    for (int l = 0; l < e->hp.n_layers; l++) {
+        memcpy(kv_at(e, e->k_cache, l, dst, 0), kv_at(e, e->k_cache, l, src, 0), bytes);
+        memcpy(kv_at(e, e->v_cache, l, dst, 0), kv_at(e, e->v_cache, l, src, 0), bytes);
+    }
+    e->seq_len[dst] = len;
+}
+
 /* out = x * w / sqrt(mean(x^2) + eps), as llama.cpp: the mean in double, the scale in float */
 static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
     double ss = 0;

@@ -79,6 +79,11 @@ int engine_seq_len(const engine *e, int seq);
 /* Keeps only the first len positions of sequence seq (0 clears it). */
 void engine_seq_truncate(engine *e, int seq, int len);
 
+/* Copies the first len cached positions of sequence src into sequence dst (which then has
+ * length len; its later positions are dropped), e.g. to start several sequences from one
+ * prefilled prompt. len must not exceed src's length; src == dst is a no-op. */
+void engine_seq_copy(engine *e, int src, int dst, int len);
+
 /* Accessors. */
 const model *engine_model(const engine *e);
 int engine_n_ctx(const engine *e);

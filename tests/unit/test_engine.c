@@ -423,6 +423,39 @@ static void test_batch_invariance(void **state) {
     model_free(m);
 }
 
+/* A prompt prefilled once and copied into two other sequences continues like a fresh one. */
+static void test_seq_copy(void **state) {
+    (void)state;
+    modelgen_params p;
+    base_params(&p);
+    model *m = load(gen_model(&p, "sc"));
+    int32_t tok[20];
+    prompt(tok, 20, 55);
+    float want[2][N_VOCAB];
+    for (int k = 0; k < 2; k++) {
+        int32_t t2[13];
+        memcpy(t2, tok, 12 * sizeof *t2);
+        t2[12] = tok[12 + k]; /* two different continuations of the same 12-token prefix */
+        engine *e = mk_engine(m, 1, 2, false);
+        prefill(e, t2, 13, want[k]);
+        engine_free(e);
+    }
+    engine *e = mk_engine(m, 3, 2, false);
+    float scratch[N_VOCAB];
+    prefill(e, tok, 12, scratch);
+    engine_seq_copy(e, 0, 1, 12);
+    engine_seq_copy(e, 0, 2, 12);
+    assert_int_equal(engine_seq_len(e, 2), 12);
+    int32_t tk[2] = {tok[12], tok[13]}, ps[2] = {12, 12}, sq[2] = {1, 2};
+    uint8_t lg[2] = {1, 1};
+    engine_batch b = {.n = 2, .token = tk, .pos = ps, .seq = sq, .logits = lg};
+    assert_int_equal(engine_decode(e, &b, NULL), 0);
+    assert_memory_equal(engine_logits(e, 0), want[0], sizeof want[0]);
+    assert_memory_equal(engine_logits(e, 1), want[1], sizeof want[1]);
+    engine_free(e);
+    model_free(m);
+}
+
 static void test_batch_errors(void **state) {
     (void)state;
     modelgen_params p;
@@ -623,6 +656,7 @@ int main(void) {
         cmocka_unit_test(test_quantized),
         cmocka_unit_test(test_prefill_vs_decode),
         cmocka_unit_test(test_batch_invariance),
+        cmocka_unit_test(test_seq_copy),
         cmocka_unit_test(test_batch_errors),
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_corrupt_files),
