@@ -445,6 +445,10 @@ tok_vocab *tok_vocab_from_gguf(const gguf_ctx *g, sh_err *err) {
     get_id_key(g, "tokenizer.ggml.padding_token_id", v->n, &v->pad);
     if (gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &bflag)) v->add_bos = bflag;
     if (gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &bflag)) v->add_eos = bflag;
+    /* model defaults (e.g. BOS 11 for gpt2) may not exist in a small vocabulary */
+    int32_t *ids[] = {&v->bos, &v->eos, &v->eot, &v->eom, &v->unk, &v->sep, &v->pad};
+    for (size_t k = 0; k < sizeof ids / sizeof ids[0]; k++)
+        if (*ids[k] >= v->n) *ids[k] = -1;
     bool have_fim[6];
     static const char *const fim_keys[6][2] = {
         {"tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.prefix_token_id"},
@@ -673,7 +677,8 @@ typedef struct cand {
     uint32_t size;
 } cand;
 
-/* BPE word cache: a word's ids depend on nothing but its bytes. */
+/* Word cache (BPE words, SPM chunks): their ids depend on nothing but their bytes, and
+ * natural text repeats words a lot. */
 typedef struct wc_entry {
     uint64_t hash;
     uint32_t key_off, key_len, ids_off, ids_n; /* key_len == UINT32_MAX: empty */
@@ -1262,6 +1267,9 @@ int tok_tokenize(const tok_vocab *v, const char *text, size_t len, bool add_spec
     scratch s = {0};
     frags fr = {0};
     int rc = -1;
+    if (len > TOK_MAX_INPUT) /* symbol offsets are 32-bit and SPM text triples in size */
+        return sh_errf(err, "tokenize: input of %zu bytes is larger than the limit (%u bytes)",
+                       len, (unsigned)TOK_MAX_INPUT);
     s.wc_slots = 256;
     while (s.wc_slots < WC_MAX_SLOTS && s.wc_slots * 16 < len) s.wc_slots *= 2;
     if (partition(v, text, len, parse_special, &fr)) goto done;

@@ -109,9 +109,11 @@ int32_t tok_find(const tok_vocab *v, const char *s, size_t len);
 
 /* ---- tokenize ------------------------------------------------------------------------ */
 
+#define TOK_MAX_INPUT (1u << 30) /* bytes per tok_tokenize call */
+
 /* Appends the ids of text[0..len) to out. add_special adds BOS/EOS (SPM, BPE) or CLS/SEP
  * (WPM) as the vocabulary's flags say; parse_special recognises control tokens in the text.
- * Returns 0, or -1 only when memory runs out. */
+ * Returns 0, or -1 (message in err) when memory runs out or len > TOK_MAX_INPUT. */
 int tok_tokenize(const tok_vocab *v, const char *text, size_t len, bool add_special,
                  bool parse_special, tok_ids *out, sh_err *err);
 
