@@ -51,7 +51,7 @@ struct engine {
     atomic_llong *counters;   /* [n_phases] work counters of one forward pass */
     int n_phases;             /* 5 per layer + 1 */
     float *rope_cs;           /* [n_batch][n_rot] cos, sin pairs for each entry's position */
-    float *scratch;           /* [n_threads][max(n_ctx, dim)] per-thread scores / norm rows */
+    float *scratch;           /* [n_threads][scratch_n] per-thread scores / norm rows */
     int scratch_n;            /* floats per thread in scratch */
     float *logits;            /* [n_logits][n_vocab] */
     int *out_row;             /* [n_batch] row of logits for each entry, or -1 */
@@ -127,7 +127,9 @@ engine *engine_init(const model *m, const engine_params *pin, sh_err *err) {
     if (act_bytes_for(&m->output) > act_row) act_row = act_bytes_for(&m->output);
     act_row = (act_row + 63) & ~(size_t)63;
     e->act_row = act_row;
-    e->scratch_n = (max_i(p.n_ctx, max_i(hp->dim, hp->ffn)) + 15) & ~15;
+    /* per thread: attention scores of one KV group's heads, or one norm row */
+    int group = hp->n_heads / hp->n_kv_heads;
+    e->scratch_n = (max_i(p.n_ctx * group, max_i(hp->dim, hp->ffn)) + 15) & ~15;
 
     e->k_cache = malloc(kv_bytes ? kv_bytes : 1);
     e->v_cache = malloc(kv_bytes ? kv_bytes : 1);
@@ -347,36 +349,46 @@ static void qkv_unit(engine *e, const model_layer *ly, const uint8_t *act, int l
     }
 }
 
-/* Attention of entry i, head h over positions 0..pos of its sequence. */
-static void attend(engine *e, int layer, int i, int h, float *scores) {
+/* Attention of entry i for query heads [h0, h1), which share one KV head, over positions
+ * 0..pos of the entry's sequence. The heads walk the cache together, so each cached K / V row
+ * is read from memory once for all of them (GQA); each head's arithmetic is exactly what it
+ * would be alone. scores holds (h1 - h0) * n_ctx floats. */
+static void attend(engine *e, int layer, int i, int h0, int h1, float *scores) {
     const model_hparams *hp = &e->hp;
-    int hd = hp->head_dim, g = h / (hp->n_heads / hp->n_kv_heads);
+    const attn_ops *op = e->attn;
+    int hd = hp->head_dim, g = h0 / (hp->n_heads / hp->n_kv_heads), nh = h1 - h0;
     int seq = seq_of(e->b, i), pos = e->b->pos[i];
-    const float *q = e->qkv + (size_t)i * e->qkv_dim + h * hd;
-    float *out = e->att + (size_t)i * e->q_dim + h * hd;
+    const float *q = e->qkv + (size_t)i * e->qkv_dim + (size_t)h0 * hd;
+    float *out = e->att + (size_t)i * e->q_dim + (size_t)h0 * hd;
     float scale = 1.0f / sqrtf((float)hd);
     const uint8_t *kb = kv_at(e, e->k_cache, layer, seq, 0);
     const uint8_t *vb = kv_at(e, e->v_cache, layer, seq, 0);
     size_t row = (size_t)e->kv_dim * e->kv_elem, off = (size_t)g * hd * e->kv_elem;
-    float mx = -INFINITY;
+    size_t sn = (size_t)e->n_ctx;
     for (int t = 0; t <= pos; t++) {
         const void *k = kb + t * row + off;
-        float s = e->kv_f32 ? e->attn->dot_f32(q, k, hd) : e->attn->dot_f16(q, k, hd);
-        s *= scale;
-        scores[t] = s;
-        if (s > mx) mx = s;
+        for (int h = 0; h < nh; h++)
+            scores[h * sn + t] = (e->kv_f32 ? op->dot_f32(q + h * hd, k, hd)
+                                            : op->dot_f16(q + h * hd, k, hd)) * scale;
     }
-    float sum = 0;
-    for (int t = 0; t <= pos; t++) {
-        scores[t] = expf(scores[t] - mx);
-        sum += scores[t];
+    for (int h = 0; h < nh; h++) {
+        float *sc = scores + h * sn, mx = -INFINITY, sum = 0;
+        for (int t = 0; t <= pos; t++)
+            if (sc[t] > mx) mx = sc[t];
+        for (int t = 0; t <= pos; t++) {
+            sc[t] = expf(sc[t] - mx);
+            sum += sc[t];
+        }
+        float inv = 1.0f / sum;
+        for (int t = 0; t <= pos; t++) sc[t] *= inv;
     }
-    float inv = 1.0f / sum;
-    memset(out, 0, (size_t)hd * sizeof(float));
+    memset(out, 0, (size_t)nh * hd * sizeof(float));
     for (int t = 0; t <= pos; t++) {
         const void *v = vb + t * row + off;
-        if (e->kv_f32) e->attn->axpy_f32(out, scores[t] * inv, v, hd);
-        else e->attn->axpy_f16(out, scores[t] * inv, v, hd);
+        for (int h = 0; h < nh; h++) {
+            if (e->kv_f32) op->axpy_f32(out + h * hd, scores[h * sn + t], v, hd);
+            else op->axpy_f16(out + h * hd, scores[h * sn + t], v, hd);
+        }
     }
 }
 
@@ -421,6 +433,12 @@ static void forward_thread(void *ctx, int ith, int nth) {
     pool_barrier(e->pool);
 
     int units = hp->n_heads + 2 * hp->n_kv_heads;
+    /* attention work items: the query heads of a KV head go together, split into n_sub
+     * subsets when there are too few items to keep every thread busy (decode) */
+    int group = hp->n_heads / hp->n_kv_heads;
+    int n_sub = (4 * nth + n * hp->n_kv_heads - 1) / (n * hp->n_kv_heads);
+    if (n_sub > group) n_sub = group;
+    if (n_sub < 1) n_sub = 1;
     int64_t ch_dim = row_chunk(dim, nth), ch_ffn = row_chunk(ffn, nth);
     for (int l = 0; l < hp->n_layers; l++) {
         const model_layer *ly = &m->layers[l];
@@ -433,9 +451,13 @@ static void forward_thread(void *ctx, int ith, int nth) {
             qkv_unit(e, ly, act, l, (int)lo, n);
         pool_barrier(e->pool);
 
-        /* attention by (entry, head) */
-        for (int ph = phase++; grab(e, ph, (int64_t)n * hp->n_heads, 1, &lo, &hi);)
-            attend(e, l, (int)(lo / hp->n_heads), (int)(lo % hp->n_heads), scratch);
+        /* attention by (entry, KV head, subset of its query heads) */
+        for (int ph = phase++; grab(e, ph, (int64_t)n * hp->n_kv_heads * n_sub, 1, &lo, &hi);) {
+            int i = (int)(lo / (hp->n_kv_heads * n_sub)), r = (int)(lo % (hp->n_kv_heads * n_sub));
+            int g = r / n_sub, s = r % n_sub;
+            int h0 = g * group + group * s / n_sub, h1 = g * group + group * (s + 1) / n_sub;
+            attend(e, l, i, h0, h1, scratch);
+        }
         pool_barrier(e->pool);
 
         ROWS_SHARED(quantize_rows(e, &ly->wo, act, e->att, e->q_dim, lo, hi));
