@@ -151,8 +151,8 @@ engine *engine_init(const model *m, const engine_params *pin, sh_err *err) {
     e->out_row = malloc(nb * sizeof(int));
     e->out_src = malloc((size_t)p.n_logits * sizeof(int));
     if (!e->k_cache || !e->v_cache || !e->seq_len || !e->seq_next || !e->x || !e->tmp ||
-        !e->qkv || !e->att || !e->hb || !e->hb2 || !e->act || !e->act_priv || !e->counters || !e->rope_cs || !e->scratch ||
-        !e->logits || !e->out_row || !e->out_src) {
+        !e->qkv || !e->att || !e->hb || !e->hb2 || !e->act || !e->act_priv || !e->counters ||
+        !e->rope_cs || !e->scratch || !e->logits || !e->out_row || !e->out_src) {
         sh_errf(err, "out of memory allocating the engine (KV cache %.1f MiB)",
                 (double)kv_bytes * 2 / (1024.0 * 1024.0));
         engine_free(e);
@@ -279,13 +279,14 @@ static void quantize_rows(engine *e, const model_mat *w, uint8_t *act, const flo
         vecdot_quantize_act(k->act_type, src + i * stride, act + i * e->act_row, w->n_cols);
 }
 
-/* rmsnorm rows [lo, hi) of x with weight w into act for matrix mm */
-static void norm_rows(engine *e, const float *w, const model_mat *mm, uint8_t *act, int64_t lo,
-                      int64_t hi, float *scratch) {
+/* rmsnorm of x rows map[i] (or i when map is NULL), i in [lo, hi), with weight w into act row i
+ * for matrix mm */
+static void norm_rows(engine *e, const float *w, const model_mat *mm, uint8_t *act,
+                      const int *map, int64_t lo, int64_t hi, float *scratch) {
     const vecdot_kernel *k = vecdot_get(mm->type);
     int dim = e->hp.dim;
     for (int64_t i = lo; i < hi; i++) {
-        rmsnorm(scratch, e->x + i * dim, w, dim, e->hp.norm_eps);
+        rmsnorm(scratch, e->x + (size_t)(map ? map[i] : i) * dim, w, dim, e->hp.norm_eps);
         vecdot_quantize_act(k->act_type, scratch, act + i * e->act_row, dim);
     }
 }
@@ -350,16 +351,16 @@ static void qkv_unit(engine *e, const model_layer *ly, const uint8_t *act, int l
 }
 
 /* Attention of entry i for query heads [h0, h1), which share one KV head, over positions
- * 0..pos of the entry's sequence. The heads walk the cache together, so each cached K / V row
+ * 0..pos of the entry's sequence, into row orow of att. The heads walk the cache together, so each cached K / V row
  * is read from memory once for all of them (GQA); each head's arithmetic is exactly what it
  * would be alone. scores holds (h1 - h0) * n_ctx floats. */
-static void attend(engine *e, int layer, int i, int h0, int h1, float *scores) {
+static void attend(engine *e, int layer, int i, int orow, int h0, int h1, float *scores) {
     const model_hparams *hp = &e->hp;
     const attn_ops *op = e->attn;
     int hd = hp->head_dim, g = h0 / (hp->n_heads / hp->n_kv_heads), nh = h1 - h0;
     int seq = seq_of(e->b, i), pos = e->b->pos[i];
     const float *q = e->qkv + (size_t)i * e->qkv_dim + (size_t)h0 * hd;
-    float *out = e->att + (size_t)i * e->q_dim + (size_t)h0 * hd;
+    float *out = e->att + (size_t)orow * e->q_dim + (size_t)h0 * hd;
     float scale = 1.0f / sqrtf((float)hd);
     const uint8_t *kb = kv_at(e, e->k_cache, layer, seq, 0);
     const uint8_t *vb = kv_at(e, e->v_cache, layer, seq, 0);
@@ -405,13 +406,13 @@ static void forward_thread(void *ctx, int ith, int nth) {
      * which saves a barrier per conversion; larger batches share the conversion work. */
     bool solo = n == 1;
     uint8_t *act = solo ? e->act_priv + (size_t)ith * e->act_row : e->act;
-#define ROWS_SHARED(fn)                                                                            \
+#define ROWS_SHARED(cnt, fn)                                                                       \
     do {                                                                                           \
         if (solo) {                                                                                \
             lo = 0, hi = 1;                                                                        \
             fn;                                                                                    \
         } else {                                                                                   \
-            split(n, 1, ith, nth, &lo, &hi);                                                       \
+            split(cnt, 1, ith, nth, &lo, &hi);                                                     \
             fn;                                                                                    \
             pool_barrier(e->pool);                                                                 \
         }                                                                                          \
@@ -442,59 +443,71 @@ static void forward_thread(void *ctx, int ith, int nth) {
     int64_t ch_dim = row_chunk(dim, nth), ch_ffn = row_chunk(ffn, nth);
     for (int l = 0; l < hp->n_layers; l++) {
         const model_layer *ly = &m->layers[l];
+        /* In the last layer only the entries that want logits need anything after their K and
+         * V are cached: they are processed as rows 0..nr-1, row r standing for entry map[r]
+         * (row-independent work, so nothing else changes). */
+        int nr = n;
+        const int *map = NULL;
+        if (l == hp->n_layers - 1 && e->n_out < n) nr = e->n_out, map = e->out_src;
+#define XROW(r) ((size_t)(map ? map[r] : (r)))
 
         /* attention norm */
-        ROWS_SHARED(norm_rows(e, ly->attn_norm, &ly->wq, act, lo, hi, scratch));
+        ROWS_SHARED(n, norm_rows(e, ly->attn_norm, &ly->wq, act, NULL, lo, hi, scratch));
 
         /* q, k, v by head; RoPE; cache store */
         for (int ph = phase++; grab(e, ph, units, 1, &lo, &hi);)
             qkv_unit(e, ly, act, l, (int)lo, n);
         pool_barrier(e->pool);
+        if (nr == 0) break; /* nothing asks for logits: the cache is all this batch produces */
 
-        /* attention by (entry, KV head, subset of its query heads) */
-        for (int ph = phase++; grab(e, ph, (int64_t)n * hp->n_kv_heads * n_sub, 1, &lo, &hi);) {
-            int i = (int)(lo / (hp->n_kv_heads * n_sub)), r = (int)(lo % (hp->n_kv_heads * n_sub));
-            int g = r / n_sub, s = r % n_sub;
+        /* attention by (row, KV head, subset of its query heads) */
+        int items = hp->n_kv_heads * n_sub;
+        for (int ph = phase++; grab(e, ph, (int64_t)nr * items, 1, &lo, &hi);) {
+            int r = (int)(lo / items), u = (int)(lo % items);
+            int g = u / n_sub, s = u % n_sub;
             int h0 = g * group + group * s / n_sub, h1 = g * group + group * (s + 1) / n_sub;
-            attend(e, l, i, h0, h1, scratch);
+            attend(e, l, (int)XROW(r), r, h0, h1, scratch);
         }
         pool_barrier(e->pool);
 
-        ROWS_SHARED(quantize_rows(e, &ly->wo, act, e->att, e->q_dim, lo, hi));
+        ROWS_SHARED(nr, quantize_rows(e, &ly->wo, act, e->att, e->q_dim, lo, hi));
 
         /* output projection and residual, by rows of Wo */
         for (int ph = phase++; grab(e, ph, dim, ch_dim, &lo, &hi);) {
-            matmul_rows(e, &ly->wo, act, n, lo, hi, e->tmp, dim);
-            for (int i = 0; i < n; i++)
-                for (int64_t r = lo; r < hi; r++)
-                    e->x[(size_t)i * dim + r] += e->tmp[(size_t)i * dim + r] + (ly->bo ? ly->bo[r] : 0);
+            matmul_rows(e, &ly->wo, act, nr, lo, hi, e->tmp, dim);
+            for (int i = 0; i < nr; i++) {
+                float *x = e->x + XROW(i) * dim, *t = e->tmp + (size_t)i * dim;
+                for (int64_t r = lo; r < hi; r++) x[r] += t[r] + (ly->bo ? ly->bo[r] : 0);
+            }
         }
         pool_barrier(e->pool);
 
         /* FFN norm */
-        ROWS_SHARED(norm_rows(e, ly->ffn_norm, &ly->w_gate, act, lo, hi, scratch));
+        ROWS_SHARED(nr, norm_rows(e, ly->ffn_norm, &ly->w_gate, act, map, lo, hi, scratch));
 
         /* gate and up by rows, then silu(gate) * up */
         for (int ph = phase++; grab(e, ph, ffn, ch_ffn, &lo, &hi);) {
-            matmul_rows(e, &ly->w_gate, act, n, lo, hi, e->hb, ffn);
-            matmul_rows(e, &ly->w_up, act, n, lo, hi, e->hb2, ffn);
-            for (int i = 0; i < n; i++) {
+            matmul_rows(e, &ly->w_gate, act, nr, lo, hi, e->hb, ffn);
+            matmul_rows(e, &ly->w_up, act, nr, lo, hi, e->hb2, ffn);
+            for (int i = 0; i < nr; i++) {
                 float *g = e->hb + (size_t)i * ffn, *u = e->hb2 + (size_t)i * ffn;
                 for (int64_t r = lo; r < hi; r++) g[r] = g[r] / (1.0f + expf(-g[r])) * u[r];
             }
         }
         pool_barrier(e->pool);
 
-        ROWS_SHARED(quantize_rows(e, &ly->w_down, act, e->hb, ffn, lo, hi));
+        ROWS_SHARED(nr, quantize_rows(e, &ly->w_down, act, e->hb, ffn, lo, hi));
 
         /* down projection and residual */
         for (int ph = phase++; grab(e, ph, dim, ch_dim, &lo, &hi);) {
-            matmul_rows(e, &ly->w_down, act, n, lo, hi, e->tmp, dim);
-            for (int i = 0; i < n; i++)
-                for (int64_t r = lo; r < hi; r++)
-                    e->x[(size_t)i * dim + r] += e->tmp[(size_t)i * dim + r];
+            matmul_rows(e, &ly->w_down, act, nr, lo, hi, e->tmp, dim);
+            for (int i = 0; i < nr; i++) {
+                float *x = e->x + XROW(i) * dim, *t = e->tmp + (size_t)i * dim;
+                for (int64_t r = lo; r < hi; r++) x[r] += t[r];
+            }
         }
         pool_barrier(e->pool);
+#undef XROW
     }
 #undef ROWS_SHARED
 

@@ -423,6 +423,33 @@ static void test_batch_invariance(void **state) {
     model_free(m);
 }
 
+/* A batch that asks for no logits only fills the cache (the last layer stops after K and V);
+ * the next token then sees exactly the same cache as after a normal prefill. */
+static void test_no_logits_batch(void **state) {
+    (void)state;
+    modelgen_params p;
+    base_params(&p);
+    model *m = load(gen_model(&p, "nl"));
+    int32_t tok[12];
+    prompt(tok, 12, 91);
+    float want[N_VOCAB];
+    engine *e = mk_engine(m, 1, 2, false);
+    prefill(e, tok, 12, want);
+    engine_seq_truncate(e, 0, 0);
+    int32_t pos[11];
+    uint8_t none[11] = {0};
+    for (int i = 0; i < 11; i++) pos[i] = i;
+    engine_batch b = {.n = 11, .token = tok, .pos = pos, .logits = none};
+    assert_int_equal(engine_decode(e, &b, NULL), 0);
+    assert_null(engine_logits(e, 10));
+    int32_t p11 = 11;
+    engine_batch d = {.n = 1, .token = &tok[11], .pos = &p11};
+    assert_int_equal(engine_decode(e, &d, NULL), 0);
+    assert_memory_equal(engine_logits(e, 0), want, sizeof want);
+    engine_free(e);
+    model_free(m);
+}
+
 /* A prompt prefilled once and copied into two other sequences continues like a fresh one. */
 static void test_seq_copy(void **state) {
     (void)state;
@@ -657,6 +684,7 @@ int main(void) {
         cmocka_unit_test(test_prefill_vs_decode),
         cmocka_unit_test(test_batch_invariance),
         cmocka_unit_test(test_seq_copy),
+        cmocka_unit_test(test_no_logits_batch),
         cmocka_unit_test(test_batch_errors),
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_corrupt_files),
