@@ -2,11 +2,12 @@
  * engine/engine — see engine.h.
  *
  * Threading: one engine_decode is one pool job. All threads run forward_thread() together;
- * each phase splits its work (rows of a weight matrix, batch rows, or (entry, head) pairs)
- * into contiguous ranges by thread index, and a barrier separates phases that depend on each
- * other. Splits depend only on sizes and thread count, never on the data, and every kernel's
- * result is independent of the split, so results do not depend on the thread count either
- * (up to the kernels' own guarantees).
+ * a barrier separates phases that depend on each other. Matmul rows, head units and
+ * attention items are taken in chunks from a per-phase atomic counter (dynamic: a thread
+ * slowed down by another process does not hold everyone at the next barrier); row-wise
+ * conversions are split statically by thread index. Which thread computes a value never
+ * changes it: kernels give the same result for any row range and any number of activation
+ * rows, so results depend neither on the thread count nor on the batch composition.
  */
 #include "engine/engine.h"
 
@@ -59,8 +60,7 @@ struct engine {
     int n_out;                /* logits rows in the current batch */
     int last_n;               /* entries of the last batch (for engine_logits) */
 
-    /* the kernels of each distinct weight type, looked up once */
-    const vecdot_kernel *k_embd_out;  /* output matrix kernel */
+    const vecdot_kernel *k_embd_out;  /* kernel of the output matrix */
 
     /* the current batch (valid during engine_decode) */
     const engine_batch *b;
