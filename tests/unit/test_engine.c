@@ -104,10 +104,13 @@ static void ref_rmsnorm(double *o, const double *x, const double *w, int n, doub
     for (int i = 0; i < n; i++) o[i] = x[i] * s * w[i];
 }
 
-static void ref_rope(double *v, int hd, int pos, double base, bool neox) {
-    for (int i = 0; i < hd / 2; i++) {
-        double th = pos * pow(base, -2.0 * i / hd);
-        int a = neox ? i : 2 * i, b = neox ? i + hd / 2 : 2 * i + 1;
+/* RoPE on the first n_rot dims of one head: pairs (2i, 2i+1) or, NEOX, (i, i + n_rot/2);
+ * angle pos * scale * base^(-2i/n_rot) / ff[i] (ff: Llama-3 frequency factors, or NULL). */
+static void ref_rope(double *v, int n_rot, int pos, double base, double scale, const double *ff,
+                     bool neox) {
+    for (int i = 0; i < n_rot / 2; i++) {
+        double th = pos * scale * pow(base, -2.0 * i / n_rot) / (ff ? ff[i] : 1.0);
+        int a = neox ? i : 2 * i, b = neox ? i + n_rot / 2 : 2 * i + 1;
         double x0 = v[a], x1 = v[b];
         v[a] = x0 * cos(th) - x1 * sin(th);
         v[b] = x0 * sin(th) + x1 * cos(th);
@@ -125,6 +128,15 @@ static void ref_forward(const modelgen_params *p, const char *path, const int32_
     int hd = (int)(p->head_dim ? p->head_dim : p->dim / p->heads), F = (int)p->ffn;
     int qd = H * hd, kvd = KV * hd;
     bool neox = !strcmp(p->arch, "qwen2");
+    /* optional RoPE settings, read from the file like a loader would */
+    char key[96];
+    uint32_t n_rot = (uint32_t)hd;
+    snprintf(key, sizeof key, "%s.rope.dimension_count", p->arch);
+    gguf_get_u32(g, key, &n_rot);
+    double rscale = 1.0, factor;
+    snprintf(key, sizeof key, "%s.rope.scaling.factor", p->arch);
+    if (gguf_get_f64(g, key, &factor)) rscale = 1.0 / factor;
+    double *ff = ref_tensor(g, "rope_freqs.weight", NULL);
     double *emb = ref_tensor(g, "token_embd.weight", NULL);
     double *x = calloc((size_t)n * dim, sizeof *x);
     for (int t = 0; t < n; t++)
@@ -151,8 +163,10 @@ static void ref_forward(const modelgen_params *p, const char *path, const int32_
             for (int i = 0; bq && i < qd; i++) q[t * qd + i] += bq[i];
             for (int i = 0; bk && i < kvd; i++) k[t * kvd + i] += bk[i];
             for (int i = 0; bv && i < kvd; i++) v[t * kvd + i] += bv[i];
-            for (int hh = 0; hh < H; hh++) ref_rope(q + t * qd + hh * hd, hd, t, p->rope_theta, neox);
-            for (int hh = 0; hh < KV; hh++) ref_rope(k + t * kvd + hh * hd, hd, t, p->rope_theta, neox);
+            for (int hh = 0; hh < H; hh++)
+                ref_rope(q + t * qd + hh * hd, (int)n_rot, t, p->rope_theta, rscale, ff, neox);
+            for (int hh = 0; hh < KV; hh++)
+                ref_rope(k + t * kvd + hh * hd, (int)n_rot, t, p->rope_theta, rscale, ff, neox);
         }
         for (int t = 0; t < n; t++) {
             for (int hh = 0; hh < H; hh++) {
@@ -188,7 +202,7 @@ static void ref_forward(const modelgen_params *p, const char *path, const int32_
     ref_rmsnorm(h, x + (n - 1) * dim, on, dim, p->norm_eps);
     ref_matvec(logits, wout ? wout : emb, h, N_VOCAB, dim);
     free(on), free(wout), free(emb), free(x), free(h), free(q), free(k), free(v), free(a);
-    free(o), free(g1), free(u1), free(sc);
+    free(o), free(g1), free(u1), free(sc), free(ff);
     gguf_free(g);
 }
 
@@ -243,8 +257,7 @@ static double rel_l2(const float *a, const double *ref, int n) {
 
 /* ============================================================ tests ===== */
 
-static void check_vs_reference(modelgen_params *p, const char *name) {
-    const char *path = gen_model(p, name);
+static void check_file_vs_reference(modelgen_params *p, const char *path, const char *name) {
     model *m = load(path);
     int32_t tok[20];
     prompt(tok, 20, p->seed + 1);
@@ -265,6 +278,48 @@ static void check_vs_reference(modelgen_params *p, const char *name) {
         fprintf(stderr, "%s: rel_l2 f32-kv %.3g f16-kv %.3g\n", name, r32, r16);
     assert_true(r32 <= tol32);
     assert_true(r16 <= 2e-3);
+}
+
+static void check_vs_reference(modelgen_params *p, const char *name) {
+    check_file_vs_reference(p, gen_model(p, name), name);
+}
+
+/* Llama-3 style RoPE extras added to a generated file: linear scaling (factor 2), partial
+ * rotary (8 of 16 dims) and rope_freqs.weight frequency divisors. */
+static void test_llama_rope_extras(void **state) {
+    (void)state;
+    modelgen_params p;
+    base_params(&p);
+    const char *src = gen_model(&p, "rx_src");
+    char dst[512];
+    snprintf(dst, sizeof dst, "%s/rx.gguf", tu_tmpdir());
+    sh_err err = {{0}};
+    gguf_ctx *g = gguf_open(src, &err);
+    assert_non_null(g);
+    gguf_writer *w = gguf_writer_init();
+    for (uint64_t i = 0; i < g->n_kv; i++)
+        if (strcmp(g->kv[i].key, "llama.rope.dimension_count"))
+            gguf_writer_add(w, g->kv[i].key, &g->kv[i].val);
+    gguf_writer_add_u32(w, "llama.rope.dimension_count", 8);
+    gguf_writer_add_str(w, "llama.rope.scaling.type", "linear");
+    gguf_writer_add_f32(w, "llama.rope.scaling.factor", 2.0f);
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const gguf_tensor *t = &g->tensors[i];
+        gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->size);
+    }
+    float ff[4] = {1.0f, 1.5f, 4.0f, 8.0f};
+    uint64_t ne[1] = {4};
+    gguf_writer_add_tensor(w, "rope_freqs.weight", DT_F32, 1, ne, ff, sizeof ff);
+    assert_null(gguf_writer_error(w));
+    assert_int_equal(gguf_writer_write(w, dst, &err), 0);
+    gguf_writer_free(w);
+    gguf_free(g);
+    model *m = load(dst);
+    assert_int_equal(m->hp.n_rot, 8);
+    assert_float_equal(m->hp.rope_scale, 0.5, 1e-7);
+    assert_non_null(m->rope_freqs);
+    model_free(m);
+    check_file_vs_reference(&p, dst, "rope_extras");
 }
 
 static void test_llama_gqa(void **state) {
@@ -676,6 +731,7 @@ static void test_corrupt_files(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_gqa),
+        cmocka_unit_test(test_llama_rope_extras),
         cmocka_unit_test(test_llama_mqa_hd32_theta),
         cmocka_unit_test(test_llama_head_dim_override),
         cmocka_unit_test(test_qwen2_tied_bias),
