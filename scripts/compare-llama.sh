@@ -6,8 +6,9 @@
 #
 # For a matrix of generated models (llama with the llama-spm and llama-bpe vocabs, qwen2 with
 # its vocab, tied embeddings and q/k/v biases; GQA and MQA; head sizes 32 and 64; RoPE bases
-# 1e4 / 5e5 / 1e6; f32 and f16 weights; llama.cpp-quantized Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
-# Q4_K, Q5_K, Q6_K) it compares, on the same token ids:
+# 1e4 / 5e5 / 1e6, linear scaling with rope_freqs factors; f32 and f16 weights;
+# llama.cpp-quantized Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) it compares, on the same
+# token ids:
 #   - last-position logits: shoal --kv-f32 against llama.cpp --kv-type f32 --fa off (like for
 #     like: no f16 rounding on either side), and shoal's default f16 KV cache against
 #     llama.cpp's defaults (f16 KV, flash attention auto);
@@ -98,8 +99,39 @@ gen spm-hd64-headdim G --vocab "$SPM" --dim 192 --layers 2 --heads 4 --kv-heads 
 gen mkgguf-spm python3 "$PEERDIR/mkgguf.py" --vocab "$SPM" --dim 256 --layers 2 --heads 8 --kv-heads 4 --ffn 768 --seed 15 --init-std 0.05
 gen mkgguf-qwen2 python3 "$PEERDIR/mkgguf.py" --vocab "$QW" --qkv-bias --tied --dim 128 --layers 2 --heads 2 --kv-heads 1 --ffn 256 --seed 16 --init-std 0.05
 
+# Llama-3 style RoPE extras (linear scaling factor 2, rope_freqs.weight divisors) added to a
+# generated model by a small helper built against the library.
+if [ ! -s "$W/spm-rope-extras.gguf" ]; then
+  cat > "$W/rope_extras.c" <<'EOF_C'
+#include <stdio.h>
+#include <string.h>
+#include "gguf/gguf.h"
+#include "gguf/gguf_writer.h"
+#include "tensor/dtype.h"
+int main(int argc, char **argv) {
+    sh_err err = {{0}};
+    gguf_ctx *g = argc == 3 ? gguf_open(argv[1], &err) : NULL;
+    if (!g) return 1;
+    gguf_writer *w = gguf_writer_init();
+    for (uint64_t i = 0; i < g->n_kv; i++) gguf_writer_add(w, g->kv[i].key, &g->kv[i].val);
+    gguf_writer_add_str(w, "llama.rope.scaling.type", "linear");
+    gguf_writer_add_f32(w, "llama.rope.scaling.factor", 2.0f);
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const gguf_tensor *t = &g->tensors[i];
+        gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->size);
+    }
+    float ff[16] = {1, 1, 1, 1.5f, 2, 2, 3, 4, 4, 6, 8, 8, 12, 16, 16, 32}; /* head size 32 */
+    uint64_t ne[1] = {16};
+    gguf_writer_add_tensor(w, "rope_freqs.weight", DT_F32, 1, ne, ff, sizeof ff);
+    return gguf_writer_write(w, argv[2], &err) ? 1 : 0;
+}
+EOF_C
+  cc -std=c11 -D_GNU_SOURCE -Isrc -o "$W/rope_extras" "$W/rope_extras.c" build/libshoal.a \
+     -ljansson -lcrypto -lm -pthread && "$W/rope_extras" "$W/spm-gqa-hd32.gguf" "$W/spm-rope-extras.gguf"
+fi
+
 for m in spm-gqa-hd32 spm-gqa-hd32-f16 bpe-mqa-hd64 bpe-mqa-hd64-f16 qwen2-tied-bias \
-         qwen2-tied-bias-f16 spm-hd64-headdim mkgguf-spm mkgguf-qwen2; do
+         qwen2-tied-bias-f16 spm-hd64-headdim mkgguf-spm mkgguf-qwen2 spm-rope-extras; do
   check $m 1e-3
 done
 for q in q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q5_k q6_k; do
