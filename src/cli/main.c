@@ -18,6 +18,8 @@ typedef struct {
 static const command commands[] = {
     {"inspect", cmd_inspect, "show a GGUF file: architecture, hyperparameters, tensors, hash"},
     {"gen-model", cmd_gen_model, "write a seeded random-weight llama/qwen2 GGUF model"},
+    {"run", cmd_run, "generate text from a prompt with a llama/qwen2 model"},
+    {"bench", cmd_bench, "prompt processing and generation speed (tokens per second)"},
 };
 
 int cli_error(const char *fmt, ...) {

@@ -1,0 +1,37 @@
+/*
+ * engine/attn — see attn.h. Scalar versions and the run-time choice.
+ */
+#include "engine/attn.h"
+
+#include "core/half.h"
+#include "tensor/vecdot.h"
+
+static float dot_f16(const float *q, const uint16_t *k, int n) {
+    float s = 0;
+    for (int i = 0; i < n; i++) s += q[i] * half_to_f32(k[i]);
+    return s;
+}
+
+static float dot_f32(const float *q, const float *k, int n) {
+    float s = 0;
+    for (int i = 0; i < n; i++) s += q[i] * k[i];
+    return s;
+}
+
+static void axpy_f16(float *y, float a, const uint16_t *x, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * half_to_f32(x[i]);
+}
+
+static void axpy_f32(float *y, float a, const float *x, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static const attn_ops attn_ops_scalar = {dot_f16, dot_f32, axpy_f16, axpy_f32};
+
+const attn_ops *attn_get(void) {
+    __builtin_cpu_init();
+    if (vecdot_best_isa() >= ISA_AVX2 && __builtin_cpu_supports("avx2") &&
+        __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        return &attn_ops_avx2;
+    return &attn_ops_scalar;
+}

@@ -1,0 +1,493 @@
+/*
+ * engine/engine — see engine.h.
+ *
+ * Threading: one engine_decode is one pool job. All threads run forward_thread() together;
+ * each phase splits its work (rows of a weight matrix, batch rows, or (entry, head) pairs)
+ * into contiguous ranges by thread index, and a barrier separates phases that depend on each
+ * other. Splits depend only on sizes and thread count, never on the data, and every kernel's
+ * result is independent of the split, so results do not depend on the thread count either
+ * (up to the kernels' own guarantees).
+ */
+#include "engine/engine.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/half.h"
+#include "engine/attn.h"
+#include "engine/pool.h"
+#include "tensor/dtype.h"
+#include "tensor/vecdot.h"
+
+struct engine {
+    const model *m;           /* borrowed */
+    model_hparams hp;         /* copy of m->hp */
+    int n_ctx, n_seq, n_batch, n_logits;
+    bool kv_f32;
+    int q_dim, kv_dim;        /* n_heads * head_dim, n_kv_heads * head_dim */
+    int qkv_dim;              /* q_dim + 2 * kv_dim: one row of qkv */
+    pool *pool;
+    const attn_ops *attn;
+
+    /* KV cache: element [layer][seq][pos][kv_dim], f16 (uint16_t) or f32 */
+    void *k_cache, *v_cache;
+    size_t kv_elem;           /* 2 or 4 bytes */
+    int *seq_len;             /* [n_seq] cached positions per sequence */
+    int *seq_next;            /* [n_seq] scratch for batch validation */
+
+    /* activations, one row per batch entry (n_batch rows) */
+    float *x;                 /* [n_batch][dim] residual stream */
+    float *tmp;               /* [n_batch][dim] output of Wo / Wdown before the residual add */
+    float *qkv;               /* [n_batch][qkv_dim] q | k | v after bias and RoPE */
+    float *att;               /* [n_batch][q_dim] attention output */
+    float *hb, *hb2;          /* [n_batch][ffn] gate (then silu(gate)*up), up */
+    uint8_t *act;             /* [n_batch][act_row] activations converted for the kernels */
+    size_t act_row;           /* bytes of one act row (largest act type, largest k) */
+    float *rope_cs;           /* [n_batch][n_rot] cos, sin pairs for each entry's position */
+    float *scratch;           /* [n_threads][max(n_ctx, dim)] per-thread scores / norm rows */
+    int scratch_n;            /* floats per thread in scratch */
+    float *logits;            /* [n_logits][n_vocab] */
+    int *out_row;             /* [n_batch] row of logits for each entry, or -1 */
+    int *out_src;             /* [n_logits] entry index of each logits row */
+    int n_out;                /* logits rows in the current batch */
+    int last_n;               /* entries of the last batch (for engine_logits) */
+
+    /* the kernels of each distinct weight type, looked up once */
+    const vecdot_kernel *k_embd_out;  /* output matrix kernel */
+
+    /* the current batch (valid during engine_decode) */
+    const engine_batch *b;
+};
+
+/* ============================================================ setup ===== */
+
+void engine_params_default(engine_params *p) { memset(p, 0, sizeof *p); }
+
+static int max_i(int a, int b) { return a > b ? a : b; }
+
+static size_t act_bytes_for(const model_mat *w) {
+    const vecdot_kernel *k = vecdot_get(w->type);
+    SH_ASSERT(k != NULL); /* model_load checked it */
+    return vecdot_act_row_bytes(k->act_type, w->n_cols);
+}
+
+engine *engine_init(const model *m, const engine_params *pin, sh_err *err) {
+    engine_params p = *pin;
+    const model_hparams *hp = &m->hp;
+    if (p.n_ctx <= 0) p.n_ctx = hp->n_ctx_train;
+    if (p.n_seq <= 0) p.n_seq = 1;
+    if (p.n_batch <= 0) p.n_batch = p.n_ctx < 512 ? p.n_ctx : 512;
+    if (p.n_logits <= 0) p.n_logits = p.n_seq;
+    if (p.n_logits > p.n_batch) p.n_logits = p.n_batch;
+    if (p.n_threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        p.n_threads = n > 0 ? (int)n : 1;
+    }
+    if (p.n_ctx > (1 << 22) || p.n_seq > 4096 || p.n_batch > (1 << 16) || p.n_threads > 512) {
+        sh_errf(err, "engine parameters out of range (ctx %d, seqs %d, batch %d, threads %d)",
+                p.n_ctx, p.n_seq, p.n_batch, p.n_threads);
+        return NULL;
+    }
+    engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        sh_errf(err, "out of memory");
+        return NULL;
+    }
+    e->m = m;
+    e->hp = *hp;
+    e->n_ctx = p.n_ctx;
+    e->n_seq = p.n_seq;
+    e->n_batch = p.n_batch;
+    e->n_logits = p.n_logits;
+    e->kv_f32 = p.kv_f32;
+    e->q_dim = hp->n_heads * hp->head_dim;
+    e->kv_dim = hp->n_kv_heads * hp->head_dim;
+    e->qkv_dim = e->q_dim + 2 * e->kv_dim;
+    e->kv_elem = p.kv_f32 ? 4 : 2;
+    e->attn = attn_get();
+    e->k_embd_out = vecdot_get(m->output.type);
+
+    size_t nb = (size_t)p.n_batch;
+    size_t kv_bytes = (size_t)hp->n_layers * p.n_seq * (size_t)p.n_ctx * e->kv_dim * e->kv_elem;
+    size_t act_row = 0;
+    for (int l = 0; l < hp->n_layers; l++) {
+        const model_layer *ly = &m->layers[l];
+        const model_mat *ws[] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate, &ly->w_up,
+                                 &ly->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+            if (act_bytes_for(ws[i]) > act_row) act_row = act_bytes_for(ws[i]);
+    }
+    if (act_bytes_for(&m->output) > act_row) act_row = act_bytes_for(&m->output);
+    act_row = (act_row + 63) & ~(size_t)63;
+    e->act_row = act_row;
+    e->scratch_n = (max_i(p.n_ctx, max_i(hp->dim, hp->ffn)) + 15) & ~15;
+
+    e->k_cache = malloc(kv_bytes ? kv_bytes : 1);
+    e->v_cache = malloc(kv_bytes ? kv_bytes : 1);
+    e->seq_len = calloc((size_t)p.n_seq, sizeof(int));
+    e->seq_next = calloc((size_t)p.n_seq, sizeof(int));
+    e->x = malloc(nb * hp->dim * sizeof(float));
+    e->tmp = malloc(nb * hp->dim * sizeof(float));
+    e->qkv = malloc(nb * e->qkv_dim * sizeof(float));
+    e->att = malloc(nb * e->q_dim * sizeof(float));
+    e->hb = malloc(nb * hp->ffn * sizeof(float));
+    e->hb2 = malloc(nb * hp->ffn * sizeof(float));
+    e->act = aligned_alloc(64, nb * act_row);
+    e->rope_cs = malloc(nb * hp->n_rot * sizeof(float));
+    e->scratch = malloc((size_t)p.n_threads * e->scratch_n * sizeof(float));
+    e->logits = malloc((size_t)p.n_logits * hp->n_vocab * sizeof(float));
+    e->out_row = malloc(nb * sizeof(int));
+    e->out_src = malloc((size_t)p.n_logits * sizeof(int));
+    if (!e->k_cache || !e->v_cache || !e->seq_len || !e->seq_next || !e->x || !e->tmp ||
+        !e->qkv || !e->att || !e->hb || !e->hb2 || !e->act || !e->rope_cs || !e->scratch ||
+        !e->logits || !e->out_row || !e->out_src) {
+        sh_errf(err, "out of memory allocating the engine (KV cache %.1f MiB)",
+                (double)kv_bytes * 2 / (1024.0 * 1024.0));
+        engine_free(e);
+        return NULL;
+    }
+    e->pool = pool_init(p.n_threads);
+    if (!e->pool) {
+        sh_errf(err, "cannot start %d threads", p.n_threads);
+        engine_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+void engine_free(engine *e) {
+    if (!e) return;
+    pool_free(e->pool);
+    free(e->k_cache);
+    free(e->v_cache);
+    free(e->seq_len);
+    free(e->seq_next);
+    free(e->x);
+    free(e->tmp);
+    free(e->qkv);
+    free(e->att);
+    free(e->hb);
+    free(e->hb2);
+    free(e->act);
+    free(e->rope_cs);
+    free(e->scratch);
+    free(e->logits);
+    free(e->out_row);
+    free(e->out_src);
+    free(e);
+}
+
+const model *engine_model(const engine *e) { return e->m; }
+int engine_n_ctx(const engine *e) { return e->n_ctx; }
+int engine_n_seq(const engine *e) { return e->n_seq; }
+int engine_n_batch(const engine *e) { return e->n_batch; }
+int engine_n_threads(const engine *e) { return pool_threads(e->pool); }
+
+int engine_seq_len(const engine *e, int seq) {
+    SH_ASSERT(seq >= 0 && seq < e->n_seq);
+    return e->seq_len[seq];
+}
+
+void engine_seq_truncate(engine *e, int seq, int len) {
+    SH_ASSERT(seq >= 0 && seq < e->n_seq && len >= 0);
+    if (len < e->seq_len[seq]) e->seq_len[seq] = len;
+}
+
+const float *engine_logits(const engine *e, int i) {
+    if (i < 0 || i >= e->last_n || e->out_row[i] < 0) return NULL;
+    return e->logits + (size_t)e->out_row[i] * e->hp.n_vocab;
+}
+
+/* ============================================================ helpers ===== */
+
+/* [*lo, *hi): thread ith's share of n items, in chunks that are multiples of `align`. */
+static void split(int64_t n, int64_t align, int ith, int nth, int64_t *lo, int64_t *hi) {
+    int64_t chunks = (n + align - 1) / align;
+    int64_t c0 = chunks * ith / nth, c1 = chunks * (ith + 1) / nth;
+    *lo = c0 * align < n ? c0 * align : n;
+    *hi = c1 * align < n ? c1 * align : n;
+}
+
+static inline int seq_of(const engine_batch *b, int i) { return b->seq ? b->seq[i] : 0; }
+
+/* Pointer to cache element [layer][seq][pos][0]. */
+static inline void *kv_at(const engine *e, void *cache, int layer, int seq, int pos) {
+    size_t idx = (((size_t)layer * e->n_seq + seq) * e->n_ctx + pos) * e->kv_dim;
+    return (uint8_t *)cache + idx * e->kv_elem;
+}
+
+/* out = x * w / sqrt(mean(x^2) + eps), as llama.cpp: the mean in double, the scale in float */
+static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float scale = 1.0f / sqrtf((float)(ss / n) + eps);
+    for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
+/* Rotates the first n_rot dims of one head vector v by the entry's angles cs (cos,sin pairs). */
+static void rope_apply(float *v, const float *cs, int n_rot, model_rope mode) {
+    int half = n_rot / 2;
+    for (int i = 0; i < half; i++) {
+        float c = cs[2 * i], s = cs[2 * i + 1];
+        int a = mode == MODEL_ROPE_NORM ? 2 * i : i;
+        int b = mode == MODEL_ROPE_NORM ? 2 * i + 1 : i + half;
+        float x0 = v[a], x1 = v[b];
+        v[a] = x0 * c - x1 * s;
+        v[b] = x0 * s + x1 * c;
+    }
+}
+
+/* Rows [r0, r1) of every batch row: out[j][r] = W[r] . act[j] */
+static void matmul_rows(const engine *e, const model_mat *w, int n, int64_t r0, int64_t r1,
+                        float *out, int64_t out_stride) {
+    if (r0 >= r1) return;
+    const vecdot_kernel *k = vecdot_get(w->type);
+    k->matmul(w->n_cols, w->data, w->row_bytes, r0, r1, e->act, e->act_row, n, out, out_stride);
+}
+
+/* Converts rows [lo, hi) of src (row stride `stride` floats, k used) into e->act for w's kernel. */
+static void quantize_rows(engine *e, const model_mat *w, const float *src, int64_t stride,
+                          int64_t lo, int64_t hi) {
+    const vecdot_kernel *k = vecdot_get(w->type);
+    for (int64_t i = lo; i < hi; i++)
+        vecdot_quantize_act(k->act_type, src + i * stride, e->act + i * e->act_row, w->n_cols);
+}
+
+/* rmsnorm rows [lo, hi) of x with weight w into e->act for matrix mm */
+static void norm_rows(engine *e, const float *w, const model_mat *mm, int64_t lo, int64_t hi,
+                      float *scratch) {
+    const vecdot_kernel *k = vecdot_get(mm->type);
+    int dim = e->hp.dim;
+    for (int64_t i = lo; i < hi; i++) {
+        rmsnorm(scratch, e->x + i * dim, w, dim, e->hp.norm_eps);
+        vecdot_quantize_act(k->act_type, scratch, e->act + i * e->act_row, dim);
+    }
+}
+
+/* ============================================================ the forward pass ===== */
+
+/* Q, K and V for head unit u (q heads first, then kv heads of K, then of V): matmul of that
+ * head's rows, bias, RoPE, and for K / V the store into the cache. */
+static void qkv_unit(engine *e, const model_layer *ly, int layer, int u, int n) {
+    const model_hparams *hp = &e->hp;
+    const engine_batch *b = e->b;
+    int hd = hp->head_dim;
+    const model_mat *w;
+    const float *bias;
+    int col0, row0, kind; /* kind 0 q, 1 k, 2 v */
+    if (u < hp->n_heads) {
+        w = &ly->wq, bias = ly->bq, row0 = u * hd, col0 = row0, kind = 0;
+    } else if (u < hp->n_heads + hp->n_kv_heads) {
+        w = &ly->wk, bias = ly->bk, row0 = (u - hp->n_heads) * hd, kind = 1;
+        col0 = e->q_dim + row0;
+    } else {
+        w = &ly->wv, bias = ly->bv, row0 = (u - hp->n_heads - hp->n_kv_heads) * hd, kind = 2;
+        col0 = e->q_dim + e->kv_dim + row0;
+    }
+    /* the kernel writes out[j * stride + r] for absolute row r: shift the base by row0 */
+    matmul_rows(e, w, n, row0, row0 + hd, e->qkv + col0 - row0, e->qkv_dim);
+    for (int i = 0; i < n; i++) {
+        float *v = e->qkv + (size_t)i * e->qkv_dim + col0;
+        if (bias)
+            for (int d = 0; d < hd; d++) v[d] += bias[row0 + d];
+        if (kind < 2) rope_apply(v, e->rope_cs + (size_t)i * hp->n_rot, hp->n_rot, hp->rope);
+        if (kind == 0) continue;
+        void *dst = (uint8_t *)kv_at(e, kind == 1 ? e->k_cache : e->v_cache, layer, seq_of(b, i),
+                                     b->pos[i]) + (size_t)row0 * e->kv_elem;
+        if (e->kv_f32) {
+            memcpy(dst, v, (size_t)hd * sizeof(float));
+        } else {
+            uint16_t *h = dst;
+            for (int d = 0; d < hd; d++) h[d] = half_from_f32(v[d]);
+        }
+    }
+}
+
+/* Attention of entry i, head h over positions 0..pos of its sequence. */
+static void attend(engine *e, int layer, int i, int h, float *scores) {
+    const model_hparams *hp = &e->hp;
+    int hd = hp->head_dim, g = h / (hp->n_heads / hp->n_kv_heads);
+    int seq = seq_of(e->b, i), pos = e->b->pos[i];
+    const float *q = e->qkv + (size_t)i * e->qkv_dim + h * hd;
+    float *out = e->att + (size_t)i * e->q_dim + h * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+    const uint8_t *kb = kv_at(e, e->k_cache, layer, seq, 0);
+    const uint8_t *vb = kv_at(e, e->v_cache, layer, seq, 0);
+    size_t row = (size_t)e->kv_dim * e->kv_elem, off = (size_t)g * hd * e->kv_elem;
+    float mx = -INFINITY;
+    for (int t = 0; t <= pos; t++) {
+        const void *k = kb + t * row + off;
+        float s = e->kv_f32 ? e->attn->dot_f32(q, k, hd) : e->attn->dot_f16(q, k, hd);
+        s *= scale;
+        scores[t] = s;
+        if (s > mx) mx = s;
+    }
+    float sum = 0;
+    for (int t = 0; t <= pos; t++) {
+        scores[t] = expf(scores[t] - mx);
+        sum += scores[t];
+    }
+    float inv = 1.0f / sum;
+    memset(out, 0, (size_t)hd * sizeof(float));
+    for (int t = 0; t <= pos; t++) {
+        const void *v = vb + t * row + off;
+        if (e->kv_f32) e->attn->axpy_f32(out, scores[t] * inv, v, hd);
+        else e->attn->axpy_f16(out, scores[t] * inv, v, hd);
+    }
+}
+
+static void forward_thread(void *ctx, int ith, int nth) {
+    engine *e = ctx;
+    const model *m = e->m;
+    const model_hparams *hp = &e->hp;
+    const engine_batch *b = e->b;
+    int n = b->n, dim = hp->dim, ffn = hp->ffn;
+    float *scratch = e->scratch + (size_t)ith * e->scratch_n;
+    int64_t lo, hi;
+
+    /* embeddings and RoPE angles, split by batch rows */
+    split(n, 1, ith, nth, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++) {
+        model_mat_row(&m->tok_embd, b->token[i], e->x + i * dim);
+        float *cs = e->rope_cs + i * hp->n_rot;
+        double p = (double)b->pos[i] * hp->rope_scale;
+        for (int k = 0; k < hp->n_rot / 2; k++) {
+            double theta = p * pow((double)hp->rope_base, -2.0 * k / hp->n_rot);
+            if (m->rope_freqs) theta /= m->rope_freqs[k];
+            cs[2 * k] = (float)cos(theta);
+            cs[2 * k + 1] = (float)sin(theta);
+        }
+    }
+    pool_barrier(e->pool);
+
+    int units = hp->n_heads + 2 * hp->n_kv_heads;
+    for (int l = 0; l < hp->n_layers; l++) {
+        const model_layer *ly = &m->layers[l];
+
+        /* attention norm */
+        split(n, 1, ith, nth, &lo, &hi);
+        norm_rows(e, ly->attn_norm, &ly->wq, lo, hi, scratch);
+        pool_barrier(e->pool);
+
+        /* q, k, v by head; RoPE; cache store */
+        split(units, 1, ith, nth, &lo, &hi);
+        for (int64_t u = lo; u < hi; u++) qkv_unit(e, ly, l, (int)u, n);
+        pool_barrier(e->pool);
+
+        /* attention by (entry, head) */
+        split((int64_t)n * hp->n_heads, 1, ith, nth, &lo, &hi);
+        for (int64_t w = lo; w < hi; w++)
+            attend(e, l, (int)(w / hp->n_heads), (int)(w % hp->n_heads), scratch);
+        pool_barrier(e->pool);
+
+        split(n, 1, ith, nth, &lo, &hi);
+        quantize_rows(e, &ly->wo, e->att, e->q_dim, lo, hi);
+        pool_barrier(e->pool);
+
+        /* output projection and residual, by rows of Wo */
+        split(dim, 16, ith, nth, &lo, &hi);
+        matmul_rows(e, &ly->wo, n, lo, hi, e->tmp, dim);
+        for (int i = 0; i < n; i++)
+            for (int64_t r = lo; r < hi; r++)
+                e->x[(size_t)i * dim + r] += e->tmp[(size_t)i * dim + r] + (ly->bo ? ly->bo[r] : 0);
+        pool_barrier(e->pool);
+
+        /* FFN norm */
+        split(n, 1, ith, nth, &lo, &hi);
+        norm_rows(e, ly->ffn_norm, &ly->w_gate, lo, hi, scratch);
+        pool_barrier(e->pool);
+
+        /* gate and up by rows, then silu(gate) * up */
+        split(ffn, 16, ith, nth, &lo, &hi);
+        matmul_rows(e, &ly->w_gate, n, lo, hi, e->hb, ffn);
+        matmul_rows(e, &ly->w_up, n, lo, hi, e->hb2, ffn);
+        for (int i = 0; i < n; i++) {
+            float *g = e->hb + (size_t)i * ffn, *u = e->hb2 + (size_t)i * ffn;
+            for (int64_t r = lo; r < hi; r++) g[r] = g[r] / (1.0f + expf(-g[r])) * u[r];
+        }
+        pool_barrier(e->pool);
+
+        split(n, 1, ith, nth, &lo, &hi);
+        quantize_rows(e, &ly->w_down, e->hb, ffn, lo, hi);
+        pool_barrier(e->pool);
+
+        /* down projection and residual */
+        split(dim, 16, ith, nth, &lo, &hi);
+        matmul_rows(e, &ly->w_down, n, lo, hi, e->tmp, dim);
+        for (int i = 0; i < n; i++)
+            for (int64_t r = lo; r < hi; r++)
+                e->x[(size_t)i * dim + r] += e->tmp[(size_t)i * dim + r];
+        pool_barrier(e->pool);
+    }
+
+    /* final norm of the entries that want logits, compacted into act rows 0..n_out-1 */
+    if (e->n_out == 0) return;
+    const vecdot_kernel *ko = e->k_embd_out;
+    split(e->n_out, 1, ith, nth, &lo, &hi);
+    for (int64_t o = lo; o < hi; o++) {
+        rmsnorm(scratch, e->x + (size_t)e->out_src[o] * dim, m->output_norm, dim, hp->norm_eps);
+        vecdot_quantize_act(ko->act_type, scratch, e->act + o * e->act_row, dim);
+    }
+    pool_barrier(e->pool);
+    split(hp->n_vocab, 16, ith, nth, &lo, &hi);
+    matmul_rows(e, &m->output, e->n_out, lo, hi, e->logits, hp->n_vocab);
+}
+
+/* ============================================================ decode ===== */
+
+static int check_batch(engine *e, const engine_batch *b, sh_err *err) {
+    if (b->n <= 0) return sh_errf(err, "empty batch");
+    if (b->n > e->n_batch)
+        return sh_errf(err, "batch of %d tokens exceeds the engine's batch size %d", b->n,
+                       e->n_batch);
+    for (int s = 0; s < e->n_seq; s++) e->seq_next[s] = -1;
+    int n_out = 0;
+    for (int i = 0; i < b->n; i++) {
+        int s = seq_of(b, i), p = b->pos[i], t = b->token[i]; /* ranges first */
+        if (t < 0 || t >= e->hp.n_vocab)
+            return sh_errf(err, "entry %d: token id %d out of range [0, %d)", i, t, e->hp.n_vocab);
+        if (s < 0 || s >= e->n_seq)
+            return sh_errf(err, "entry %d: sequence %d out of range [0, %d)", i, s, e->n_seq);
+        if (p < 0 || p >= e->n_ctx)
+            return sh_errf(err, "entry %d: position %d is outside the context of %d", i, p,
+                           e->n_ctx);
+    }
+    for (int i = 0; i < b->n; i++) {
+        int s = seq_of(b, i), p = b->pos[i];
+        if (e->seq_next[s] < 0) {
+            if (p > e->seq_len[s])
+                return sh_errf(err, "entry %d: position %d skips past the %d cached positions "
+                                    "of sequence %d", i, p, e->seq_len[s], s);
+        } else if (p != e->seq_next[s]) {
+            return sh_errf(err, "entry %d: position %d of sequence %d does not follow %d", i, p,
+                           s, e->seq_next[s] - 1);
+        }
+        e->seq_next[s] = p + 1;
+        bool want = b->logits ? b->logits[i] != 0 : i == b->n - 1;
+        if (want) n_out++;
+    }
+    if (n_out > e->n_logits)
+        return sh_errf(err, "batch asks for %d logits rows, the engine holds %d", n_out,
+                       e->n_logits);
+    return 0;
+}
+
+int engine_decode(engine *e, const engine_batch *b, sh_err *err) {
+    if (check_batch(e, b, err)) return -1;
+    e->n_out = 0;
+    for (int i = 0; i < b->n; i++) {
+        bool want = b->logits ? b->logits[i] != 0 : i == b->n - 1;
+        e->out_row[i] = want ? e->n_out : -1;
+        if (want) e->out_src[e->n_out++] = i;
+    }
+    for (int s = 0; s < e->n_seq; s++)
+        if (e->seq_next[s] >= 0) e->seq_len[s] = e->seq_next[s];
+    e->b = b;
+    e->last_n = b->n;
+    pool_run(e->pool, forward_thread, e);
+    e->b = NULL;
+    return 0;
+}

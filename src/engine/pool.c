@@ -1,0 +1,171 @@
+/*
+ * engine/pool — see pool.h.
+ *
+ * Job hand-off: the caller stores fn/ctx, then increments `gen` (release). Workers watch gen
+ * (acquire); each runs fn and increments `done`. The caller runs its own share, then spins until
+ * done == nth - 1. A worker that sees no new generation for SPIN_NS goes to sleep on the futex
+ * word `gen`; the caller wakes sleepers only when `sleepers` is non-zero, so the common case is
+ * one atomic store and no system call.
+ *
+ * Barrier: a counter and a phase; the last thread to arrive resets the counter and flips the
+ * phase, the others spin until the phase changes.
+ */
+#include "engine/pool.h"
+
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/err.h"
+
+#define SPIN_NS 2000000ll /* 2 ms of spinning before a worker sleeps */
+
+struct pool {
+    int nth;                       /* threads including the caller */
+    pthread_t *threads;            /* [nth - 1] workers */
+    pool_fn fn;                    /* the current job */
+    void *ctx;
+    _Alignas(64) atomic_uint gen;  /* job generation; also the futex word */
+    atomic_int sleepers;           /* workers blocked in futex wait */
+    atomic_int stop;               /* set by pool_free */
+    _Alignas(64) atomic_int done;  /* workers finished with the current job */
+    _Alignas(64) atomic_int bar_count; /* threads arrived at the current barrier */
+    atomic_uint bar_phase;         /* flips when a barrier opens */
+};
+
+typedef struct worker_arg {
+    pool *p;
+    int ith;
+} worker_arg;
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Spin-wait step i: pause, and every so often give the CPU away, so that a machine with more
+ * runnable threads than cores (other processes) does not spin whole time slices waiting for a
+ * descheduled peer. */
+static inline void wait_step(int i) {
+    if ((i & 255) == 255) sched_yield();
+    else cpu_relax();
+}
+
+static long long now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+static void futex_wait(atomic_uint *addr, unsigned val) {
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake_all(atomic_uint *addr) {
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
+static void *worker_main(void *arg) {
+    worker_arg *wa = arg;
+    pool *p = wa->p;
+    int ith = wa->ith;
+    free(wa);
+    unsigned seen = 0; /* gen starts at 0: a job posted before this thread ran is not missed */
+    for (;;) {
+        /* spin, then sleep, until the generation moves */
+        long long t0 = 0;
+        unsigned g;
+        for (int i = 0;; i++) {
+            g = atomic_load_explicit(&p->gen, memory_order_acquire);
+            if (g != seen) break;
+            cpu_relax();
+            if ((i & 1023) == 1023) {
+                long long t = now_ns();
+                if (!t0) t0 = t;
+                else if (t - t0 > SPIN_NS) {
+                    atomic_fetch_add(&p->sleepers, 1);
+                    if (atomic_load_explicit(&p->gen, memory_order_acquire) == seen)
+                        futex_wait(&p->gen, seen);
+                    atomic_fetch_sub(&p->sleepers, 1);
+                    t0 = 0;
+                }
+            }
+        }
+        seen = g;
+        if (atomic_load_explicit(&p->stop, memory_order_acquire)) break;
+        p->fn(p->ctx, ith, p->nth);
+        atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+    }
+    return NULL;
+}
+
+pool *pool_init(int n_threads) {
+    SH_ASSERT(n_threads >= 1);
+    pool *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->nth = n_threads;
+    if (n_threads > 1) {
+        p->threads = calloc((size_t)n_threads - 1, sizeof *p->threads);
+        if (!p->threads) {
+            free(p);
+            return NULL;
+        }
+    }
+    for (int i = 1; i < n_threads; i++) {
+        worker_arg *wa = malloc(sizeof *wa);
+        if (wa) *wa = (worker_arg){p, i};
+        if (!wa || pthread_create(&p->threads[i - 1], NULL, worker_main, wa) != 0) {
+            free(wa);
+            p->nth = i; /* join only the started ones */
+            pool_free(p);
+            return NULL;
+        }
+    }
+    return p;
+}
+
+void pool_free(pool *p) {
+    if (!p) return;
+    atomic_store_explicit(&p->stop, 1, memory_order_release);
+    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+    futex_wake_all(&p->gen);
+    for (int i = 1; i < p->nth; i++) pthread_join(p->threads[i - 1], NULL);
+    free(p->threads);
+    free(p);
+}
+
+int pool_threads(const pool *p) { return p->nth; }
+
+void pool_run(pool *p, pool_fn fn, void *ctx) {
+    if (p->nth == 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    p->fn = fn;
+    p->ctx = ctx;
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+    if (atomic_load(&p->sleepers) > 0) futex_wake_all(&p->gen);
+    fn(ctx, 0, p->nth);
+    for (int i = 0; atomic_load_explicit(&p->done, memory_order_acquire) != p->nth - 1; i++)
+        wait_step(i);
+}
+
+void pool_barrier(pool *p) {
+    if (p->nth == 1) return;
+    unsigned phase = atomic_load_explicit(&p->bar_phase, memory_order_relaxed);
+    if (atomic_fetch_add_explicit(&p->bar_count, 1, memory_order_acq_rel) == p->nth - 1) {
+        atomic_store_explicit(&p->bar_count, 0, memory_order_relaxed);
+        atomic_fetch_add_explicit(&p->bar_phase, 1, memory_order_release);
+    } else {
+        for (int i = 0; atomic_load_explicit(&p->bar_phase, memory_order_acquire) == phase; i++)
+            wait_step(i);
+    }
+}

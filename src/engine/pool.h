@@ -1,0 +1,35 @@
+/*
+ * engine/pool — a small fixed thread pool for the forward pass.
+ *
+ * pool_run(p, fn, ctx) runs fn(ctx, ith, nth) on all nth threads at once (the calling thread
+ * is ith = 0) and returns when every thread has returned. Inside fn, pool_barrier(p) waits
+ * until all nth threads have reached it, so one job can be a sequence of phases (the whole
+ * forward pass is one job with a barrier between dependent operations).
+ *
+ * Hand-offs are cheap: workers spin on an atomic generation counter for a while (a decode
+ * step is a few milliseconds, sampling between steps a few tens of microseconds) and only then
+ * sleep on a futex; barriers spin with a pause instruction. With nth = 1 no thread is started.
+ */
+#ifndef SHOAL_ENGINE_POOL_H
+#define SHOAL_ENGINE_POOL_H
+
+typedef struct pool pool;
+
+typedef void (*pool_fn)(void *ctx, int ith, int nth);
+
+/* Starts n_threads - 1 workers (n_threads >= 1). NULL when a thread cannot be started. */
+pool *pool_init(int n_threads);
+
+/* Stops and joins the workers. NULL is fine. */
+void pool_free(pool *p);
+
+int pool_threads(const pool *p);
+
+/* Runs fn on every thread; not reentrant (one job at a time, from one caller thread). */
+void pool_run(pool *p, pool_fn fn, void *ctx);
+
+/* Waits for all threads of the running job. Must be called by every thread the same number of
+ * times. */
+void pool_barrier(pool *p);
+
+#endif

@@ -1,0 +1,109 @@
+/*
+ * model/model — a llama / qwen2 model loaded from a GGUF file: hyperparameters and views of
+ * the weight tensors.
+ *
+ * The GGUF file stays mmapped read-only (several processes share its pages); 2-D weights are
+ * used in place, in whatever type the file stores, as long as a vecdot kernel exists for that
+ * type. 1-D tensors (norm weights, biases, RoPE frequency factors) are small and converted to
+ * owned float arrays at load time.
+ *
+ * Supported: arch "llama" (Llama 2/3, TinyLlama, SmolLM2, Mistral-style; RoPE "normal" mode,
+ * rotating adjacent pairs 2i, 2i+1) and "qwen2" (RoPE NEOX mode, rotating i with i + n_rot/2;
+ * q/k/v biases). Tied embeddings (no output.weight: token_embd is the output projection),
+ * GQA / MQA, head size from attention.key_length, partial rotary (rope.dimension_count <
+ * head size), linear RoPE scaling and Llama-3 rope_freqs factors.
+ *
+ * Every problem with the file is an error naming the file and the problem; nothing in a bad
+ * file can make the loader crash.
+ */
+#ifndef SHOAL_MODEL_MODEL_H
+#define SHOAL_MODEL_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "gguf/gguf.h"
+
+typedef enum model_arch { MODEL_ARCH_LLAMA = 0, MODEL_ARCH_QWEN2 = 1 } model_arch;
+
+typedef enum model_rope { MODEL_ROPE_NORM = 0, MODEL_ROPE_NEOX = 1 } model_rope;
+
+/* A 2-D weight matrix as stored in the file: n_rows rows of n_cols elements each. In GGUF
+ * terms n_cols = ne[0] (the input size of y = W x) and n_rows = ne[1] (the output size). */
+typedef struct model_mat {
+    const char *name;   /* tensor name, owned by the gguf context */
+    const void *data;   /* into the mapping; n_rows * row_bytes bytes */
+    uint32_t type;      /* ggml type id (tensor/dtype.h) */
+    int64_t n_cols;     /* elements per row */
+    int64_t n_rows;     /* rows */
+    size_t row_bytes;   /* bytes per row */
+} model_mat;
+
+typedef struct model_layer {
+    float *attn_norm;   /* [dim] */
+    model_mat wq;       /* [n_heads*head_dim rows of dim] */
+    model_mat wk, wv;   /* [n_kv_heads*head_dim rows of dim] */
+    model_mat wo;       /* [dim rows of n_heads*head_dim] */
+    float *bq;          /* [n_heads*head_dim] or NULL */
+    float *bk, *bv;     /* [n_kv_heads*head_dim] or NULL */
+    float *bo;          /* [dim] or NULL */
+    float *ffn_norm;    /* [dim] */
+    model_mat w_gate;   /* [ffn rows of dim] */
+    model_mat w_up;     /* [ffn rows of dim] */
+    model_mat w_down;   /* [dim rows of ffn] */
+} model_layer;
+
+typedef struct model_hparams {
+    model_arch arch;
+    int n_vocab;        /* rows of token_embd */
+    int dim;            /* embedding size */
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;     /* divides n_heads (1: MQA, < n_heads: GQA) */
+    int head_dim;       /* attention.key_length, or dim / n_heads */
+    int ffn;            /* feed-forward hidden size */
+    int n_ctx_train;    /* context_length from the file */
+    int n_rot;          /* rope.dimension_count, even, <= head_dim */
+    model_rope rope;    /* pair layout */
+    float rope_base;    /* rope.freq_base */
+    float rope_scale;   /* position multiplier: 1 / rope.scaling.factor for linear scaling */
+    float norm_eps;     /* RMSNorm epsilon */
+} model_hparams;
+
+typedef struct model {
+    gguf_ctx *g;            /* owns the mapping every model_mat points into */
+    char *path;             /* owned copy of the file name, for messages */
+    model_hparams hp;
+    model_mat tok_embd;     /* [n_vocab rows of dim] */
+    float *output_norm;     /* [dim] */
+    model_mat output;       /* [n_vocab rows of dim]; a copy of tok_embd when tied */
+    bool tied;              /* no output.weight in the file */
+    float *rope_freqs;      /* [n_rot/2] divisors of each rotation frequency, or NULL */
+    model_layer *layers;    /* [n_layers] */
+    uint64_t n_params;      /* elements of every tensor used */
+    uint64_t n_bytes;       /* bytes of those tensors */
+    char type_name[32];     /* the most common 2-D weight type, e.g. "Q8_0" */
+} model;
+
+/* Opens and validates the model at path. NULL with "PATH: problem" in err on failure
+ * (unsupported architecture, missing tensor, shape mismatch, unsupported tensor type, bad
+ * hyperparameters, I/O errors). */
+model *model_load(const char *path, sh_err *err);
+
+/* Builds a model over an already opened GGUF context; on success the model owns g (freed by
+ * model_free), on failure g is left to the caller. For tests with in-memory files. */
+model *model_from_gguf(gguf_ctx *g, sh_err *err);
+
+/* Releases everything, including the mapping. NULL is fine. */
+void model_free(model *m);
+
+/* Converts row `row` of a weight matrix to floats (dst has m->n_cols entries). Returns -1
+ * when the type has no conversion (checked at load time for the token embeddings). */
+int model_mat_row(const model_mat *m, int64_t row, float *dst);
+
+/* True when model_mat_row() can convert rows of this type. */
+bool model_row_type_ok(uint32_t type);
+
+#endif

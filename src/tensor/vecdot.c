@@ -1,0 +1,320 @@
+/*
+ * tensor/vecdot — see vecdot.h. Run-time ISA dispatch and the scalar reference kernels.
+ *
+ * The scalar kernels define what every SIMD kernel computes: per weight block an exact integer
+ * dot product of the quantized values with the 8-bit activations, scaled by the product of the
+ * two block scales and summed in float. SIMD kernels compute the same integer sums and only
+ * reassociate the float additions.
+ */
+#include "tensor/vecdot.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "core/half.h"
+#include "tensor/dtype.h"
+#include "tensor/quant.h"
+#include "tensor/vecdot_impl.h"
+
+/* ============================================================ scalar dot products ===== */
+
+/* Each returns dot(weight row, activation row) over k elements. */
+
+static float dot_f32(const void *w, const void *a, int64_t k) {
+    const float *x = w, *y = a;
+    float s = 0;
+    for (int64_t i = 0; i < k; i++) s += x[i] * y[i];
+    return s;
+}
+
+static float dot_f16(const void *w, const void *a, int64_t k) {
+    const uint16_t *x = w;
+    const float *y = a;
+    float s = 0;
+    for (int64_t i = 0; i < k; i++) s += half_to_f32(x[i]) * y[i];
+    return s;
+}
+
+static float dot_bf16(const void *w, const void *a, int64_t k) {
+    const uint16_t *x = w;
+    const float *y = a;
+    float s = 0;
+    for (int64_t i = 0; i < k; i++) s += bf16_to_f32(x[i]) * y[i];
+    return s;
+}
+
+static float dot_q8_0(const void *w, const void *a, int64_t k) {
+    const quant_block_q8_0 *x = w, *y = a;
+    float s = 0;
+    for (int64_t b = 0; b < k / QUANT_QK; b++) {
+        int sum = 0;
+        for (int j = 0; j < QUANT_QK; j++) sum += x[b].qs[j] * y[b].qs[j];
+        s += half_to_f32(x[b].d) * half_to_f32(y[b].d) * (float)sum;
+    }
+    return s;
+}
+
+static float dot_q4_0(const void *w, const void *a, int64_t k) {
+    const quant_block_q4_0 *x = w;
+    const quant_block_q8_0 *y = a;
+    float s = 0;
+    for (int64_t b = 0; b < k / QUANT_QK; b++) {
+        int sum = 0;
+        for (int j = 0; j < 16; j++)
+            sum += ((x[b].qs[j] & 0xF) - 8) * y[b].qs[j] + ((x[b].qs[j] >> 4) - 8) * y[b].qs[j + 16];
+        s += half_to_f32(x[b].d) * half_to_f32(y[b].d) * (float)sum;
+    }
+    return s;
+}
+
+/* Q4_1 / Q5_1: sum (d*q + m) * a  =  d * sum(q*a) + m * sum(a), both scaled by the act scale */
+static float dot_q4_1(const void *w, const void *a, int64_t k) {
+    const quant_block_q4_1 *x = w;
+    const quant_block_q8_0 *y = a;
+    float s = 0;
+    for (int64_t b = 0; b < k / QUANT_QK; b++) {
+        int sum = 0, sa = 0;
+        for (int j = 0; j < 16; j++) {
+            sum += (x[b].qs[j] & 0xF) * y[b].qs[j] + (x[b].qs[j] >> 4) * y[b].qs[j + 16];
+            sa += y[b].qs[j] + y[b].qs[j + 16];
+        }
+        const float da = half_to_f32(y[b].d);
+        s += half_to_f32(x[b].d) * da * (float)sum + half_to_f32(x[b].m) * da * (float)sa;
+    }
+    return s;
+}
+
+static inline uint32_t qh32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static float dot_q5_0(const void *w, const void *a, int64_t k) {
+    const quant_block_q5_0 *x = w;
+    const quant_block_q8_0 *y = a;
+    float s = 0;
+    for (int64_t b = 0; b < k / QUANT_QK; b++) {
+        const uint32_t qh = qh32(x[b].qh);
+        int sum = 0;
+        for (int j = 0; j < 16; j++) {
+            int lo = ((x[b].qs[j] & 0xF) | (int)((qh >> j) & 1) << 4) - 16;
+            int hi = ((x[b].qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4) - 16;
+            sum += lo * y[b].qs[j] + hi * y[b].qs[j + 16];
+        }
+        s += half_to_f32(x[b].d) * half_to_f32(y[b].d) * (float)sum;
+    }
+    return s;
+}
+
+static float dot_q5_1(const void *w, const void *a, int64_t k) {
+    const quant_block_q5_1 *x = w;
+    const quant_block_q8_0 *y = a;
+    float s = 0;
+    for (int64_t b = 0; b < k / QUANT_QK; b++) {
+        const uint32_t qh = qh32(x[b].qh);
+        int sum = 0, sa = 0;
+        for (int j = 0; j < 16; j++) {
+            int lo = (x[b].qs[j] & 0xF) | (int)((qh >> j) & 1) << 4;
+            int hi = (x[b].qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
+            sum += lo * y[b].qs[j] + hi * y[b].qs[j + 16];
+            sa += y[b].qs[j] + y[b].qs[j + 16];
+        }
+        const float da = half_to_f32(y[b].d);
+        s += half_to_f32(x[b].d) * da * (float)sum + half_to_f32(x[b].m) * da * (float)sa;
+    }
+    return s;
+}
+
+/* Q4_K / Q5_K: per super-block sum_j sc_j * sum(q*a) and sum_j m_j * sum(a) (from bsums). */
+static float dot_q4_k(const void *w, const void *a, int64_t k) {
+    const quant_block_q4_k *x = w;
+    const quant_block_q8_k *y = a;
+    float s = 0;
+    for (int64_t b = 0; b < k / QUANT_QK_K; b++) {
+        int sumi = 0, summ = 0;
+        for (int j = 0; j < 8; j++) {
+            uint8_t sc, m;
+            quant_k4_scale_min(j, x[b].scales, &sc, &m);
+            const uint8_t *q = x[b].qs + 32 * (j / 2);
+            const int8_t *qa = y[b].qs + 32 * j;
+            const int shift = 4 * (j & 1);
+            int t = 0;
+            for (int l = 0; l < 32; l++) t += ((q[l] >> shift) & 0xF) * qa[l];
+            sumi += sc * t;
+            summ += m * (y[b].bsums[2 * j] + y[b].bsums[2 * j + 1]);
+        }
+        s += y[b].d * half_to_f32(x[b].d) * (float)sumi -
+             y[b].d * half_to_f32(x[b].dmin) * (float)summ;
+    }
+    return s;
+}
+
+static float dot_q5_k(const void *w, const void *a, int64_t k) {
+    const quant_block_q5_k *x = w;
+    const quant_block_q8_k *y = a;
+    float s = 0;
+    for (int64_t b = 0; b < k / QUANT_QK_K; b++) {
+        int sumi = 0, summ = 0;
+        for (int j = 0; j < 8; j++) {
+            uint8_t sc, m;
+            quant_k4_scale_min(j, x[b].scales, &sc, &m);
+            const uint8_t *q = x[b].qs + 32 * (j / 2);
+            const int8_t *qa = y[b].qs + 32 * j;
+            const int shift = 4 * (j & 1);
+            int t = 0;
+            for (int l = 0; l < 32; l++)
+                t += (((q[l] >> shift) & 0xF) | (((x[b].qh[l] >> j) & 1) << 4)) * qa[l];
+            sumi += sc * t;
+            summ += m * (y[b].bsums[2 * j] + y[b].bsums[2 * j + 1]);
+        }
+        s += y[b].d * half_to_f32(x[b].d) * (float)sumi -
+             y[b].d * half_to_f32(x[b].dmin) * (float)summ;
+    }
+    return s;
+}
+
+static float dot_q6_k(const void *w, const void *a, int64_t k) {
+    const quant_block_q6_k *x = w;
+    const quant_block_q8_k *y = a;
+    float s = 0;
+    for (int64_t b = 0; b < k / QUANT_QK_K; b++) {
+        int sumi = 0;
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = x[b].ql + 64 * h, *qh = x[b].qh + 32 * h;
+            const int8_t *qa = y[b].qs + 128 * h;
+            const int8_t *sc = x[b].scales + 8 * h;
+            for (int i = 0; i < 4; i++) {           /* element group 128h + 32i + l */
+                const uint8_t *qlo = ql + 32 * (i & 1);
+                const int shift = 4 * (i >> 1);
+                int t0 = 0, t1 = 0;                 /* the two 16-element sub-blocks */
+                for (int l = 0; l < 32; l++) {
+                    int q = (((qlo[l] >> shift) & 0xF) | (((qh[l] >> (2 * i)) & 3) << 4)) - 32;
+                    if (l < 16) t0 += q * qa[32 * i + l];
+                    else t1 += q * qa[32 * i + l];
+                }
+                sumi += sc[2 * i] * t0 + sc[2 * i + 1] * t1;
+            }
+        }
+        s += y[b].d * half_to_f32(x[b].d) * (float)sumi;
+    }
+    return s;
+}
+
+/* ============================================================ scalar matmul ===== */
+
+typedef float (*dot_fn)(const void *w, const void *a, int64_t k);
+
+static inline void matmul_scalar(dot_fn dot, int64_t k, const void *W, size_t w_stride,
+                                 int64_t r0, int64_t r1, const void *A, size_t a_stride,
+                                 int64_t n_act, float *out, int64_t out_stride) {
+    for (int64_t r = r0; r < r1; r++) {
+        const void *w = (const uint8_t *)W + (size_t)r * w_stride;
+        for (int64_t j = 0; j < n_act; j++)
+            out[j * out_stride + r] = dot(w, (const uint8_t *)A + (size_t)j * a_stride, k);
+    }
+}
+
+#define SCALAR_MATMUL(name)                                                                        \
+    static void matmul_##name(int64_t k, const void *W, size_t ws, int64_t r0, int64_t r1,         \
+                              const void *A, size_t as, int64_t n, float *out, int64_t os) {       \
+        matmul_scalar(dot_##name, k, W, ws, r0, r1, A, as, n, out, os);                            \
+    }
+SCALAR_MATMUL(f32)
+SCALAR_MATMUL(f16)
+SCALAR_MATMUL(bf16)
+SCALAR_MATMUL(q8_0)
+SCALAR_MATMUL(q4_0)
+SCALAR_MATMUL(q4_1)
+SCALAR_MATMUL(q5_0)
+SCALAR_MATMUL(q5_1)
+SCALAR_MATMUL(q4_k)
+SCALAR_MATMUL(q5_k)
+SCALAR_MATMUL(q6_k)
+
+static const vecdot_kernel scalar_kernels[] = {
+    {DT_F32, DT_F32, ISA_SCALAR, matmul_f32},    {DT_F16, DT_F32, ISA_SCALAR, matmul_f16},
+    {DT_BF16, DT_F32, ISA_SCALAR, matmul_bf16},  {DT_Q8_0, DT_Q8_0, ISA_SCALAR, matmul_q8_0},
+    {DT_Q4_0, DT_Q8_0, ISA_SCALAR, matmul_q4_0}, {DT_Q4_1, DT_Q8_0, ISA_SCALAR, matmul_q4_1},
+    {DT_Q5_0, DT_Q8_0, ISA_SCALAR, matmul_q5_0}, {DT_Q5_1, DT_Q8_0, ISA_SCALAR, matmul_q5_1},
+    {DT_Q4_K, DT_Q8_K, ISA_SCALAR, matmul_q4_k}, {DT_Q5_K, DT_Q8_K, ISA_SCALAR, matmul_q5_k},
+    {DT_Q6_K, DT_Q8_K, ISA_SCALAR, matmul_q6_k}, {0, 0, ISA_SCALAR, NULL},
+};
+
+/* ============================================================ dispatch ===== */
+
+static const vecdot_kernel *tables[3] = {scalar_kernels, vecdot_avx2_kernels,
+                                         vecdot_avx512_kernels};
+
+static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
+static vecdot_isa cpu_isa = ISA_SCALAR;  /* what the CPU can run */
+static vecdot_isa best_isa = ISA_SCALAR; /* capped by SHOAL_ISA */
+/* best kernel per type at best_isa; filled once */
+static const vecdot_kernel *best_kernel[DT_COUNT];
+
+static const vecdot_kernel *find(const vecdot_kernel *t, uint32_t wtype) {
+    for (; t->matmul; t++)
+        if (t->wtype == wtype) return t;
+    return NULL;
+}
+
+static void detect(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        cpu_isa = ISA_AVX2;
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+            __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bf16"))
+            cpu_isa = ISA_AVX512;
+    }
+    best_isa = cpu_isa;
+    /* SHOAL_ISA caps the level for benchmarks and debugging; it can never raise it. */
+    const char *env = getenv("SHOAL_ISA");
+    if (env && *env) {
+        vecdot_isa cap = best_isa;
+        if (!strcmp(env, "scalar")) cap = ISA_SCALAR;
+        else if (!strcmp(env, "avx2")) cap = ISA_AVX2;
+        else if (!strcmp(env, "avx512")) cap = ISA_AVX512;
+        if (cap < best_isa) best_isa = cap;
+    }
+    for (uint32_t t = 0; t < DT_COUNT; t++) {
+        for (int isa = (int)best_isa; isa >= 0 && !best_kernel[t]; isa--)
+            best_kernel[t] = find(tables[isa], t);
+    }
+}
+
+const vecdot_kernel *vecdot_get(uint32_t wtype) {
+    pthread_once(&isa_once, detect);
+    return wtype < DT_COUNT ? best_kernel[wtype] : NULL;
+}
+
+const vecdot_kernel *vecdot_get_isa(uint32_t wtype, vecdot_isa isa) {
+    pthread_once(&isa_once, detect);
+    if ((int)isa < 0 || isa > cpu_isa) return NULL;
+    return find(tables[isa], wtype);
+}
+
+vecdot_isa vecdot_best_isa(void) {
+    pthread_once(&isa_once, detect);
+    return best_isa;
+}
+
+const char *vecdot_isa_name(vecdot_isa isa) {
+    switch (isa) {
+    case ISA_SCALAR: return "scalar";
+    case ISA_AVX2: return "avx2";
+    case ISA_AVX512: return "avx512";
+    }
+    return "unknown";
+}
+
+size_t vecdot_act_row_bytes(uint32_t act_type, int64_t k) {
+    uint64_t n = 0;
+    if (k < 0 || !dtype_row_bytes(act_type, (uint64_t)k, &n)) return 0;
+    return (size_t)n;
+}
+
+void vecdot_quantize_act(uint32_t act_type, const float *x, void *y, int64_t k) {
+    int rc = quant_quantize_row(act_type, x, y, k);
+    SH_ASSERT(rc == 0 && "activation type and k must match a kernel's act_type");
+}

@@ -1,0 +1,250 @@
+/*
+ * test_vecdot — the matmul kernels: scalar reference against a double-precision dot of the
+ * dequantized rows, every SIMD kernel against the scalar one (float reassociation only),
+ * batch invariance (n_act and row split never change a result), untouched outputs.
+ */
+#include "testutil.h"
+
+#include <math.h>
+
+#include "tensor/dtype.h"
+#include "tensor/quant.h"
+#include "tensor/vecdot.h"
+
+static const uint32_t all_types[] = {DT_F32,  DT_F16,  DT_BF16, DT_Q8_0, DT_Q4_0, DT_Q4_1,
+                                     DT_Q5_0, DT_Q5_1, DT_Q4_K, DT_Q5_K, DT_Q6_K};
+#define N_TYPES (sizeof all_types / sizeof all_types[0])
+
+/* A test problem: n_rows weight rows and n_act activation rows of k elements, converted to the
+ * kernel's formats, plus the per-output bound sum |w_i * a_i| over dequantized values and the
+ * exact (double) dot of the dequantized values. */
+typedef struct {
+    uint32_t wtype, atype;
+    int64_t k, n_rows, n_act;
+    size_t w_stride, a_stride;
+    uint8_t *W, *A;
+    double *exact, *mag; /* [n_act][n_rows] */
+} problem;
+
+static void problem_make(problem *p, uint32_t wtype, int64_t k, int64_t n_rows, int64_t n_act,
+                         uint64_t seed) {
+    const vecdot_kernel *ref = vecdot_get_isa(wtype, ISA_SCALAR);
+    assert_non_null(ref);
+    p->wtype = wtype;
+    p->atype = ref->act_type;
+    p->k = k;
+    p->n_rows = n_rows;
+    p->n_act = n_act;
+    uint64_t wb = 0;
+    assert_true(dtype_row_bytes(wtype, (uint64_t)k, &wb));
+    p->w_stride = (size_t)wb + 8; /* padded rows: strides are honoured, not assumed */
+    p->a_stride = vecdot_act_row_bytes(p->atype, k) + 4;
+    assert_true(p->a_stride > 4);
+    p->W = calloc((size_t)n_rows, p->w_stride);
+    p->A = calloc((size_t)n_act, p->a_stride);
+    p->exact = calloc((size_t)(n_rows * n_act), sizeof(double));
+    p->mag = calloc((size_t)(n_rows * n_act), sizeof(double));
+    float *x = malloc((size_t)k * sizeof(float));
+    float *wd = malloc((size_t)(n_rows * k) * sizeof(float));
+    float *ad = malloc((size_t)(n_act * k) * sizeof(float));
+    for (int64_t r = 0; r < n_rows; r++) {
+        /* varied magnitudes per row and sub-block so scales differ */
+        for (int64_t i = 0; i < k; i++)
+            x[i] = tu_randf(&seed) * (1.0f + (float)((i / 16 + r) % 5));
+        assert_int_equal(quant_quantize_row(wtype, x, p->W + r * p->w_stride, k), 0);
+        assert_int_equal(quant_dequantize_row(wtype, p->W + r * p->w_stride, wd + r * k, k), 0);
+    }
+    for (int64_t j = 0; j < n_act; j++) {
+        for (int64_t i = 0; i < k; i++) x[i] = tu_randf(&seed) * 3.0f;
+        vecdot_quantize_act(p->atype, x, p->A + j * p->a_stride, k);
+        assert_int_equal(quant_dequantize_row(p->atype, p->A + j * p->a_stride, ad + j * k, k), 0);
+    }
+    for (int64_t j = 0; j < n_act; j++)
+        for (int64_t r = 0; r < n_rows; r++) {
+            double s = 0, m = 0;
+            for (int64_t i = 0; i < k; i++) {
+                double t = (double)wd[r * k + i] * (double)ad[j * k + i];
+                s += t;
+                m += fabs(t);
+            }
+            p->exact[j * n_rows + r] = s;
+            p->mag[j * n_rows + r] = m;
+        }
+    free(x);
+    free(wd);
+    free(ad);
+}
+
+static void problem_free(problem *p) {
+    free(p->W);
+    free(p->A);
+    free(p->exact);
+    free(p->mag);
+}
+
+/* Runs kernel kn on rows [r0, r1) and all activation rows into a fresh NaN-filled buffer. */
+static float *run(const vecdot_kernel *kn, const problem *p, int64_t r0, int64_t r1,
+                  int64_t n_act) {
+    float *out = malloc((size_t)(p->n_rows * p->n_act) * sizeof(float));
+    for (int64_t i = 0; i < p->n_rows * p->n_act; i++) out[i] = NAN;
+    kn->matmul(p->k, p->W, p->w_stride, r0, r1, p->A, p->a_stride, n_act, out, p->n_rows);
+    return out;
+}
+
+static int64_t ks_for(uint32_t t, int i) {
+    static const int64_t kf[] = {1, 7, 31, 32, 33, 100, 256, 1000};
+    static const int64_t k32[] = {32, 64, 96, 256, 1056, 2048, 160, 320};
+    static const int64_t k256[] = {256, 512, 768, 1280, 2048, 256, 512, 1024};
+    uint32_t be = dtype_block_elems(t);
+    return be == 1 ? kf[i] : be == 32 ? k32[i] : k256[i];
+}
+
+/* ============================================================ tests ===== */
+
+/* The scalar reference equals the exact dot of the dequantized rows up to float rounding. */
+static void test_scalar_vs_exact(void **state) {
+    (void)state;
+    int checked = 0;
+    for (size_t t = 0; t < N_TYPES; t++) {
+        for (int ki = 0; ki < 8; ki++) {
+            problem p;
+            problem_make(&p, all_types[t], ks_for(all_types[t], ki), 5, 3, 100 + t * 10 + ki);
+            const vecdot_kernel *kn = vecdot_get_isa(all_types[t], ISA_SCALAR);
+            float *out = run(kn, &p, 0, p.n_rows, p.n_act);
+            for (int64_t i = 0; i < p.n_rows * p.n_act; i++) {
+                double err = fabs((double)out[i] - p.exact[i]);
+                if (err > 1e-5 * p.mag[i] + 1e-30) {
+                    fail_msg("%s k=%lld out[%lld]=%.9g exact=%.9g mag=%.3g",
+                             dtype_name(all_types[t]), (long long)p.k, (long long)i, out[i],
+                             p.exact[i], p.mag[i]);
+                }
+                checked++;
+            }
+            free(out);
+            problem_free(&p);
+        }
+    }
+    assert_true(checked > 0);
+}
+
+/* Every SIMD kernel against the scalar one: several k, n_act 1..9, odd row ranges. */
+static void test_simd_vs_scalar(void **state) {
+    (void)state;
+    int compared = 0;
+    for (int isa = ISA_AVX2; isa <= ISA_AVX512; isa++) {
+        for (size_t t = 0; t < N_TYPES; t++) {
+            const vecdot_kernel *kn = vecdot_get_isa(all_types[t], (vecdot_isa)isa);
+            if (!kn) continue; /* not built or CPU lacks it */
+            assert_int_equal(kn->isa, isa);
+            const vecdot_kernel *ref = vecdot_get_isa(all_types[t], ISA_SCALAR);
+            assert_int_equal(kn->act_type, ref->act_type);
+            for (int ki = 0; ki < 8; ki++) {
+                for (int64_t na = 1; na <= 9; na++) {
+                    problem p;
+                    problem_make(&p, all_types[t], ks_for(all_types[t], ki), 11, na,
+                                 1000 + t * 100 + ki * 10 + (uint64_t)na);
+                    const int64_t r0 = na % 3, r1 = p.n_rows - (na % 2);
+                    float *o = run(kn, &p, r0, r1, na);
+                    float *e = run(ref, &p, r0, r1, na);
+                    for (int64_t j = 0; j < na; j++)
+                        for (int64_t r = 0; r < p.n_rows; r++) {
+                            const int64_t i = j * p.n_rows + r;
+                            if (r < r0 || r >= r1) { /* outside the range: untouched */
+                                assert_true(isnan(o[i]));
+                                continue;
+                            }
+                            double err = fabs((double)o[i] - (double)e[i]);
+                            if (err > 2e-6 * p.mag[i] + 1e-30)
+                                fail_msg("%s/%s k=%lld na=%lld r=%lld simd=%.9g ref=%.9g mag=%.3g",
+                                         vecdot_isa_name(kn->isa), dtype_name(all_types[t]),
+                                         (long long)p.k, (long long)na, (long long)r, o[i], e[i],
+                                         p.mag[i]);
+                            compared++;
+                        }
+                    free(o);
+                    free(e);
+                    problem_free(&p);
+                }
+            }
+        }
+    }
+    print_message("compared %d SIMD outputs with the scalar reference\n", compared);
+    if (vecdot_best_isa() > ISA_SCALAR) assert_true(compared > 0);
+}
+
+/* n_act = 7 in one call vs one activation row per call, and a different row split: equal bit
+ * for bit, for every kernel at every ISA level. */
+static void test_batch_invariance(void **state) {
+    (void)state;
+    for (int isa = ISA_SCALAR; isa <= ISA_AVX512; isa++) {
+        for (size_t t = 0; t < N_TYPES; t++) {
+            const vecdot_kernel *kn = vecdot_get_isa(all_types[t], (vecdot_isa)isa);
+            if (!kn) continue;
+            problem p;
+            problem_make(&p, all_types[t], ks_for(all_types[t], 4), 9, 7, 77 + t);
+            float *all = run(kn, &p, 0, p.n_rows, 7);
+            float *one = malloc((size_t)(p.n_rows * 7) * sizeof(float));
+            for (int64_t j = 0; j < 7; j++) /* one activation row at a time, rows in 3 parts */
+                for (int64_t part = 0; part < 3; part++) {
+                    int64_t r0 = part * 3, r1 = part == 2 ? p.n_rows : r0 + 3;
+                    kn->matmul(p.k, p.W, p.w_stride, r0, r1, p.A + j * p.a_stride, p.a_stride, 1,
+                               one + j * p.n_rows, p.n_rows);
+                }
+            if (memcmp(all, one, (size_t)(p.n_rows * 7) * sizeof(float)) != 0)
+                fail_msg("%s/%s: result depends on n_act or row split",
+                         vecdot_isa_name(kn->isa), dtype_name(all_types[t]));
+            free(all);
+            free(one);
+            problem_free(&p);
+        }
+    }
+}
+
+static void test_dispatch(void **state) {
+    (void)state;
+    vecdot_isa best = vecdot_best_isa();
+    for (size_t t = 0; t < N_TYPES; t++) {
+        const vecdot_kernel *kn = vecdot_get(all_types[t]);
+        assert_non_null(kn);
+        assert_int_equal(kn->wtype, all_types[t]);
+        assert_true(kn->isa <= best);
+        assert_non_null(vecdot_get_isa(all_types[t], ISA_SCALAR));
+    }
+    assert_null(vecdot_get(DT_Q2_K));
+    assert_null(vecdot_get(DT_COUNT + 5));
+    assert_string_equal(vecdot_isa_name(ISA_AVX2), "avx2");
+    assert_int_equal(vecdot_act_row_bytes(DT_Q8_0, 64), 68);
+    assert_int_equal(vecdot_act_row_bytes(DT_Q8_K, 256), 292);
+    assert_int_equal(vecdot_act_row_bytes(DT_Q8_0, 33), 0);
+}
+
+/* A hand-computed case: Q8_0 weights all 1 (d = 1/127 * 127 = 1 after rounding) against an
+ * activation of all 2 gives k * 2 exactly. */
+static void test_known_answer(void **state) {
+    (void)state;
+    float w[64], a[64];
+    for (int i = 0; i < 64; i++) w[i] = 1.0f, a[i] = 2.0f;
+    quant_block_q8_0 wq[2], aq[2];
+    quant_quantize_row_q8_0(w, wq, 64);
+    quant_quantize_row_q8_0(a, aq, 64);
+    assert_int_equal(wq[0].qs[5], 127);
+    for (int isa = ISA_SCALAR; isa <= ISA_AVX512; isa++) {
+        const vecdot_kernel *kn = vecdot_get_isa(DT_Q8_0, (vecdot_isa)isa);
+        if (!kn) continue;
+        float out = 0;
+        kn->matmul(64, wq, sizeof wq, 0, 1, aq, sizeof aq, 1, &out, 1);
+        /* d = fp16(1/127) and fp16(2/127): the product is within 1e-3 of 128 */
+        assert_true(fabsf(out - 128.0f) < 0.1f);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dispatch),
+        cmocka_unit_test(test_known_answer),
+        cmocka_unit_test(test_scalar_vs_exact),
+        cmocka_unit_test(test_simd_vs_scalar),
+        cmocka_unit_test(test_batch_invariance),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
