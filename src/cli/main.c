@@ -20,6 +20,8 @@ static const command commands[] = {
     {"gen-model", cmd_gen_model, "write a seeded random-weight llama/qwen2 GGUF model"},
     {"run", cmd_run, "generate text from a prompt with a llama/qwen2 model"},
     {"bench", cmd_bench, "prompt processing and generation speed (tokens per second)"},
+    {"tokenize", cmd_tokenize, "text lines (or a JSON array) -> token ids with a model's tokenizer"},
+    {"detokenize", cmd_detokenize, "token id lines -> text with a model's tokenizer"},
 };
 
 int cli_error(const char *fmt, ...) {

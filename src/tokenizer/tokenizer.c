@@ -1,0 +1,1382 @@
+/*
+ * tokenizer — vocabulary loading, special-token splitting, the SPM / BPE / WPM models and
+ * detokenization. The algorithms follow llama.cpp's llama-vocab.cpp so that ids agree.
+ */
+#include "tokenizer/tokenizer.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tokenizer/tok_pretok.h"
+#include "tokenizer/tok_unicode.h"
+
+/* ============================================================ small utilities ===== */
+
+static uint64_t hash_bytes(const void *p, size_t n) {
+    const uint8_t *s = p;
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ ((uint64_t)n * 0xFF51AFD7ED558CCDull);
+    while (n >= 8) {
+        uint64_t x;
+        memcpy(&x, s, 8);
+        h = (h ^ x) * 0xBF58476D1CE4E5B9ull;
+        h ^= h >> 31;
+        s += 8;
+        n -= 8;
+    }
+    uint64_t x = 0;
+    memcpy(&x, s, n);
+    h = (h ^ x) * 0x94D049BB133111EBull;
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ull;
+    return h ^ (h >> 32);
+}
+
+static uint64_t hash_pair(int32_t a, int32_t b) {
+    uint64_t h = ((uint64_t)(uint32_t)a << 32 | (uint32_t)b) * 0x9E3779B97F4A7C15ull;
+    return h ^ (h >> 29);
+}
+
+static size_t pow2_at_least(size_t n) {
+    size_t c = 16;
+    while (c < n) c <<= 1;
+    return c;
+}
+
+static int ids_push(tok_ids *a, int32_t id) {
+    if (a->n == a->cap) {
+        size_t nc = a->cap ? a->cap * 2 : 64;
+        int32_t *nv = realloc(a->ids, nc * sizeof *nv);
+        if (!nv) return -1;
+        a->ids = nv;
+        a->cap = nc;
+    }
+    a->ids[a->n++] = id;
+    return 0;
+}
+
+static int buf_reserve(tok_buf *b, size_t extra) {
+    if (b->n + extra <= b->cap) return 0;
+    size_t nc = b->cap ? b->cap : 64;
+    while (nc < b->n + extra) nc *= 2;
+    char *nd = realloc(b->data, nc);
+    if (!nd) return -1;
+    b->data = nd;
+    b->cap = nc;
+    return 0;
+}
+
+static int buf_add(tok_buf *b, const void *p, size_t n) {
+    if (buf_reserve(b, n + 1)) return -1;
+    if (n) memcpy(b->data + b->n, p, n);
+    b->n += n;
+    b->data[b->n] = 0; /* keep a terminator after the bytes for convenience */
+    return 0;
+}
+
+void tok_ids_free(tok_ids *a) {
+    if (!a) return;
+    free(a->ids);
+    a->ids = NULL;
+    a->n = a->cap = 0;
+}
+
+void tok_buf_free(tok_buf *b) {
+    if (!b) return;
+    free(b->data);
+    b->data = NULL;
+    b->n = b->cap = 0;
+}
+
+/* ============================================================ the vocabulary ===== */
+
+typedef struct merge_id { int32_t l, r, rank, merged; } merge_id;    /* both sides are tokens */
+typedef struct merge_str { uint32_t l_off, l_len, r_off, r_len; int32_t rank, merged; } merge_str;
+
+struct tok_vocab {
+    tok_type type;
+    tok_pre pre;
+    int32_t n;
+    char *text;          /* all token texts, back to back */
+    uint32_t *off, *len; /* token i = text[off[i] .. off[i]+len[i]) */
+    float *score;
+    uint16_t *attr;
+    uint32_t *th;        /* token hash: id+1 per slot, 0 = empty */
+    size_t th_mask;
+    int max_token_len;
+
+    merge_id *mid;       /* open addressing, l == INT32_MIN marks empty */
+    size_t mid_mask;
+    merge_str *mstr;     /* linear list: merges with a side that is not a token (rare) */
+    size_t n_mstr;
+    char *mtext;         /* texts of mstr */
+
+    int32_t bos, eos, eot, eom, unk, sep, pad;
+    bool add_bos, add_eos, add_space_prefix, ignore_merges, clean_spaces;
+    uint8_t *eog;        /* per token: 1 when end-of-generation */
+
+    int32_t *special;    /* control / user-defined / unknown tokens, longest text first */
+    size_t n_special;
+
+    int32_t byte_tok[256];     /* SPM: <0xNN> token (or the byte itself), -1 if none */
+    int32_t byte_sym[256];     /* BPE: id of the byte's byte-level character, -1 if none */
+    char byte_enc[256][2];     /* BPE: byte -> UTF-8 of its byte-level character */
+    uint8_t byte_enc_len[256];
+    int16_t byte_dec[0x144];   /* BPE: byte-level code point -> byte, -1 if not one */
+
+    char *pieces;              /* token_to_piece(special = true) of every token */
+    uint32_t *poff, *plen;
+    char *chat_template;
+};
+
+static int32_t find_token(const tok_vocab *v, const char *s, size_t len) {
+    uint64_t h = hash_bytes(s, len);
+    for (size_t i = h & v->th_mask;; i = (i + 1) & v->th_mask) {
+        uint32_t e = v->th[i];
+        if (!e) return -1;
+        int32_t id = (int32_t)e - 1;
+        if (v->len[id] == len && memcmp(v->text + v->off[id], s, len) == 0) return id;
+    }
+}
+
+int32_t tok_find(const tok_vocab *v, const char *s, size_t len) { return find_token(v, s, len); }
+
+/* Inserts id under its text; a later token with the same text replaces an earlier one (the
+ * map in llama.cpp is filled in id order with assignment). */
+static void insert_token(tok_vocab *v, int32_t id) {
+    const char *s = v->text + v->off[id];
+    size_t len = v->len[id];
+    uint64_t h = hash_bytes(s, len);
+    for (size_t i = h & v->th_mask;; i = (i + 1) & v->th_mask) {
+        uint32_t e = v->th[i];
+        if (!e) {
+            v->th[i] = (uint32_t)id + 1;
+            return;
+        }
+        int32_t o = (int32_t)e - 1;
+        if (v->len[o] == len && memcmp(v->text + v->off[o], s, len) == 0) {
+            v->th[i] = (uint32_t)id + 1;
+            return;
+        }
+    }
+}
+
+static const merge_id *find_merge_id(const tok_vocab *v, int32_t l, int32_t r) {
+    if (!v->mid) return NULL;
+    for (size_t i = hash_pair(l, r) & v->mid_mask;; i = (i + 1) & v->mid_mask) {
+        const merge_id *m = &v->mid[i];
+        if (m->l == INT32_MIN) return NULL;
+        if (m->l == l && m->r == r) return m;
+    }
+}
+
+static const char *gstr_dup(gguf_str s) {
+    char *p = malloc(s.len + 1);
+    if (!p) return NULL;
+    memcpy(p, s.ptr, s.len);
+    p[s.len] = 0;
+    return p;
+}
+
+/* GPT-2's byte <-> unicode table: printable Latin-1 bytes map to themselves, the other 68
+ * bytes to U+0100.. in byte order. */
+static void init_byte_level(tok_vocab *v) {
+    int next = 0;
+    for (int i = 0; i < 0x144; i++) v->byte_dec[i] = -1;
+    for (int b = 0; b < 256; b++) {
+        int keep = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
+        uint32_t cp = keep ? (uint32_t)b : 256u + (uint32_t)next++;
+        char u[4];
+        size_t n = tok_u_encode(cp, u);
+        memcpy(v->byte_enc[b], u, n);
+        v->byte_enc_len[b] = (uint8_t)n;
+        v->byte_dec[cp] = (int16_t)b;
+    }
+}
+
+static void set_attr_by_text(tok_vocab *v, const char *t, unsigned bit, bool on) {
+    int32_t id = find_token(v, t, strlen(t));
+    if (id < 0) return;
+    v->attr[id] = (uint16_t)(on ? (v->attr[id] | bit) : (v->attr[id] & ~bit));
+}
+
+static int in_list(const char *s, size_t n, const char *const *list) {
+    for (; *list; list++)
+        if (strlen(*list) == n && memcmp(*list, s, n) == 0) return 1;
+    return 0;
+}
+
+/* Marks the tokens llama.cpp recognises by their text: end-of-generation and fill-in-the-
+ * middle tokens become control tokens (its "control-looking token ... will be overridden"
+ * rule), which changes both special-token splitting and detokenization. */
+static void detect_special_by_text(tok_vocab *v, bool have_fim[6]) {
+    static const char *const eot[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",
+        "<|endoftext|>", "<|end_of_text|>", "<EOT>", "_<EOT>",
+        "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>", "<end_of_utterance>", NULL};
+    static const char *const eog[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>",
+        "<|call|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>",
+        "<|end_of_text|>", "<end_of_utterance>", "</s>", NULL};
+    static const char *const fim[6][8] = {
+        {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>",
+         "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "begin\xEF\xBD\x9C>", "<PRE>", "\xE2\x96\x81<PRE>",
+         "<|code_prefix|>", NULL},
+        {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>",
+         "<\xEF\xBD\x9C" "fim\xE2\x96\x81hole\xEF\xBD\x9C>", "<SUF>", "\xE2\x96\x81<SUF>",
+         "<|code_suffix|>", NULL},
+        {"<|fim_middle|>", "<fim-middle>", "<fim_middle>",
+         "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "end\xEF\xBD\x9C>", "<MID>", "\xE2\x96\x81<MID>",
+         "<|code_middle|>", NULL},
+        {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", NULL},
+        {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>", NULL},
+        {"<|file_sep|>", NULL},
+    };
+    int32_t fim_id[6] = {-1, -1, -1, -1, -1, -1};
+    for (int32_t id = 0; id < v->n; id++) {
+        /* only the id the text look-up returns takes part (duplicate texts: the last one) */
+        const char *t = v->text + v->off[id];
+        size_t n = v->len[id];
+        if (n < 3 || find_token(v, t, n) != id) continue;
+        if (v->eot < 0 && in_list(t, n, eot)) {
+            v->eot = id;
+            v->attr[id] = TOK_ATTR_CONTROL;
+        }
+        if (v->eom < 0 && n == 10 && memcmp(t, "<|eom_id|>", 10) == 0) {
+            v->eom = id;
+            v->attr[id] = TOK_ATTR_CONTROL;
+        }
+        for (int k = 0; k < 6; k++)
+            if (!have_fim[k] && fim_id[k] < 0 && in_list(t, n, fim[k])) {
+                fim_id[k] = id;
+                if (!(v->attr[id] & TOK_ATTR_CONTROL)) v->attr[id] = TOK_ATTR_CONTROL;
+            }
+        if (in_list(t, n, eog)) {
+            v->eog[id] = 1;
+            if (!(v->attr[id] & TOK_ATTR_CONTROL)) v->attr[id] = TOK_ATTR_CONTROL;
+        }
+    }
+    for (int k = 3; k < 6; k++)
+        if (fim_id[k] >= 0) v->eog[fim_id[k]] = 1;
+    /* gpt-oss: these are always rendered */
+    static const char *const render[] = {"<|channel|>", "<|message|>", "<|start|>",
+                                         "<|constrain|>", NULL};
+    for (const char *const *r = render; *r; r++) {
+        int32_t id = find_token(v, *r, strlen(*r));
+        if (id >= 0) v->attr[id] = TOK_ATTR_USER_DEFINED;
+    }
+    if (v->eos >= 0) v->eog[v->eos] = 1;
+    if (v->eot >= 0) v->eog[v->eot] = 1;
+    if (v->eom >= 0) v->eog[v->eom] = 1;
+    /* o200k_harmony: <|end|> is not end-of-generation when <|return|> and <|call|> are */
+    int32_t ret = find_token(v, "<|return|>", 10), call = find_token(v, "<|call|>", 8),
+            end = find_token(v, "<|end|>", 7);
+    if (ret >= 0 && call >= 0 && end >= 0 && v->eog[ret] && v->eog[call] && v->eog[end]) {
+        v->eog[end] = 0;
+        v->attr[end] = TOK_ATTR_USER_DEFINED;
+    }
+}
+
+static int cmp_special(const void *a, const void *b, void *ctx) {
+    const tok_vocab *v = ctx;
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    if (v->len[x] != v->len[y]) return v->len[x] > v->len[y] ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+
+static int build_pieces(tok_vocab *v);
+
+static bool get_id_key(const gguf_ctx *g, const char *key, int32_t n, int32_t *id) {
+    uint64_t x;
+    if (!gguf_get_u64(g, key, &x)) {
+        int64_t s;
+        if (!gguf_get_i64(g, key, &s) || s < 0) return false;
+        x = (uint64_t)s;
+    }
+    if (x >= (uint64_t)n) return false; /* llama.cpp: "bad special token", default kept */
+    *id = (int32_t)x;
+    return true;
+}
+
+tok_vocab *tok_vocab_from_gguf(const gguf_ctx *g, sh_err *err) {
+    const char *path = g->path ? g->path : "<gguf>";
+    gguf_str model;
+    if (!gguf_get_str(g, "tokenizer.ggml.model", &model)) {
+        sh_errf(err, "%s: tokenizer.ggml.model: missing (not a model with a tokenizer?)", path);
+        return NULL;
+    }
+    tok_vocab *v = calloc(1, sizeof *v);
+    if (!v) goto oom;
+    if (gguf_str_eq(model, "llama")) v->type = TOK_SPM;
+    else if (gguf_str_eq(model, "gpt2")) v->type = TOK_BPE;
+    else if (gguf_str_eq(model, "bert")) v->type = TOK_WPM;
+    else {
+        sh_errf(err, "%s: tokenizer.ggml.model: '%.*s' is not supported (llama, gpt2, bert)", path,
+                (int)(model.len > 64 ? 64 : model.len), model.ptr);
+        free(v);
+        return NULL;
+    }
+
+    const gguf_arr *toks = gguf_get_arr(g, "tokenizer.ggml.tokens", GGUF_STR);
+    if (!toks || toks->n == 0 || toks->n > 0x7FFFFFF0u) {
+        sh_errf(err, "%s: tokenizer.ggml.tokens: missing, empty or not an array of strings", path);
+        tok_vocab_free(v);
+        return NULL;
+    }
+    v->n = (int32_t)toks->n;
+    const gguf_arr *scores = gguf_get_arr(g, "tokenizer.ggml.scores", GGUF_TYPE_COUNT);
+    const gguf_arr *types = gguf_get_arr(g, "tokenizer.ggml.token_type", GGUF_TYPE_COUNT);
+    if (scores && scores->n != toks->n) {
+        sh_errf(err, "%s: tokenizer.ggml.scores: %llu entries for %d tokens", path,
+                (unsigned long long)scores->n, v->n);
+        tok_vocab_free(v);
+        return NULL;
+    }
+    if (types && types->n != toks->n) {
+        sh_errf(err, "%s: tokenizer.ggml.token_type: %llu entries for %d tokens", path,
+                (unsigned long long)types->n, v->n);
+        tok_vocab_free(v);
+        return NULL;
+    }
+
+    /* texts: empty tokens are renamed "[EMPTY_<i>]" as llama.cpp does */
+    size_t total = 0;
+    for (int32_t i = 0; i < v->n; i++) total += toks->items[i].v.str.len ? toks->items[i].v.str.len : 24;
+    v->text = malloc(total + 1);
+    v->off = malloc(sizeof *v->off * (size_t)v->n);
+    v->len = malloc(sizeof *v->len * (size_t)v->n);
+    v->score = malloc(sizeof *v->score * (size_t)v->n);
+    v->attr = malloc(sizeof *v->attr * (size_t)v->n);
+    v->eog = calloc((size_t)v->n, 1);
+    size_t thn = pow2_at_least((size_t)v->n * 2);
+    v->th = calloc(thn, sizeof *v->th);
+    v->th_mask = thn - 1;
+    if (!v->text || !v->off || !v->len || !v->score || !v->attr || !v->eog || !v->th) goto oom;
+    size_t pos = 0;
+    for (int32_t i = 0; i < v->n; i++) {
+        gguf_str s = toks->items[i].v.str;
+        v->off[i] = (uint32_t)pos;
+        if (s.len) {
+            memcpy(v->text + pos, s.ptr, s.len);
+            v->len[i] = (uint32_t)s.len;
+        } else {
+            v->len[i] = (uint32_t)snprintf(v->text + pos, 24, "[EMPTY_%d]", (int)i);
+        }
+        pos += v->len[i];
+        if (v->len[i] > (uint32_t)v->max_token_len) v->max_token_len = (int)v->len[i];
+        double sc = 0;
+        if (scores) gguf_arr_f64(scores, (uint64_t)i, &sc);
+        v->score[i] = (float)sc;
+        int64_t ty = 1;
+        if (types) gguf_arr_i64(types, (uint64_t)i, &ty);
+        switch (ty) {
+        case 1: v->attr[i] = TOK_ATTR_NORMAL; break;
+        case 2: v->attr[i] = TOK_ATTR_UNKNOWN; break;
+        case 3: v->attr[i] = TOK_ATTR_CONTROL; break;
+        case 4: v->attr[i] = TOK_ATTR_USER_DEFINED; break;
+        case 5: v->attr[i] = TOK_ATTR_UNUSED; break;
+        case 6: v->attr[i] = TOK_ATTR_BYTE; break;
+        default: v->attr[i] = 0; break;
+        }
+        insert_token(v, i);
+    }
+
+    /* defaults by model, then the file's keys */
+    v->eot = v->eom = v->sep = v->pad = -1;
+    gguf_str pre = {0};
+    bool have_pre = gguf_get_str(g, "tokenizer.ggml.pre", &pre);
+    switch (v->type) {
+    case TOK_SPM:
+        v->bos = 1, v->eos = 2, v->unk = 0;
+        v->add_space_prefix = true, v->add_bos = true;
+        break;
+    case TOK_WPM:
+        v->bos = 101, v->eos = -1, v->unk = 100, v->sep = 102, v->pad = 0;
+        v->add_bos = true, v->clean_spaces = true;
+        break;
+    case TOK_BPE: {
+        v->bos = 11, v->eos = 11, v->unk = -1;
+        v->clean_spaces = true;
+        static const char *const llama3[] = {"llama3", "llama-v3", "llama-bpe", "falcon3",
+            "falcon-h1", "pixtral", "midm-2.0", "lfm2", "dbrx", "smaug-bpe", NULL};
+        static const char *const gpt2[] = {"gpt-2", "phi-2", "jina-es", "jina-de", "gigachat",
+            "jina-v2-es", "jina-v2-de", "a.x-4.0", "mellum", "jina-v1-en", "jina-v2-code",
+            "roberta-bpe", "mpt", "olmo", "jais", "exaone4", "trillion", "granite-docling", NULL};
+        static const char *const qwen2[] = {"qwen2", "deepseek-r1-qwen", "kormo", "stablelm2",
+            "megrez", "hunyuan", NULL};
+        static const char *const starcoder[] = {"starcoder", "refact", "command-r", "smollm",
+            "codeshell", "exaone", "minerva-7b", NULL};
+        static const char *const keep_spaces[] = {"deepseek-llm", "deepseek-coder", "command-r",
+            "qwen2", "deepseek-r1-qwen", "kormo", "smollm", "trillion", "granite-docling",
+            "hunyuan", NULL};
+        const char *p = have_pre ? pre.ptr : "";
+        size_t pn = have_pre ? pre.len : 0;
+        v->pre = TOK_PRE_DEFAULT;
+        if (in_list(p, pn, llama3)) {
+            v->pre = TOK_PRE_LLAMA3;
+            v->ignore_merges = true;
+            v->add_bos = true;
+        } else if (in_list(p, pn, gpt2)) v->pre = TOK_PRE_GPT2;
+        else if (in_list(p, pn, qwen2)) v->pre = TOK_PRE_QWEN2;
+        else if (in_list(p, pn, starcoder)) v->pre = TOK_PRE_STARCODER;
+        else if (pn == 6 && !memcmp(p, "falcon", 6)) v->pre = TOK_PRE_FALCON;
+        else if (pn == 12 && !memcmp(p, "deepseek-llm", 12)) v->pre = TOK_PRE_DEEPSEEK_LLM;
+        else if (pn == 14 && !memcmp(p, "deepseek-coder", 14)) v->pre = TOK_PRE_DEEPSEEK_CODER;
+        if (in_list(p, pn, keep_spaces)) v->clean_spaces = false;
+        break;
+    }
+    }
+    bool bflag;
+    if (gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &bflag)) v->add_space_prefix = bflag;
+    get_id_key(g, "tokenizer.ggml.bos_token_id", v->n, &v->bos);
+    get_id_key(g, "tokenizer.ggml.eos_token_id", v->n, &v->eos);
+    get_id_key(g, "tokenizer.ggml.eot_token_id", v->n, &v->eot);
+    get_id_key(g, "tokenizer.ggml.eom_token_id", v->n, &v->eom);
+    get_id_key(g, "tokenizer.ggml.unknown_token_id", v->n, &v->unk);
+    get_id_key(g, "tokenizer.ggml.seperator_token_id", v->n, &v->sep);
+    get_id_key(g, "tokenizer.ggml.padding_token_id", v->n, &v->pad);
+    if (gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &bflag)) v->add_bos = bflag;
+    if (gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &bflag)) v->add_eos = bflag;
+    bool have_fim[6];
+    static const char *const fim_keys[6][2] = {
+        {"tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.prefix_token_id"},
+        {"tokenizer.ggml.fim_suf_token_id", "tokenizer.ggml.suffix_token_id"},
+        {"tokenizer.ggml.fim_mid_token_id", "tokenizer.ggml.middle_token_id"},
+        {"tokenizer.ggml.fim_pad_token_id", NULL},
+        {"tokenizer.ggml.fim_rep_token_id", NULL},
+        {"tokenizer.ggml.fim_sep_token_id", NULL}};
+    for (int k = 0; k < 6; k++) {
+        int32_t dummy;
+        have_fim[k] = get_id_key(g, fim_keys[k][0], v->n, &dummy) ||
+                      (fim_keys[k][1] && get_id_key(g, fim_keys[k][1], v->n, &dummy));
+    }
+    detect_special_by_text(v, have_fim);
+
+    /* special tokens, longest first */
+    v->special = malloc(sizeof *v->special * (size_t)v->n);
+    if (!v->special) goto oom;
+    for (int32_t i = 0; i < v->n; i++)
+        if (v->attr[i] & (TOK_ATTR_CONTROL | TOK_ATTR_USER_DEFINED | TOK_ATTR_UNKNOWN))
+            v->special[v->n_special++] = i;
+    qsort_r(v->special, v->n_special, sizeof *v->special, cmp_special, v);
+
+    /* per-model attributes llama.cpp sets by name */
+    {
+        gguf_str name = {0}, arch = {0};
+        char lname[256] = "", larch[128] = "", lpre[128] = "";
+        if (gguf_get_str(g, "general.name", &name))
+            for (size_t i = 0; i < name.len && i < sizeof lname - 1; i++)
+                lname[i] = (char)tolower((unsigned char)name.ptr[i]), lname[i + 1] = 0;
+        if (gguf_get_str(g, "general.architecture", &arch))
+            snprintf(larch, sizeof larch, "%.*s", (int)(arch.len > 100 ? 100 : arch.len), arch.ptr);
+        if (have_pre) snprintf(lpre, sizeof lpre, "%.*s", (int)(pre.len > 100 ? 100 : pre.len), pre.ptr);
+        if (strstr(lpre, "jina-v2-de") || strstr(lpre, "jina-v2-es") || strstr(lpre, "jina-v2-code") ||
+            strstr(larch, "nomic-bert-moe") || strstr(larch, "jina-bert-v3")) {
+            set_attr_by_text(v, "<mask>", TOK_ATTR_LSTRIP, true);
+        } else if (strstr(lname, "phi-3") || strstr(lname, "phi3")) {
+            for (size_t i = 0; i < v->n_special; i++) v->attr[v->special[i]] |= TOK_ATTR_RSTRIP;
+            set_attr_by_text(v, "</s>", TOK_ATTR_RSTRIP, true);
+            set_attr_by_text(v, "<unk>", TOK_ATTR_RSTRIP, false);
+            set_attr_by_text(v, "<s>", TOK_ATTR_RSTRIP, false);
+            set_attr_by_text(v, "<|endoftext|>", TOK_ATTR_RSTRIP, false);
+        }
+    }
+
+    /* byte tokens */
+    for (int b = 0; b < 256; b++) {
+        char hx[8];
+        snprintf(hx, sizeof hx, "<0x%02X>", b);
+        v->byte_tok[b] = find_token(v, hx, 6);
+        if (v->byte_tok[b] < 0) {
+            char c = (char)b;
+            v->byte_tok[b] = find_token(v, &c, 1);
+        }
+    }
+    init_byte_level(v);
+    for (int b = 0; b < 256; b++) v->byte_sym[b] = find_token(v, v->byte_enc[b], v->byte_enc_len[b]);
+
+    /* BPE merges: "left right", split at the first space after the first byte */
+    if (v->type == TOK_BPE) {
+        const gguf_arr *mg = gguf_get_arr(g, "tokenizer.ggml.merges", GGUF_STR);
+        if (!mg) {
+            sh_errf(err, "%s: tokenizer.ggml.merges: missing (needed by a gpt2 tokenizer)", path);
+            tok_vocab_free(v);
+            return NULL;
+        }
+        size_t cap = pow2_at_least((size_t)mg->n * 2);
+        v->mid = malloc(cap * sizeof *v->mid);
+        size_t mtotal = 0;
+        for (uint64_t i = 0; i < mg->n; i++) mtotal += mg->items[i].v.str.len;
+        v->mtext = malloc(mtotal + 1);
+        v->mstr = malloc(sizeof *v->mstr * (mg->n ? mg->n : 1));
+        if (!v->mid || !v->mtext || !v->mstr) goto oom;
+        for (size_t i = 0; i < cap; i++) v->mid[i].l = INT32_MIN;
+        v->mid_mask = cap - 1;
+        size_t mpos = 0;
+        char *tmp = NULL;
+        size_t tmpcap = 0;
+        for (uint64_t i = 0; i < mg->n; i++) {
+            gguf_str s = mg->items[i].v.str;
+            const char *sp = s.len > 1 ? memchr(s.ptr + 1, ' ', s.len - 1) : NULL;
+            if (!sp) continue; /* llama.cpp stores ("", "") which never matches */
+            size_t ll = (size_t)(sp - s.ptr), rl = s.len - ll - 1;
+            if (ll + rl > tmpcap) {
+                tmpcap = (ll + rl) * 2 + 64;
+                char *nt = realloc(tmp, tmpcap);
+                if (!nt) {
+                    free(tmp);
+                    goto oom;
+                }
+                tmp = nt;
+            }
+            memcpy(tmp, s.ptr, ll);
+            memcpy(tmp + ll, sp + 1, rl);
+            int32_t merged = find_token(v, tmp, ll + rl);
+            int32_t l = find_token(v, s.ptr, ll), r = find_token(v, sp + 1, rl);
+            if (l >= 0 && r >= 0) {
+                if (find_merge_id(v, l, r)) continue; /* first rank wins */
+                for (size_t k = hash_pair(l, r) & v->mid_mask;; k = (k + 1) & v->mid_mask)
+                    if (v->mid[k].l == INT32_MIN) {
+                        v->mid[k] = (merge_id){l, r, (int32_t)i, merged};
+                        break;
+                    }
+            } else {
+                merge_str *m = &v->mstr[v->n_mstr++];
+                memcpy(v->mtext + mpos, s.ptr, ll);
+                memcpy(v->mtext + mpos + ll, sp + 1, rl);
+                *m = (merge_str){(uint32_t)mpos, (uint32_t)ll, (uint32_t)(mpos + ll), (uint32_t)rl,
+                                 (int32_t)i, merged};
+                mpos += ll + rl;
+            }
+        }
+        free(tmp);
+    }
+
+    gguf_str tmpl;
+    if (gguf_get_str(g, "tokenizer.chat_template", &tmpl)) {
+        v->chat_template = (char *)gstr_dup(tmpl);
+        if (!v->chat_template) goto oom;
+    }
+    if (build_pieces(v)) goto oom;
+    return v;
+oom:
+    sh_errf(err, "%s: tokenizer: out of memory", path);
+    tok_vocab_free(v);
+    return NULL;
+}
+
+tok_vocab *tok_vocab_load(const char *path, sh_err *err) {
+    gguf_ctx *g = gguf_open(path, err);
+    if (!g) return NULL;
+    tok_vocab *v = tok_vocab_from_gguf(g, err);
+    gguf_free(g);
+    return v;
+}
+
+void tok_vocab_free(tok_vocab *v) {
+    if (!v) return;
+    free(v->text);
+    free(v->off);
+    free(v->len);
+    free(v->score);
+    free(v->attr);
+    free(v->th);
+    free(v->mid);
+    free(v->mstr);
+    free(v->mtext);
+    free(v->eog);
+    free(v->special);
+    free(v->pieces);
+    free(v->poff);
+    free(v->plen);
+    free(v->chat_template);
+    free(v);
+}
+
+tok_type tok_vocab_type(const tok_vocab *v) { return v->type; }
+tok_pre tok_vocab_pre(const tok_vocab *v) { return v->pre; }
+int32_t tok_n_tokens(const tok_vocab *v) { return v->n; }
+int32_t tok_bos(const tok_vocab *v) { return v->bos; }
+int32_t tok_eos(const tok_vocab *v) { return v->eos; }
+int32_t tok_eot(const tok_vocab *v) { return v->eot; }
+int32_t tok_unk(const tok_vocab *v) { return v->unk; }
+bool tok_add_bos(const tok_vocab *v) { return v->add_bos; }
+bool tok_add_eos(const tok_vocab *v) { return v->add_eos; }
+bool tok_is_eog(const tok_vocab *v, int32_t id) { return id >= 0 && id < v->n && v->eog[id]; }
+const char *tok_chat_template(const tok_vocab *v) { return v->chat_template; }
+
+const char *tok_token_text(const tok_vocab *v, int32_t id, size_t *len) {
+    if (id < 0 || id >= v->n) return NULL;
+    if (len) *len = v->len[id];
+    return v->text + v->off[id];
+}
+
+unsigned tok_token_attr(const tok_vocab *v, int32_t id) {
+    return (id < 0 || id >= v->n) ? 0 : v->attr[id];
+}
+
+/* ============================================================ scratch state ===== */
+
+typedef struct sym {
+    int32_t id;      /* token id of the symbol's text, -1 when it is not a token */
+    uint32_t start;  /* byte offset in the text being merged */
+    uint32_t len;    /* bytes; 0 once merged into its left neighbour */
+    int32_t prev, next;
+} sym;
+
+typedef struct bigram {
+    float score;     /* SPM: higher first */
+    int32_t rank;    /* BPE: lower first */
+    int32_t left, right;
+    int32_t merged;  /* BPE: id of the merged text */
+    uint32_t size;
+} bigram;
+
+/* BPE word cache: a word's ids depend on nothing but its bytes. */
+typedef struct wc_entry {
+    uint64_t hash;
+    uint32_t key_off, key_len, ids_off, ids_n; /* key_len == UINT32_MAX: empty */
+} wc_entry;
+
+#define WC_SLOTS (1u << 16)
+#define WC_MAX_WORD 128
+
+typedef struct scratch {
+    sym *syms;
+    size_t n_syms, cap_syms;
+    bigram *heap;
+    size_t n_heap, cap_heap;
+    uint32_t *cps;
+    uint16_t *flags;
+    size_t cap_cps;
+    tok_lens words, tmp;
+    tok_buf bytes;      /* re-encoded word / escaped SPM text */
+    tok_buf enc;        /* byte-level encoded word */
+    wc_entry *wc;
+    size_t wc_used;
+    tok_buf wc_keys;
+    tok_ids wc_ids;
+    int oom;
+} scratch;
+
+static void scratch_free(scratch *s) {
+    free(s->syms);
+    free(s->heap);
+    free(s->cps);
+    free(s->flags);
+    free(s->words.v);
+    free(s->tmp.v);
+    tok_buf_free(&s->bytes);
+    tok_buf_free(&s->enc);
+    free(s->wc);
+    tok_buf_free(&s->wc_keys);
+    tok_ids_free(&s->wc_ids);
+}
+
+static int syms_push(scratch *s, sym x) {
+    if (s->n_syms == s->cap_syms) {
+        size_t nc = s->cap_syms ? s->cap_syms * 2 : 256;
+        sym *ns = realloc(s->syms, nc * sizeof *ns);
+        if (!ns) return -1;
+        s->syms = ns;
+        s->cap_syms = nc;
+    }
+    s->syms[s->n_syms++] = x;
+    return 0;
+}
+
+/* ---- binary heap of bigrams; `before(a, b)` says a pops first ---- */
+
+static inline int spm_before(const bigram *a, const bigram *b) {
+    return a->score > b->score || (a->score == b->score && a->left < b->left);
+}
+static inline int bpe_before(const bigram *a, const bigram *b) {
+    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
+}
+
+static int heap_push(scratch *s, bigram x, int spm) {
+    if (s->n_heap == s->cap_heap) {
+        size_t nc = s->cap_heap ? s->cap_heap * 2 : 256;
+        bigram *nh = realloc(s->heap, nc * sizeof *nh);
+        if (!nh) return -1;
+        s->heap = nh;
+        s->cap_heap = nc;
+    }
+    size_t i = s->n_heap++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!(spm ? spm_before(&x, &s->heap[p]) : bpe_before(&x, &s->heap[p]))) break;
+        s->heap[i] = s->heap[p];
+        i = p;
+    }
+    s->heap[i] = x;
+    return 0;
+}
+
+static bigram heap_pop(scratch *s, int spm) {
+    bigram top = s->heap[0];
+    bigram x = s->heap[--s->n_heap];
+    size_t n = s->n_heap, i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && (spm ? spm_before(&s->heap[c + 1], &s->heap[c])
+                              : bpe_before(&s->heap[c + 1], &s->heap[c])))
+            c++;
+        if (!(spm ? spm_before(&s->heap[c], &x) : bpe_before(&s->heap[c], &x))) break;
+        s->heap[i] = s->heap[c];
+        i = c;
+    }
+    if (n) s->heap[i] = x;
+    return top;
+}
+
+/* ============================================================ special tokens ===== */
+
+typedef struct frag {
+    int32_t id;       /* >= 0: a special token; -1: raw text */
+    size_t off, len;  /* raw text: text[off .. off+len) */
+} frag;
+
+typedef struct frags {
+    frag *v;
+    size_t n, cap;
+} frags;
+
+static int frags_push(frags *f, frag x) {
+    if (f->n == f->cap) {
+        size_t nc = f->cap ? f->cap * 2 : 16;
+        frag *nv = realloc(f->v, nc * sizeof *nv);
+        if (!nv) return -1;
+        f->v = nv;
+        f->cap = nc;
+    }
+    f->v[f->n++] = x;
+    return 0;
+}
+
+static int is_c_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
+/* Splits the special tokens out of the text, longest token first, each token over all the
+ * raw fragments left by the longer ones (llama.cpp's tokenizer_st_partition). */
+static int partition(const tok_vocab *v, const char *text, size_t len, bool parse_special,
+                     frags *out) {
+    frags a = {0}, b = {0};
+    out->n = 0;
+    if (len == 0) return 0;
+    if (frags_push(&a, (frag){-1, 0, len})) goto oom;
+    for (size_t k = 0; k < v->n_special; k++) {
+        int32_t id = v->special[k];
+        unsigned attr = v->attr[id];
+        if (!parse_special && (attr & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN))) continue;
+        const char *t = v->text + v->off[id];
+        size_t tl = v->len[id];
+        b.n = 0;
+        for (size_t i = 0; i < a.n; i++) {
+            frag f = a.v[i];
+            if (f.id >= 0 || f.len < tl) {
+                if (frags_push(&b, f)) goto oom;
+                continue;
+            }
+            size_t off = f.off, rem = f.len;
+            for (;;) {
+                const char *m = rem >= tl ? memmem(text + off, rem, t, tl) : NULL;
+                if (!m) {
+                    if (rem && frags_push(&b, (frag){-1, off, rem})) goto oom;
+                    break;
+                }
+                size_t mo = (size_t)(m - text);
+                size_t left = mo - off;
+                if (attr & TOK_ATTR_LSTRIP)
+                    while (left > 0 && is_c_space(text[off + left - 1])) left--;
+                if (left && frags_push(&b, (frag){-1, off, left})) goto oom;
+                if (frags_push(&b, (frag){id, 0, 0})) goto oom;
+                size_t roff = mo + tl, rlen = off + rem - roff;
+                if (attr & TOK_ATTR_RSTRIP)
+                    while (rlen > 0 && is_c_space(text[roff])) roff++, rlen--;
+                off = roff;
+                rem = rlen;
+                if (!rem) break;
+            }
+        }
+        frags t2 = a;
+        a = b;
+        b = t2;
+    }
+    free(b.v);
+    *out = a;
+    return 0;
+oom:
+    free(a.v);
+    free(b.v);
+    return -1;
+}
+
+/* ============================================================ SPM ===== */
+
+static void spm_try_bigram(const tok_vocab *v, scratch *s, const char *text, int32_t l, int32_t r) {
+    if (l < 0 || r < 0) return;
+    const sym *L = &s->syms[l], *R = &s->syms[r];
+    size_t n = (size_t)L->len + R->len;
+    if (n > (size_t)v->max_token_len) return;
+    int32_t id = find_token(v, text + L->start, n);
+    if (id < 0) return;
+    bigram bg = {.score = v->score[id], .left = l, .right = r, .size = (uint32_t)n};
+    if (heap_push(s, bg, 1)) s->oom = 1;
+}
+
+static int spm_tokenize(const tok_vocab *v, scratch *s, const char *raw, size_t rawlen,
+                        bool prefix_space, tok_ids *out) {
+    /* escape spaces as U+2581, with the optional leading space */
+    tok_buf *t = &s->bytes;
+    t->n = 0;
+    if (buf_reserve(t, rawlen * 3 + 4)) return -1;
+    if (prefix_space) memcpy(t->data + t->n, "\xE2\x96\x81", 3), t->n += 3;
+    for (size_t i = 0; i < rawlen; i++) {
+        if (raw[i] == ' ') memcpy(t->data + t->n, "\xE2\x96\x81", 3), t->n += 3;
+        else t->data[t->n++] = raw[i];
+    }
+    const char *text = t->data;
+    size_t n = t->n;
+    s->n_syms = 0;
+    s->n_heap = 0;
+    for (size_t off = 0; off < n;) {
+        size_t l = tok_u_lead_len((uint8_t)text[off]);
+        if (l > n - off) l = n - off;
+        int32_t idx = (int32_t)s->n_syms;
+        if (syms_push(s, (sym){-1, (uint32_t)off, (uint32_t)l, idx - 1, off + l == n ? -1 : idx + 1}))
+            return -1;
+        off += l;
+    }
+    for (size_t i = 1; i < s->n_syms; i++) spm_try_bigram(v, s, text, (int32_t)i - 1, (int32_t)i);
+    while (s->n_heap) {
+        bigram bg = heap_pop(s, 1);
+        sym *L = &s->syms[bg.left], *R = &s->syms[bg.right];
+        if (L->len == 0 || R->len == 0 || L->len + R->len != bg.size) continue;
+        L->len += R->len;
+        R->len = 0;
+        L->next = R->next;
+        if (R->next >= 0) s->syms[R->next].prev = bg.left;
+        spm_try_bigram(v, s, text, L->prev, bg.left);
+        spm_try_bigram(v, s, text, bg.left, L->next);
+    }
+    if (s->oom) return -1;
+    for (int32_t i = s->n_syms ? 0 : -1; i != -1; i = s->syms[i].next) {
+        const sym *y = &s->syms[i];
+        int32_t id = find_token(v, text + y->start, y->len);
+        if (id >= 0) {
+            if (ids_push(out, id)) return -1;
+            continue;
+        }
+        for (uint32_t j = 0; j < y->len; j++) { /* byte fallback */
+            int32_t b = v->byte_tok[(uint8_t)text[y->start + j]];
+            if (b < 0) b = v->unk;
+            if (b >= 0 && ids_push(out, b)) return -1;
+        }
+    }
+    return 0;
+}
+
+/* ============================================================ BPE ===== */
+
+/* Byte-level encoding of word bytes into s->enc. */
+static int encode_bytes(const tok_vocab *v, tok_buf *enc, const uint8_t *w, size_t n) {
+    enc->n = 0;
+    if (buf_reserve(enc, n * 2 + 1)) return -1;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(enc->data + enc->n, v->byte_enc[w[i]], v->byte_enc_len[w[i]]);
+        enc->n += v->byte_enc_len[w[i]];
+    }
+    return 0;
+}
+
+/* The rank of merging symbols l and r (and the merged token), -1 if there is none. */
+static int32_t bpe_rank(const tok_vocab *v, scratch *s, const uint8_t *w, const sym *L,
+                        const sym *R, int32_t *merged) {
+    if (L->id >= 0 && R->id >= 0) {
+        const merge_id *m = find_merge_id(v, L->id, R->id);
+        if (!m) return -1;
+        *merged = m->merged;
+        return m->rank;
+    }
+    if (!v->n_mstr) return -1;
+    /* rare: a side is not a token; compare byte-level texts */
+    tok_buf lt = {0}, rt = {0};
+    int32_t rank = -1;
+    if (encode_bytes(v, &lt, w + L->start, L->len) || encode_bytes(v, &rt, w + R->start, R->len)) {
+        s->oom = 1;
+        goto done;
+    }
+    for (size_t i = 0; i < v->n_mstr; i++) {
+        const merge_str *m = &v->mstr[i];
+        if (m->l_len == lt.n && m->r_len == rt.n && !memcmp(v->mtext + m->l_off, lt.data, lt.n) &&
+            !memcmp(v->mtext + m->r_off, rt.data, rt.n) && (rank < 0 || m->rank < rank)) {
+            rank = m->rank;
+            *merged = m->merged;
+        }
+    }
+done:
+    tok_buf_free(&lt);
+    tok_buf_free(&rt);
+    return rank;
+}
+
+static void bpe_try_bigram(const tok_vocab *v, scratch *s, const uint8_t *w, int32_t l, int32_t r) {
+    if (l < 0 || r < 0) return;
+    int32_t merged = -1;
+    int32_t rank = bpe_rank(v, s, w, &s->syms[l], &s->syms[r], &merged);
+    if (rank < 0) return;
+    bigram bg = {.rank = rank, .left = l, .right = r, .merged = merged,
+                 .size = s->syms[l].len + s->syms[r].len};
+    if (heap_push(s, bg, 0)) s->oom = 1;
+}
+
+/* BPE of one pre-tokenized word (UTF-8 bytes w[0..n)); appends ids to out. */
+static int bpe_word(const tok_vocab *v, scratch *s, const uint8_t *w, size_t n, tok_ids *out) {
+    if (v->ignore_merges) { /* a word that is a token as a whole is taken as it is */
+        if (encode_bytes(v, &s->enc, w, n)) return -1;
+        int32_t id = find_token(v, s->enc.data, s->enc.n);
+        if (id >= 0) return ids_push(out, id);
+    }
+    s->n_syms = 0;
+    s->n_heap = 0;
+    for (size_t i = 0; i < n; i++)
+        if (syms_push(s, (sym){v->byte_sym[w[i]], (uint32_t)i, 1, (int32_t)i - 1,
+                               i + 1 == n ? -1 : (int32_t)i + 1}))
+            return -1;
+    for (size_t i = 1; i < n; i++) bpe_try_bigram(v, s, w, (int32_t)i - 1, (int32_t)i);
+    while (s->n_heap) {
+        bigram bg = heap_pop(s, 0);
+        sym *L = &s->syms[bg.left], *R = &s->syms[bg.right];
+        if (L->len == 0 || R->len == 0 || L->next != bg.right || L->len + R->len != bg.size) continue;
+        L->len += R->len;
+        L->id = bg.merged;
+        R->len = 0;
+        L->next = R->next;
+        if (R->next >= 0) s->syms[R->next].prev = bg.left;
+        bpe_try_bigram(v, s, w, L->prev, bg.left);
+        bpe_try_bigram(v, s, w, bg.left, L->next);
+    }
+    if (s->oom) return -1;
+    for (int32_t i = n ? 0 : -1; i != -1; i = s->syms[i].next) {
+        const sym *y = &s->syms[i];
+        if (y->id >= 0) {
+            if (ids_push(out, y->id)) return -1;
+            continue;
+        }
+        /* not a token: llama.cpp looks up each byte of the byte-level text on its own */
+        if (encode_bytes(v, &s->enc, w + y->start, y->len)) return -1;
+        for (size_t j = 0; j < s->enc.n; j++) {
+            int32_t id = find_token(v, s->enc.data + j, 1);
+            if (id >= 0 && ids_push(out, id)) return -1;
+        }
+    }
+    return 0;
+}
+
+static void wc_reset(scratch *s) {
+    for (size_t i = 0; i < WC_SLOTS; i++) s->wc[i].key_len = UINT32_MAX;
+    s->wc_used = 0;
+    s->wc_keys.n = 0;
+    s->wc_ids.n = 0;
+}
+
+/* bpe_word through the per-call word cache. */
+static int bpe_word_cached(const tok_vocab *v, scratch *s, const uint8_t *w, size_t n, tok_ids *out) {
+    if (n > WC_MAX_WORD) return bpe_word(v, s, w, n, out);
+    if (!s->wc) {
+        s->wc = malloc(WC_SLOTS * sizeof *s->wc);
+        if (!s->wc) return -1;
+        wc_reset(s);
+    }
+    uint64_t h = hash_bytes(w, n);
+    size_t i = h & (WC_SLOTS - 1);
+    for (;; i = (i + 1) & (WC_SLOTS - 1)) {
+        wc_entry *e = &s->wc[i];
+        if (e->key_len == UINT32_MAX) break;
+        if (e->hash == h && e->key_len == n && !memcmp(s->wc_keys.data + e->key_off, w, n)) {
+            for (uint32_t k = 0; k < e->ids_n; k++)
+                if (ids_push(out, s->wc_ids.ids[e->ids_off + k])) return -1;
+            return 0;
+        }
+    }
+    size_t before = out->n;
+    if (bpe_word(v, s, w, n, out)) return -1;
+    if (s->wc_used * 2 >= WC_SLOTS) { /* full enough: start over */
+        wc_reset(s);
+        for (i = h & (WC_SLOTS - 1); s->wc[i].key_len != UINT32_MAX; i = (i + 1) & (WC_SLOTS - 1)) {}
+    }
+    wc_entry e = {h, (uint32_t)s->wc_keys.n, (uint32_t)n, (uint32_t)s->wc_ids.n,
+                  (uint32_t)(out->n - before)};
+    if (buf_add(&s->wc_keys, w, n)) return -1;
+    for (size_t k = before; k < out->n; k++)
+        if (ids_push(&s->wc_ids, out->ids[k])) return -1;
+    s->wc[i] = e;
+    s->wc_used++;
+    return 0;
+}
+
+/* Decodes raw[0..n) into s->cps / s->flags; returns the code point count or -1. */
+static long decode_text(scratch *s, const char *raw, size_t n) {
+    if (n + 1 > s->cap_cps) {
+        size_t nc = n + 64;
+        uint32_t *c = realloc(s->cps, nc * sizeof *c);
+        if (!c) return -1;
+        s->cps = c;
+        uint16_t *f = realloc(s->flags, nc * sizeof *f);
+        if (!f) return -1;
+        s->flags = f;
+        s->cap_cps = nc;
+    }
+    size_t k = 0;
+    const uint8_t *p = (const uint8_t *)raw;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        i += tok_u_decode(p + i, n - i, &cp);
+        s->cps[k] = cp;
+        s->flags[k] = (uint16_t)tok_u_flags(cp);
+        k++;
+    }
+    return (long)k;
+}
+
+static int bpe_tokenize(const tok_vocab *v, scratch *s, const char *raw, size_t n, tok_ids *out) {
+    long nc = decode_text(s, raw, n);
+    if (nc < 0) return -1;
+    if (tok_pretok_split(v->pre, s->cps, s->flags, (size_t)nc, &s->words, &s->tmp)) return -1;
+    size_t start = 0;
+    for (size_t w = 0; w < s->words.n; w++) {
+        size_t len = s->words.v[w];
+        /* re-encode the word's code points (invalid input bytes became U+FFFD) */
+        tok_buf *b = &s->bytes;
+        b->n = 0;
+        if (buf_reserve(b, len * 4 + 1)) return -1;
+        for (size_t i = start; i < start + len; i++) b->n += tok_u_encode(s->cps[i], b->data + b->n);
+        if (bpe_word_cached(v, s, (const uint8_t *)b->data, b->n, out)) return -1;
+        start += len;
+    }
+    return 0;
+}
+
+/* ============================================================ WPM ===== */
+
+static int wpm_is_chinese(uint32_t c) {
+    return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) ||
+           (c >= 0x20000 && c <= 0x2A6DF) || (c >= 0x2A700 && c <= 0x2B73F) ||
+           (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B920 && c <= 0x2CEAF) ||
+           (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
+}
+
+/* Greedy longest match of one word (already lower-cased, "▁" + word in s->enc). */
+static int wpm_word(const tok_vocab *v, scratch *s, tok_ids *out) {
+    const char *w = s->enc.data;
+    size_t n = s->enc.n, before = out->n;
+    for (size_t i = 0; i < n; i++) {
+        size_t jmax = i + (size_t)v->max_token_len + 1;
+        if (jmax > n) jmax = n;
+        int matched = 0;
+        for (size_t j = jmax; j > i; j--) {
+            int32_t id = find_token(v, w + i, j - i);
+            if (id >= 0) {
+                if (ids_push(out, id)) return -1;
+                matched = 1;
+                i = j - 1;
+                break;
+            }
+        }
+        if (!matched) {
+            out->n = before;
+            break;
+        }
+    }
+    if (out->n == before && v->unk >= 0 && ids_push(out, v->unk)) return -1;
+    return 0;
+}
+
+static int wpm_tokenize(const tok_vocab *v, scratch *s, const char *raw, size_t n, tok_ids *out) {
+    long nc = decode_text(s, raw, n);
+    if (nc < 0) return -1;
+    tok_buf *wb = &s->enc;
+    wb->n = 0;
+    if (buf_add(wb, "\xE2\x96\x81", 3)) return -1;
+#define FLUSH_WORD()                                                                               \
+    do {                                                                                           \
+        if (wb->n > 3 && wpm_word(v, s, out)) return -1;                                           \
+        wb->n = 3;                                                                                 \
+    } while (0)
+    for (long i = 0; i < nc; i++) {
+        uint32_t cp = tok_u_nfd_first(s->cps[i]);
+        unsigned f = tok_u_flags(cp);
+        if (f & TOK_U_WS) {
+            FLUSH_WORD();
+            continue;
+        }
+        /* accents: NFD keeps the base letter, and the combining marks themselves go */
+        if (cp == 0 || cp == 0xFFFD || (f & (TOK_U_CTRL | TOK_U_MARK))) continue;
+        char u[4];
+        size_t ul = tok_u_encode(tok_u_tolower(cp), u);
+        if ((f & TOK_U_PUNCT) || (cp < 0x7F && (f & TOK_U_SYM)) || wpm_is_chinese(cp)) {
+            FLUSH_WORD();
+            if (buf_add(wb, u, ul)) return -1;
+            FLUSH_WORD();
+        } else if (buf_add(wb, u, ul)) return -1;
+    }
+    FLUSH_WORD();
+#undef FLUSH_WORD
+    return 0;
+}
+
+/* ============================================================ tokenize ===== */
+
+int tok_tokenize(const tok_vocab *v, const char *text, size_t len, bool add_special,
+                 bool parse_special, tok_ids *out, sh_err *err) {
+    scratch s = {0};
+    frags fr = {0};
+    int rc = -1;
+    if (partition(v, text, len, parse_special, &fr)) goto done;
+    switch (v->type) {
+    case TOK_SPM: {
+        bool prev_special = true; /* the first text gets the space prefix */
+        if (add_special && v->add_bos && v->bos >= 0 && ids_push(out, v->bos)) goto done;
+        for (size_t i = 0; i < fr.n; i++) {
+            if (fr.v[i].id >= 0) {
+                if (ids_push(out, fr.v[i].id)) goto done;
+                prev_special = true;
+                continue;
+            }
+            if (spm_tokenize(v, &s, text + fr.v[i].off, fr.v[i].len,
+                             v->add_space_prefix && prev_special, out))
+                goto done;
+            prev_special = false;
+        }
+        if (add_special && v->add_eos && v->eos >= 0 && ids_push(out, v->eos)) goto done;
+        break;
+    }
+    case TOK_BPE:
+        if (add_special && v->add_bos && v->bos >= 0 && ids_push(out, v->bos)) goto done;
+        for (size_t i = 0; i < fr.n; i++) {
+            if (fr.v[i].id >= 0) {
+                if (ids_push(out, fr.v[i].id)) goto done;
+            } else if (bpe_tokenize(v, &s, text + fr.v[i].off, fr.v[i].len, out))
+                goto done;
+        }
+        if (add_special && v->add_eos && v->eos >= 0 && ids_push(out, v->eos)) goto done;
+        break;
+    case TOK_WPM:
+        if (add_special && v->bos >= 0 && ids_push(out, v->bos)) goto done;
+        for (size_t i = 0; i < fr.n; i++) {
+            if (fr.v[i].id >= 0) {
+                if (ids_push(out, fr.v[i].id)) goto done;
+            } else if (wpm_tokenize(v, &s, text + fr.v[i].off, fr.v[i].len, out))
+                goto done;
+        }
+        if (add_special && v->sep >= 0 && ids_push(out, v->sep)) goto done;
+        break;
+    }
+    rc = 0;
+done:
+    if (rc) sh_errf(err, "tokenize: out of memory (%zu bytes of input)", len);
+    free(fr.v);
+    scratch_free(&s);
+    return rc;
+}
+
+/* ============================================================ pieces ===== */
+
+/* token_to_piece(special = true) of one token into b. */
+static int piece_of(const tok_vocab *v, int32_t id, tok_buf *b) {
+    const char *t = v->text + v->off[id];
+    size_t n = v->len[id];
+    unsigned a = v->attr[id];
+    if (a & (TOK_ATTR_UNKNOWN | TOK_ATTR_CONTROL | TOK_ATTR_USER_DEFINED)) return buf_add(b, t, n);
+    if (v->type == TOK_BPE) {
+        if (!(a & TOK_ATTR_NORMAL)) return 0;
+        /* reverse the byte-level mapping; other characters are reported, as llama.cpp does */
+        for (size_t i = 0; i < n;) {
+            uint32_t cp;
+            size_t l = tok_u_decode((const uint8_t *)t + i, n - i, &cp);
+            if (cp < 0x144 && v->byte_dec[cp] >= 0) {
+                char c = (char)v->byte_dec[cp];
+                if (buf_add(b, &c, 1)) return -1;
+            } else {
+                char u[4], hx[8];
+                size_t ul = tok_u_encode(cp, u);
+                if (buf_add(b, "[UNK_BYTE_0x", 12)) return -1;
+                for (size_t k = 0; k < ul; k++) {
+                    snprintf(hx, sizeof hx, "%02x", (uint8_t)u[k]);
+                    if (buf_add(b, hx, 2)) return -1;
+                }
+                if (buf_add(b, t, n) || buf_add(b, "]", 1)) return -1;
+            }
+            i += l;
+        }
+        return 0;
+    }
+    if (a & TOK_ATTR_NORMAL) { /* U+2581 -> space */
+        for (size_t i = 0; i < n;) {
+            if (i + 3 <= n && !memcmp(t + i, "\xE2\x96\x81", 3)) {
+                if (buf_add(b, " ", 1)) return -1;
+                i += 3;
+            } else {
+                if (buf_add(b, t + i, 1)) return -1;
+                i++;
+            }
+        }
+        return 0;
+    }
+    if (a & TOK_ATTR_BYTE) { /* "<0xNN>" */
+        char c = 0;
+        if (n >= 5) c = (char)strtol((char[3]){t[3], t[4], 0}, NULL, 16);
+        return buf_add(b, &c, 1);
+    }
+    return 0;
+}
+
+static int build_pieces(tok_vocab *v) {
+    tok_buf b = {0};
+    v->poff = malloc(sizeof *v->poff * (size_t)v->n);
+    v->plen = malloc(sizeof *v->plen * (size_t)v->n);
+    if (!v->poff || !v->plen) return -1;
+    for (int32_t i = 0; i < v->n; i++) {
+        size_t before = b.n;
+        if (piece_of(v, i, &b)) {
+            tok_buf_free(&b);
+            return -1;
+        }
+        v->poff[i] = (uint32_t)before;
+        v->plen[i] = (uint32_t)(b.n - before);
+    }
+    if (buf_add(&b, "", 0)) { /* make sure there is a buffer even when every piece is empty */
+        tok_buf_free(&b);
+        return -1;
+    }
+    v->pieces = b.data;
+    return 0;
+}
+
+const char *tok_piece(const tok_vocab *v, int32_t id, bool special, size_t *len) {
+    if (id < 0 || id >= v->n) return NULL;
+    if (!special && (v->attr[id] & (TOK_ATTR_UNKNOWN | TOK_ATTR_CONTROL))) {
+        *len = 0;
+        return v->pieces;
+    }
+    *len = v->plen[id];
+    return v->pieces + v->poff[id];
+}
+
+/* ============================================================ detokenize ===== */
+
+/* llama.cpp's clean-up passes for BPE/WPM vocabularies: " ?" " !" " ." " ," lose the space,
+ * " ' " becomes "'", and " 's" " 'm" " 're" " 've" lose the space. */
+static size_t clean_spaces(char *t, size_t total) {
+    if (total < 2) return total;
+    size_t n = 1;
+    for (size_t i = 1; i < total; i++) {
+        char x = t[i];
+        if (t[i - 1] == ' ' && (x == '?' || x == '!' || x == '.' || x == ','))
+            n--;
+        t[n++] = x;
+    }
+    size_t total2 = n;
+    n = total2 ? 1 : 0;
+    for (size_t i = 1; i < total2; i++) {
+        char x = t[i];
+        if (x == '\'' && i + 1 < total2 && t[i - 1] == ' ' && t[i + 1] == ' ') {
+            n--;
+            t[++i] = 0;
+        }
+        t[n++] = x;
+    }
+    size_t total3 = n;
+    n = total3 ? 1 : 0;
+    for (size_t i = 1; i < total3; i++) {
+        char x = t[i];
+        if (t[i - 1] == ' ' && x == '\'' && i + 1 < total3) {
+            char x1 = t[i + 1];
+            if (x1 == 's' || x1 == 'm') n--;
+            else if (i + 2 < total3) {
+                char x2 = t[i + 2];
+                if ((x1 == 'r' && x2 == 'e') || (x1 == 'v' && x2 == 'e')) n--;
+            }
+        }
+        t[n++] = x;
+    }
+    return n;
+}
+
+int tok_detokenize(const tok_vocab *v, const int32_t *ids, size_t n, bool special, tok_buf *out,
+                   sh_err *err) {
+    size_t start = out->n;
+    bool strip = v->add_space_prefix;
+    for (size_t i = 0; i < n; i++) {
+        size_t pl;
+        const char *p = tok_piece(v, ids[i], special, &pl);
+        if (!p) return sh_errf(err, "detokenize: token id %d out of range [0, %d)", ids[i], v->n);
+        if (strip && pl && p[0] == ' ') p++, pl--;
+        strip = false;
+        if (buf_add(out, p, pl)) return sh_errf(err, "detokenize: out of memory");
+    }
+    if (v->clean_spaces) {
+        size_t m = clean_spaces(out->data + start, out->n - start);
+        out->n = start + m;
+        if (out->data) out->data[out->n] = 0;
+    }
+    return 0;
+}
+
+void tok_detok_init(tok_detok *d, const tok_vocab *v, bool special) {
+    memset(d, 0, sizeof *d);
+    d->v = v;
+    d->special = special;
+    d->first = true;
+}
+
+int tok_detok_push(tok_detok *d, int32_t id, tok_buf *out, sh_err *err) {
+    size_t pl;
+    const char *p = tok_piece(d->v, id, d->special, &pl);
+    if (!p) return sh_errf(err, "detokenize: token id %d out of range [0, %d)", id, d->v->n);
+    if (d->first && d->v->add_space_prefix && pl && p[0] == ' ') p++, pl--;
+    d->first = false;
+    if (!pl) return 0;
+    /* held bytes + piece: emit the complete prefix, hold a trailing partial character */
+    uint8_t tmp[4 + 8];
+    const uint8_t *src;
+    size_t sn;
+    if (d->n_held) {
+        size_t k = pl < 8 ? pl : 8;
+        memcpy(tmp, d->held, d->n_held);
+        memcpy(tmp + d->n_held, p, k);
+        size_t tn = d->n_held + k;
+        size_t c = tok_u_complete_prefix(tmp, tn);
+        if (c < d->n_held) { /* still incomplete (the piece was shorter than the character) */
+            if (k != pl) c = tn; /* cannot happen: a character is at most 4 bytes */
+            memcpy(d->held, tmp + c, tn - c);
+            if (buf_add(out, tmp, c)) goto oom;
+            d->n_held = tn - c;
+            return 0;
+        }
+        /* emit held bytes plus however much of the piece completes them, then go on */
+        size_t used = c - d->n_held;
+        if (buf_add(out, tmp, c)) goto oom;
+        d->n_held = 0;
+        src = (const uint8_t *)p + used;
+        sn = pl - used;
+    } else {
+        src = (const uint8_t *)p;
+        sn = pl;
+    }
+    size_t c = tok_u_complete_prefix(src, sn);
+    if (buf_add(out, src, c)) goto oom;
+    memcpy(d->held, src + c, sn - c);
+    d->n_held = sn - c;
+    return 0;
+oom:
+    return sh_errf(err, "detokenize: out of memory");
+}
+
+int tok_detok_flush(tok_detok *d, tok_buf *out, sh_err *err) {
+    if (d->n_held && buf_add(out, d->held, d->n_held)) return sh_errf(err, "detokenize: out of memory");
+    tok_detok_init(d, d->v, d->special);
+    return 0;
+}
