@@ -21,6 +21,7 @@ static const command commands[] = {
     {"run", cmd_run, "generate text from a prompt with a llama/qwen2 model"},
     {"bench", cmd_bench, "prompt processing and generation speed (tokens per second)"},
     {"tokenize", cmd_tokenize, "text lines (or a JSON array) -> token ids with a model's tokenizer"},
+    {"serve", cmd_serve, "serve models behind the OpenAI-compatible HTTP API"},
     {"detokenize", cmd_detokenize, "token id lines -> text with a model's tokenizer"},
 };
 
