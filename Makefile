@@ -44,7 +44,7 @@ LIB      := $(BUILD)/libshoal.a
 BIN      := $(BUILD)/shoal
 TESTS    := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit asan fuzz fuzz-build clang clean format
+.PHONY: all deps run test unit asan fuzz fuzz-build clang clean format bench-vecdot bench-tokenizer
 all: $(BIN)
 
 $(BUILD)/obj/%.o: %.c
@@ -102,6 +102,18 @@ fuzz-build:
 
 fuzz: fuzz-build
 	@bash scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
+
+# kernel micro-benchmark (not a test): GB/s of matvec and GFLOP/s of matmul per type and ISA
+bench-vecdot: $(LIB)
+	@mkdir -p $(BUILD)/bench
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $(BUILD)/bench/bench_vecdot bench/bench_vecdot.c $(LIB) $(LDLIBS)
+	$(BUILD)/bench/bench_vecdot $(BENCH_TYPES)
+
+# tokenizer throughput (a benchmark, not a test): MB/s per vocabulary and the 1 MB no-space case
+bench-tokenizer: $(LIB)
+	@mkdir -p $(BUILD)/bench
+	$(CC) $(CFLAGS) -o $(BUILD)/bench/bench_tokenizer bench/bench_tokenizer.c $(LIB) $(LDLIBS)
+	$(BUILD)/bench/bench_tokenizer tests/data/vocab/*.gguf
 
 format:
 	clang-format -i $$(find src tests -name '*.[ch]')

@@ -4,7 +4,8 @@
 # for every vocabulary given (default: tests/data/vocab/*.gguf plus the gpt-2 vocabulary relabelled
 # with the pre-tokenizers default, starcoder, smollm, falcon, deepseek-llm and deepseek-coder by
 # scripts/gguf_set_pre.py, so that every hand-written pre-tokenizer is checked) and the modes
-#   default (BOS/EOS as the vocab says), --no-bos, --special.
+#   default (BOS/EOS as the vocab says), --no-bos, --special,
+# and `shoal detokenize` against the peer's detokenize (with and without --special) on the ids.
 # Not part of `make test`: the peer is not available everywhere. Prints one line per vocab and
 # mode, the first disagreements, and a closing "N passed, M failed" (one check per vocab/mode).
 # Env: PEER (path to llama_peer), SEED, RANDOM_N (random strings in the corpus).
@@ -40,6 +41,19 @@ for v in "${vocabs[@]}"; do
       paste -d '\t' "$out/corpus.txt" "$out/$name.$tag.ref" "$out/$name.$tag.out" |
         awk -F '\t' '$2 != $3 {print "  input: " $1 "\n    ref: " $2 "\n    got: " $3; if (++k == 3) exit}'
     fi
+  done
+  # the --json interface on the same inputs (default mode)
+  res=$(python3 scripts/tokjson.py "$out/corpus.txt" "$out/$name.default.ref" build/shoal "$v")
+  echo "$name json: $res"
+  if [ "$(echo "$res" | awk '{print ($2 == $4+0 && $2 > 0)}')" = 1 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+  # detokenize: the ids of the default mode back to text, with and without --special
+  for mode in "" "--special"; do
+    tag=detok${mode:+-special}
+    "$PEER" detokenize "$v" $mode < "$out/$name.default.out" > "$out/$name.$tag.ref" 2>/dev/null
+    build/shoal detokenize -m "$v" $mode < "$out/$name.default.out" > "$out/$name.$tag.out"
+    agree=$(paste -d '\t' "$out/$name.$tag.ref" "$out/$name.$tag.out" | awk -F '\t' '$1 == $2 {c++} END {print c+0}')
+    echo "$name $tag: $n id lines, $agree agree"
+    if [ "$agree" -eq "$n" ]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
   done
 done
 echo "$pass passed, $fail failed"

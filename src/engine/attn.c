@@ -28,10 +28,8 @@ static void axpy_f32(float *y, float a, const float *x, int n) {
 
 static const attn_ops attn_ops_scalar = {dot_f16, dot_f32, axpy_f16, axpy_f32};
 
+/* vecdot's AVX2 level is compiled with the same flags (AVX2, FMA, F16C) and only chosen when
+ * the CPU and OS support all of them, so its ISA decision is ours too (SHOAL_ISA included). */
 const attn_ops *attn_get(void) {
-    __builtin_cpu_init();
-    if (vecdot_best_isa() >= ISA_AVX2 && __builtin_cpu_supports("avx2") &&
-        __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-        return &attn_ops_avx2;
-    return &attn_ops_scalar;
+    return vecdot_best_isa() >= ISA_AVX2 ? &attn_ops_avx2 : &attn_ops_scalar;
 }

@@ -11,6 +11,7 @@
 #include "engine/engine.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,9 @@ struct engine {
     float *hb, *hb2;          /* [n_batch][ffn] gate (then silu(gate)*up), up */
     uint8_t *act;             /* [n_batch][act_row] activations converted for the kernels */
     size_t act_row;           /* bytes of one act row (largest act type, largest k) */
+    uint8_t *act_priv;        /* [n_threads][act_row] per-thread act row for 1-entry batches */
+    atomic_llong *counters;   /* [n_phases] work counters of one forward pass */
+    int n_phases;             /* 5 per layer + 1 */
     float *rope_cs;           /* [n_batch][n_rot] cos, sin pairs for each entry's position */
     float *scratch;           /* [n_threads][max(n_ctx, dim)] per-thread scores / norm rows */
     int scratch_n;            /* floats per thread in scratch */
@@ -136,13 +140,16 @@ engine *engine_init(const model *m, const engine_params *pin, sh_err *err) {
     e->hb = malloc(nb * hp->ffn * sizeof(float));
     e->hb2 = malloc(nb * hp->ffn * sizeof(float));
     e->act = aligned_alloc(64, nb * act_row);
+    e->act_priv = aligned_alloc(64, (size_t)p.n_threads * act_row);
+    e->n_phases = 5 * hp->n_layers + 1;
+    e->counters = calloc((size_t)e->n_phases, sizeof *e->counters);
     e->rope_cs = malloc(nb * hp->n_rot * sizeof(float));
     e->scratch = malloc((size_t)p.n_threads * e->scratch_n * sizeof(float));
     e->logits = malloc((size_t)p.n_logits * hp->n_vocab * sizeof(float));
     e->out_row = malloc(nb * sizeof(int));
     e->out_src = malloc((size_t)p.n_logits * sizeof(int));
     if (!e->k_cache || !e->v_cache || !e->seq_len || !e->seq_next || !e->x || !e->tmp ||
-        !e->qkv || !e->att || !e->hb || !e->hb2 || !e->act || !e->rope_cs || !e->scratch ||
+        !e->qkv || !e->att || !e->hb || !e->hb2 || !e->act || !e->act_priv || !e->counters || !e->rope_cs || !e->scratch ||
         !e->logits || !e->out_row || !e->out_src) {
         sh_errf(err, "out of memory allocating the engine (KV cache %.1f MiB)",
                 (double)kv_bytes * 2 / (1024.0 * 1024.0));
@@ -172,6 +179,8 @@ void engine_free(engine *e) {
     free(e->hb);
     free(e->hb2);
     free(e->act);
+    free(e->act_priv);
+    free(e->counters);
     free(e->rope_cs);
     free(e->scratch);
     free(e->logits);
@@ -241,37 +250,57 @@ static void rope_apply(float *v, const float *cs, int n_rot, model_rope mode) {
 }
 
 /* Rows [r0, r1) of every batch row: out[j][r] = W[r] . act[j] */
-static void matmul_rows(const engine *e, const model_mat *w, int n, int64_t r0, int64_t r1,
-                        float *out, int64_t out_stride) {
+static void matmul_rows(const engine *e, const model_mat *w, const uint8_t *act, int n,
+                        int64_t r0, int64_t r1, float *out, int64_t out_stride) {
     if (r0 >= r1) return;
     const vecdot_kernel *k = vecdot_get(w->type);
-    k->matmul(w->n_cols, w->data, w->row_bytes, r0, r1, e->act, e->act_row, n, out, out_stride);
+    k->matmul(w->n_cols, w->data, w->row_bytes, r0, r1, act, e->act_row, n, out, out_stride);
 }
 
-/* Converts rows [lo, hi) of src (row stride `stride` floats, k used) into e->act for w's kernel. */
-static void quantize_rows(engine *e, const model_mat *w, const float *src, int64_t stride,
-                          int64_t lo, int64_t hi) {
+/* Converts rows [lo, hi) of src (row stride `stride` floats) into act for w's kernel. */
+static void quantize_rows(engine *e, const model_mat *w, uint8_t *act, const float *src,
+                          int64_t stride, int64_t lo, int64_t hi) {
     const vecdot_kernel *k = vecdot_get(w->type);
     for (int64_t i = lo; i < hi; i++)
-        vecdot_quantize_act(k->act_type, src + i * stride, e->act + i * e->act_row, w->n_cols);
+        vecdot_quantize_act(k->act_type, src + i * stride, act + i * e->act_row, w->n_cols);
 }
 
-/* rmsnorm rows [lo, hi) of x with weight w into e->act for matrix mm */
-static void norm_rows(engine *e, const float *w, const model_mat *mm, int64_t lo, int64_t hi,
-                      float *scratch) {
+/* rmsnorm rows [lo, hi) of x with weight w into act for matrix mm */
+static void norm_rows(engine *e, const float *w, const model_mat *mm, uint8_t *act, int64_t lo,
+                      int64_t hi, float *scratch) {
     const vecdot_kernel *k = vecdot_get(mm->type);
     int dim = e->hp.dim;
     for (int64_t i = lo; i < hi; i++) {
         rmsnorm(scratch, e->x + i * dim, w, dim, e->hp.norm_eps);
-        vecdot_quantize_act(k->act_type, scratch, e->act + i * e->act_row, dim);
+        vecdot_quantize_act(k->act_type, scratch, act + i * e->act_row, dim);
     }
+}
+
+/* Dynamic work sharing: the threads take chunks of `chunk` items of an n-item phase from that
+ * phase's counter until none are left. Faster threads (or ones not disturbed by other
+ * processes) take more; which thread computes a row never changes its result. */
+static bool grab(engine *e, int phase, int64_t n, int64_t chunk, int64_t *lo, int64_t *hi) {
+    int64_t c = atomic_fetch_add_explicit(&e->counters[phase], 1, memory_order_relaxed);
+    if (c * chunk >= n) return false;
+    *lo = c * chunk;
+    *hi = *lo + chunk < n ? *lo + chunk : n;
+    return true;
+}
+
+/* Chunk of rows for a matmul of `rows` output rows: about 8 chunks per thread, a multiple of
+ * 16 rows. */
+static int64_t row_chunk(int64_t rows, int nth) {
+    int64_t c = rows / ((int64_t)nth * 8);
+    c = (c + 15) & ~(int64_t)15;
+    return c < 16 ? 16 : c;
 }
 
 /* ============================================================ the forward pass ===== */
 
 /* Q, K and V for head unit u (q heads first, then kv heads of K, then of V): matmul of that
  * head's rows, bias, RoPE, and for K / V the store into the cache. */
-static void qkv_unit(engine *e, const model_layer *ly, int layer, int u, int n) {
+static void qkv_unit(engine *e, const model_layer *ly, const uint8_t *act, int layer, int u,
+                     int n) {
     const model_hparams *hp = &e->hp;
     const engine_batch *b = e->b;
     int hd = hp->head_dim;
@@ -288,7 +317,7 @@ static void qkv_unit(engine *e, const model_layer *ly, int layer, int u, int n) 
         col0 = e->q_dim + e->kv_dim + row0;
     }
     /* the kernel writes out[j * stride + r] for absolute row r: shift the base by row0 */
-    matmul_rows(e, w, n, row0, row0 + hd, e->qkv + col0 - row0, e->qkv_dim);
+    matmul_rows(e, w, act, n, row0, row0 + hd, e->qkv + col0 - row0, e->qkv_dim);
     for (int i = 0; i < n; i++) {
         float *v = e->qkv + (size_t)i * e->qkv_dim + col0;
         if (bias)
@@ -347,6 +376,22 @@ static void forward_thread(void *ctx, int ith, int nth) {
     int n = b->n, dim = hp->dim, ffn = hp->ffn;
     float *scratch = e->scratch + (size_t)ith * e->scratch_n;
     int64_t lo, hi;
+    int phase = 0; /* index of the current work counter; every thread counts the same way */
+    /* A single entry (decode) is normalised / converted by every thread into its own act row,
+     * which saves a barrier per conversion; larger batches share the conversion work. */
+    bool solo = n == 1;
+    uint8_t *act = solo ? e->act_priv + (size_t)ith * e->act_row : e->act;
+#define ROWS_SHARED(fn)                                                                            \
+    do {                                                                                           \
+        if (solo) {                                                                                \
+            lo = 0, hi = 1;                                                                        \
+            fn;                                                                                    \
+        } else {                                                                                   \
+            split(n, 1, ith, nth, &lo, &hi);                                                       \
+            fn;                                                                                    \
+            pool_barrier(e->pool);                                                                 \
+        }                                                                                          \
+    } while (0)
 
     /* embeddings and RoPE angles, split by batch rows */
     split(n, 1, ith, nth, &lo, &hi);
@@ -364,64 +409,60 @@ static void forward_thread(void *ctx, int ith, int nth) {
     pool_barrier(e->pool);
 
     int units = hp->n_heads + 2 * hp->n_kv_heads;
+    int64_t ch_dim = row_chunk(dim, nth), ch_ffn = row_chunk(ffn, nth);
     for (int l = 0; l < hp->n_layers; l++) {
         const model_layer *ly = &m->layers[l];
 
         /* attention norm */
-        split(n, 1, ith, nth, &lo, &hi);
-        norm_rows(e, ly->attn_norm, &ly->wq, lo, hi, scratch);
-        pool_barrier(e->pool);
+        ROWS_SHARED(norm_rows(e, ly->attn_norm, &ly->wq, act, lo, hi, scratch));
 
         /* q, k, v by head; RoPE; cache store */
-        split(units, 1, ith, nth, &lo, &hi);
-        for (int64_t u = lo; u < hi; u++) qkv_unit(e, ly, l, (int)u, n);
+        for (int ph = phase++; grab(e, ph, units, 1, &lo, &hi);)
+            qkv_unit(e, ly, act, l, (int)lo, n);
         pool_barrier(e->pool);
 
         /* attention by (entry, head) */
-        split((int64_t)n * hp->n_heads, 1, ith, nth, &lo, &hi);
-        for (int64_t w = lo; w < hi; w++)
-            attend(e, l, (int)(w / hp->n_heads), (int)(w % hp->n_heads), scratch);
+        for (int ph = phase++; grab(e, ph, (int64_t)n * hp->n_heads, 1, &lo, &hi);)
+            attend(e, l, (int)(lo / hp->n_heads), (int)(lo % hp->n_heads), scratch);
         pool_barrier(e->pool);
 
-        split(n, 1, ith, nth, &lo, &hi);
-        quantize_rows(e, &ly->wo, e->att, e->q_dim, lo, hi);
-        pool_barrier(e->pool);
+        ROWS_SHARED(quantize_rows(e, &ly->wo, act, e->att, e->q_dim, lo, hi));
 
         /* output projection and residual, by rows of Wo */
-        split(dim, 16, ith, nth, &lo, &hi);
-        matmul_rows(e, &ly->wo, n, lo, hi, e->tmp, dim);
-        for (int i = 0; i < n; i++)
-            for (int64_t r = lo; r < hi; r++)
-                e->x[(size_t)i * dim + r] += e->tmp[(size_t)i * dim + r] + (ly->bo ? ly->bo[r] : 0);
-        pool_barrier(e->pool);
-
-        /* FFN norm */
-        split(n, 1, ith, nth, &lo, &hi);
-        norm_rows(e, ly->ffn_norm, &ly->w_gate, lo, hi, scratch);
-        pool_barrier(e->pool);
-
-        /* gate and up by rows, then silu(gate) * up */
-        split(ffn, 16, ith, nth, &lo, &hi);
-        matmul_rows(e, &ly->w_gate, n, lo, hi, e->hb, ffn);
-        matmul_rows(e, &ly->w_up, n, lo, hi, e->hb2, ffn);
-        for (int i = 0; i < n; i++) {
-            float *g = e->hb + (size_t)i * ffn, *u = e->hb2 + (size_t)i * ffn;
-            for (int64_t r = lo; r < hi; r++) g[r] = g[r] / (1.0f + expf(-g[r])) * u[r];
+        for (int ph = phase++; grab(e, ph, dim, ch_dim, &lo, &hi);) {
+            matmul_rows(e, &ly->wo, act, n, lo, hi, e->tmp, dim);
+            for (int i = 0; i < n; i++)
+                for (int64_t r = lo; r < hi; r++)
+                    e->x[(size_t)i * dim + r] += e->tmp[(size_t)i * dim + r] + (ly->bo ? ly->bo[r] : 0);
         }
         pool_barrier(e->pool);
 
-        split(n, 1, ith, nth, &lo, &hi);
-        quantize_rows(e, &ly->w_down, e->hb, ffn, lo, hi);
+        /* FFN norm */
+        ROWS_SHARED(norm_rows(e, ly->ffn_norm, &ly->w_gate, act, lo, hi, scratch));
+
+        /* gate and up by rows, then silu(gate) * up */
+        for (int ph = phase++; grab(e, ph, ffn, ch_ffn, &lo, &hi);) {
+            matmul_rows(e, &ly->w_gate, act, n, lo, hi, e->hb, ffn);
+            matmul_rows(e, &ly->w_up, act, n, lo, hi, e->hb2, ffn);
+            for (int i = 0; i < n; i++) {
+                float *g = e->hb + (size_t)i * ffn, *u = e->hb2 + (size_t)i * ffn;
+                for (int64_t r = lo; r < hi; r++) g[r] = g[r] / (1.0f + expf(-g[r])) * u[r];
+            }
+        }
         pool_barrier(e->pool);
 
+        ROWS_SHARED(quantize_rows(e, &ly->w_down, act, e->hb, ffn, lo, hi));
+
         /* down projection and residual */
-        split(dim, 16, ith, nth, &lo, &hi);
-        matmul_rows(e, &ly->w_down, n, lo, hi, e->tmp, dim);
-        for (int i = 0; i < n; i++)
-            for (int64_t r = lo; r < hi; r++)
-                e->x[(size_t)i * dim + r] += e->tmp[(size_t)i * dim + r];
+        for (int ph = phase++; grab(e, ph, dim, ch_dim, &lo, &hi);) {
+            matmul_rows(e, &ly->w_down, act, n, lo, hi, e->tmp, dim);
+            for (int i = 0; i < n; i++)
+                for (int64_t r = lo; r < hi; r++)
+                    e->x[(size_t)i * dim + r] += e->tmp[(size_t)i * dim + r];
+        }
         pool_barrier(e->pool);
     }
+#undef ROWS_SHARED
 
     /* final norm of the entries that want logits, compacted into act rows 0..n_out-1 */
     if (e->n_out == 0) return;
@@ -432,8 +473,8 @@ static void forward_thread(void *ctx, int ith, int nth) {
         vecdot_quantize_act(ko->act_type, scratch, e->act + o * e->act_row, dim);
     }
     pool_barrier(e->pool);
-    split(hp->n_vocab, 16, ith, nth, &lo, &hi);
-    matmul_rows(e, &m->output, e->n_out, lo, hi, e->logits, hp->n_vocab);
+    for (int ph = phase++; grab(e, ph, hp->n_vocab, row_chunk(hp->n_vocab, nth), &lo, &hi);)
+        matmul_rows(e, &m->output, e->act, e->n_out, lo, hi, e->logits, hp->n_vocab);
 }
 
 /* ============================================================ decode ===== */
@@ -487,7 +528,8 @@ int engine_decode(engine *e, const engine_batch *b, sh_err *err) {
         if (e->seq_next[s] >= 0) e->seq_len[s] = e->seq_next[s];
     e->b = b;
     e->last_n = b->n;
-    pool_run(e->pool, forward_thread, e);
+    for (int i = 0; i < e->n_phases; i++) atomic_store_explicit(&e->counters[i], 0, memory_order_relaxed);
+    pool_run(e->pool, forward_thread, e); /* the job hand-off publishes the reset counters */
     e->b = NULL;
     return 0;
 }

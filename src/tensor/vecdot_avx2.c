@@ -4,6 +4,7 @@
  * vpmaddubsw + vpmaddwd.
  */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "core/half.h"
@@ -45,6 +46,14 @@ static inline __m256i dot_u8s8(__m256i acc, __m256i u, __m256i s) {
 static inline __m256i dot_u8s8_w(__m256i acc, __m256i u, __m256i s, __m256i w16) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), w16));
 }
+
+/* sum (w - off) * a for unsigned w, off: two u8 x s8 pair sums, subtracted in 16 bits (both
+ * are at most 2 * 31 * 127 in magnitude), then widened. */
+static inline __m256i dot_off(__m256i w, __m256i a, __m256i off) {
+    const __m256i d = _mm256_sub_epi16(_mm256_maddubs_epi16(w, a), _mm256_maddubs_epi16(off, a));
+    return _mm256_madd_epi16(d, _mm256_set1_epi16(1));
+}
+
 
 /* Byte i = 0x10 when bit i is set: broadcast the u32, route byte i/8 to byte i, test bit i%8. */
 static inline __m256i bits_to_0x10(uint32_t bits) {

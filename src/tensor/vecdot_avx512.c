@@ -6,6 +6,7 @@
  * the 5th bits of Q5 blocks.
  */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "core/half.h"
@@ -50,6 +51,13 @@ static inline __m256i dot_u8s8(__m256i acc, __m256i u, __m256i s) {
 static inline __m256i dot_u8s8_w(__m256i acc, __m256i u, __m256i s, __m256i w16) {
     return _mm256_dpwssd_epi32(acc, _mm256_maddubs_epi16(u, s), w16);
 }
+
+/* sum (w - off) * a for unsigned w, off */
+static inline __m256i dot_off(__m256i w, __m256i a, __m256i off) {
+    const __m256i z = _mm256_setzero_si256();
+    return _mm256_sub_epi32(_mm256_dpbusd_epi32(z, w, a), _mm256_dpbusd_epi32(z, off, a));
+}
+
 
 static inline __m256i bits_to_0x10(uint32_t bits) {
     return _mm256_maskz_mov_epi8((__mmask32)bits, _mm256_set1_epi8(0x10));

@@ -114,9 +114,13 @@ struct tok_vocab {
 
     int32_t bos, eos, eot, eom, unk, sep, pad;
     bool add_bos, add_eos, add_space_prefix, ignore_merges, clean_spaces;
+    bool spm_split_ok;   /* no token has U+2581 right after another character */
     uint8_t *eog;        /* per token: 1 when end-of-generation */
 
     int32_t *special;    /* control / user-defined / unknown tokens, longest text first */
+    int32_t *sp_head;    /* 65536 chains of special[] indices by the first two bytes */
+    int32_t *sp_next;
+    int32_t sp_head1[256]; /* one-byte special tokens, by byte */
     size_t n_special;
 
     int32_t byte_tok[256];     /* SPM: <0xNN> token (or the byte itself), -1 if none */
@@ -458,6 +462,18 @@ tok_vocab *tok_vocab_from_gguf(const gguf_ctx *g, sh_err *err) {
         if (v->attr[i] & (TOK_ATTR_CONTROL | TOK_ATTR_USER_DEFINED | TOK_ATTR_UNKNOWN))
             v->special[v->n_special++] = i;
     qsort_r(v->special, v->n_special, sizeof *v->special, cmp_special, v);
+    v->sp_head = malloc(65536 * sizeof *v->sp_head);
+    v->sp_next = malloc((v->n_special + 1) * sizeof *v->sp_next);
+    if (!v->sp_head || !v->sp_next) goto oom;
+    for (size_t i = 0; i < 65536; i++) v->sp_head[i] = -1;
+    for (int i = 0; i < 256; i++) v->sp_head1[i] = -1;
+    for (size_t k = v->n_special; k-- > 0;) {
+        const uint8_t *t = (const uint8_t *)v->text + v->off[v->special[k]];
+        int32_t *head = v->len[v->special[k]] == 1 ? &v->sp_head1[t[0]]
+                                                   : &v->sp_head[(size_t)t[0] << 8 | t[1]];
+        v->sp_next[k] = *head;
+        *head = (int32_t)k;
+    }
 
     /* per-model attributes llama.cpp sets by name */
     {
@@ -479,6 +495,17 @@ tok_vocab *tok_vocab_from_gguf(const gguf_ctx *g, sh_err *err) {
             set_attr_by_text(v, "<s>", TOK_ATTR_RSTRIP, false);
             set_attr_by_text(v, "<|endoftext|>", TOK_ATTR_RSTRIP, false);
         }
+    }
+
+    /* may SPM merging be cut before each run of U+2581? */
+    v->spm_split_ok = true;
+    for (int32_t i = 0; i < v->n && v->spm_split_ok; i++) {
+        const char *t = v->text + v->off[i];
+        for (size_t k = 1; k + 3 <= v->len[i]; k++)
+            if (!memcmp(t + k, "\xE2\x96\x81", 3) && (k < 3 || memcmp(t + k - 3, "\xE2\x96\x81", 3))) {
+                v->spm_split_ok = false;
+                break;
+            }
     }
 
     /* byte tokens */
@@ -585,6 +612,8 @@ void tok_vocab_free(tok_vocab *v) {
     free(v->mtext);
     free(v->eog);
     free(v->special);
+    free(v->sp_head);
+    free(v->sp_next);
     free(v->pieces);
     free(v->poff);
     free(v->plen);
@@ -631,6 +660,14 @@ typedef struct bigram {
     uint32_t size;
 } bigram;
 
+/* BPE bigram: 16 bytes, ordered by key = rank << 32 | left (lower rank first, then the
+ * leftmost), so that the heap of a huge word stays small and compares are one integer. */
+typedef struct bpe_bigram {
+    uint64_t key;
+    int32_t right;
+    uint32_t size;
+} bpe_bigram;
+
 /* BPE word cache: a word's ids depend on nothing but its bytes. */
 typedef struct wc_entry {
     uint64_t hash;
@@ -645,6 +682,8 @@ typedef struct scratch {
     size_t n_syms, cap_syms;
     bigram *heap;
     size_t n_heap, cap_heap;
+    bpe_bigram *bheap;
+    size_t n_bheap, cap_bheap;
     uint32_t *cps;
     uint16_t *flags;
     size_t cap_cps;
@@ -661,6 +700,7 @@ typedef struct scratch {
 static void scratch_free(scratch *s) {
     free(s->syms);
     free(s->heap);
+    free(s->bheap);
     free(s->cps);
     free(s->flags);
     free(s->words.v);
@@ -730,6 +770,42 @@ static bigram heap_pop(scratch *s, int spm) {
     return top;
 }
 
+static int bheap_push(scratch *s, bpe_bigram x) {
+    if (s->n_bheap == s->cap_bheap) {
+        size_t nc = s->cap_bheap ? s->cap_bheap * 2 : 256;
+        bpe_bigram *nh = realloc(s->bheap, nc * sizeof *nh);
+        if (!nh) return -1;
+        s->bheap = nh;
+        s->cap_bheap = nc;
+    }
+    bpe_bigram *h = s->bheap;
+    size_t i = s->n_bheap++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (h[p].key <= x.key) break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = x;
+    return 0;
+}
+
+static bpe_bigram bheap_pop(scratch *s) {
+    bpe_bigram *h = s->bheap;
+    bpe_bigram top = h[0], x = h[--s->n_bheap];
+    size_t n = s->n_bheap, i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && h[c + 1].key < h[c].key) c++;
+        if (h[c].key >= x.key) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (n) h[i] = x;
+    return top;
+}
+
 /* ============================================================ special tokens ===== */
 
 typedef struct frag {
@@ -763,12 +839,28 @@ static int is_c_space(char c) {
 static int partition(const tok_vocab *v, const char *text, size_t len, bool parse_special,
                      frags *out) {
     frags a = {0}, b = {0};
+    uint8_t *occurs = NULL;
     out->n = 0;
     if (len == 0) return 0;
     if (frags_push(&a, (frag){-1, 0, len})) goto oom;
+    /* one pass over the text finds which special tokens occur at all, so that only those
+     * are searched for (a vocabulary can have hundreds) */
+    occurs = calloc(v->n_special + 1, 1);
+    if (!occurs) goto oom;
+    const uint8_t *u = (const uint8_t *)text;
+    for (size_t p = 0; p < len; p++) {
+        for (int32_t k = v->sp_head1[u[p]]; k >= 0; k = v->sp_next[k]) occurs[k] = 1;
+        if (p + 1 < len)
+            for (int32_t k = v->sp_head[(size_t)u[p] << 8 | u[p + 1]]; k >= 0; k = v->sp_next[k]) {
+                size_t tl = v->len[v->special[k]];
+                if (!occurs[k] && tl <= len - p && !memcmp(u + p, v->text + v->off[v->special[k]], tl))
+                    occurs[k] = 1;
+            }
+    }
     for (size_t k = 0; k < v->n_special; k++) {
         int32_t id = v->special[k];
         unsigned attr = v->attr[id];
+        if (!occurs[k]) continue;
         if (!parse_special && (attr & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN))) continue;
         const char *t = v->text + v->off[id];
         size_t tl = v->len[id];
@@ -805,11 +897,13 @@ static int partition(const tok_vocab *v, const char *text, size_t len, bool pars
         b = t2;
     }
     free(b.v);
+    free(occurs);
     *out = a;
     return 0;
 oom:
     free(a.v);
     free(b.v);
+    free(occurs);
     return -1;
 }
 
@@ -824,6 +918,47 @@ static void spm_try_bigram(const tok_vocab *v, scratch *s, const char *text, int
     if (id < 0) return;
     bigram bg = {.score = v->score[id], .left = l, .right = r, .size = (uint32_t)n};
     if (heap_push(s, bg, 1)) s->oom = 1;
+}
+
+static int wc_lookup(scratch *s, const uint8_t *w, size_t n, tok_ids *out, uint64_t *h, size_t *slot);
+static int wc_store(scratch *s, const uint8_t *w, size_t n, uint64_t h, size_t slot,
+                    const tok_ids *out, size_t before);
+
+static int sym_is_space(const char *text, const sym *y) {
+    return y->len == 3 && !memcmp(text + y->start, "\xE2\x96\x81", 3);
+}
+
+/* Merges symbols [a, b) (their chain ends inside the range) and appends their ids. */
+static int spm_merge_chunk(const tok_vocab *v, scratch *s, const char *text, size_t a, size_t b,
+                           tok_ids *out) {
+    s->n_heap = 0;
+    for (size_t i = a + 1; i < b; i++) spm_try_bigram(v, s, text, (int32_t)i - 1, (int32_t)i);
+    while (s->n_heap) {
+        bigram bg = heap_pop(s, 1);
+        sym *L = &s->syms[bg.left], *R = &s->syms[bg.right];
+        if (L->len == 0 || R->len == 0 || L->len + R->len != bg.size) continue;
+        L->len += R->len;
+        R->len = 0;
+        L->next = R->next;
+        if (R->next >= 0) s->syms[R->next].prev = bg.left;
+        spm_try_bigram(v, s, text, L->prev, bg.left);
+        spm_try_bigram(v, s, text, bg.left, L->next);
+    }
+    if (s->oom) return -1;
+    for (int32_t i = a < b ? (int32_t)a : -1; i != -1; i = s->syms[i].next) {
+        const sym *y = &s->syms[i];
+        int32_t id = find_token(v, text + y->start, y->len);
+        if (id >= 0) {
+            if (ids_push(out, id)) return -1;
+            continue;
+        }
+        for (uint32_t j = 0; j < y->len; j++) { /* byte fallback */
+            int32_t bt = v->byte_tok[(uint8_t)text[y->start + j]];
+            if (bt < 0) bt = v->unk;
+            if (bt >= 0 && ids_push(out, bt)) return -1;
+        }
+    }
+    return 0;
 }
 
 static int spm_tokenize(const tok_vocab *v, scratch *s, const char *raw, size_t rawlen,
@@ -849,31 +984,30 @@ static int spm_tokenize(const tok_vocab *v, scratch *s, const char *raw, size_t 
             return -1;
         off += l;
     }
-    for (size_t i = 1; i < s->n_syms; i++) spm_try_bigram(v, s, text, (int32_t)i - 1, (int32_t)i);
-    while (s->n_heap) {
-        bigram bg = heap_pop(s, 1);
-        sym *L = &s->syms[bg.left], *R = &s->syms[bg.right];
-        if (L->len == 0 || R->len == 0 || L->len + R->len != bg.size) continue;
-        L->len += R->len;
-        R->len = 0;
-        L->next = R->next;
-        if (R->next >= 0) s->syms[R->next].prev = bg.left;
-        spm_try_bigram(v, s, text, L->prev, bg.left);
-        spm_try_bigram(v, s, text, bg.left, L->next);
-    }
-    if (s->oom) return -1;
-    for (int32_t i = s->n_syms ? 0 : -1; i != -1; i = s->syms[i].next) {
-        const sym *y = &s->syms[i];
-        int32_t id = find_token(v, text + y->start, y->len);
-        if (id >= 0) {
-            if (ids_push(out, id)) return -1;
-            continue;
+    /* Cut the symbol chain into chunks that start at a run of U+2581: when no token has a
+     * U+2581 after another character (checked at load), no merge can cross such a cut, so
+     * merging chunk by chunk gives llama.cpp's result with small, cache-friendly heaps. */
+    size_t a = 0;
+    for (size_t i = 1; i <= s->n_syms; i++) {
+        if (i < s->n_syms) {
+            if (!v->spm_split_ok || !sym_is_space(text, &s->syms[i]) ||
+                sym_is_space(text, &s->syms[i - 1]))
+                continue;
+            s->syms[i - 1].next = -1;
+            s->syms[i].prev = -1;
         }
-        for (uint32_t j = 0; j < y->len; j++) { /* byte fallback */
-            int32_t b = v->byte_tok[(uint8_t)text[y->start + j]];
-            if (b < 0) b = v->unk;
-            if (b >= 0 && ids_push(out, b)) return -1;
+        /* a chunk's ids depend only on its bytes: cache them */
+        const uint8_t *cw = (const uint8_t *)text + s->syms[a].start;
+        size_t cn = s->syms[i - 1].start + s->syms[i - 1].len - s->syms[a].start;
+        uint64_t h = 0;
+        size_t slot = 0, before = out->n;
+        int hit = cn <= WC_MAX_WORD ? wc_lookup(s, cw, cn, out, &h, &slot) : 0;
+        if (hit < 0) return -1;
+        if (!hit) {
+            if (spm_merge_chunk(v, s, text, a, i, out)) return -1;
+            if (cn <= WC_MAX_WORD && wc_store(s, cw, cn, h, slot, out, before)) return -1;
         }
+        a = i;
     }
     return 0;
 }
@@ -927,9 +1061,9 @@ static void bpe_try_bigram(const tok_vocab *v, scratch *s, const uint8_t *w, int
     int32_t merged = -1;
     int32_t rank = bpe_rank(v, s, w, &s->syms[l], &s->syms[r], &merged);
     if (rank < 0) return;
-    bigram bg = {.rank = rank, .left = l, .right = r, .merged = merged,
-                 .size = s->syms[l].len + s->syms[r].len};
-    if (heap_push(s, bg, 0)) s->oom = 1;
+    bpe_bigram bg = {(uint64_t)(uint32_t)rank << 32 | (uint32_t)l, r,
+                     s->syms[l].len + s->syms[r].len};
+    if (bheap_push(s, bg)) s->oom = 1;
 }
 
 /* BPE of one pre-tokenized word (UTF-8 bytes w[0..n)); appends ids to out. */
@@ -940,23 +1074,26 @@ static int bpe_word(const tok_vocab *v, scratch *s, const uint8_t *w, size_t n, 
         if (id >= 0) return ids_push(out, id);
     }
     s->n_syms = 0;
-    s->n_heap = 0;
+    s->n_bheap = 0;
     for (size_t i = 0; i < n; i++)
         if (syms_push(s, (sym){v->byte_sym[w[i]], (uint32_t)i, 1, (int32_t)i - 1,
                                i + 1 == n ? -1 : (int32_t)i + 1}))
             return -1;
     for (size_t i = 1; i < n; i++) bpe_try_bigram(v, s, w, (int32_t)i - 1, (int32_t)i);
-    while (s->n_heap) {
-        bigram bg = heap_pop(s, 0);
-        sym *L = &s->syms[bg.left], *R = &s->syms[bg.right];
+    while (s->n_bheap) {
+        bpe_bigram bg = bheap_pop(s);
+        int32_t left = (int32_t)(uint32_t)bg.key;
+        sym *L = &s->syms[left], *R = &s->syms[bg.right];
         if (L->len == 0 || R->len == 0 || L->next != bg.right || L->len + R->len != bg.size) continue;
+        int32_t merged = -1;
+        bpe_rank(v, s, w, L, R, &merged); /* the merged token (not kept in the heap entry) */
         L->len += R->len;
-        L->id = bg.merged;
+        L->id = merged;
         R->len = 0;
         L->next = R->next;
-        if (R->next >= 0) s->syms[R->next].prev = bg.left;
-        bpe_try_bigram(v, s, w, L->prev, bg.left);
-        bpe_try_bigram(v, s, w, bg.left, L->next);
+        if (R->next >= 0) s->syms[R->next].prev = left;
+        bpe_try_bigram(v, s, w, L->prev, left);
+        bpe_try_bigram(v, s, w, left, L->next);
     }
     if (s->oom) return -1;
     for (int32_t i = n ? 0 : -1; i != -1; i = s->syms[i].next) {
@@ -982,39 +1119,57 @@ static void wc_reset(scratch *s) {
     s->wc_ids.n = 0;
 }
 
-/* bpe_word through the per-call word cache. */
-static int bpe_word_cached(const tok_vocab *v, scratch *s, const uint8_t *w, size_t n, tok_ids *out) {
-    if (n > WC_MAX_WORD) return bpe_word(v, s, w, n, out);
+/* Looks word w up in the per-call cache; on a hit appends its ids and returns 1. Returns 0 on
+ * a miss (slot set for wc_store), -1 when memory runs out. */
+static int wc_lookup(scratch *s, const uint8_t *w, size_t n, tok_ids *out, uint64_t *h, size_t *slot) {
     if (!s->wc) {
         s->wc = malloc(WC_SLOTS * sizeof *s->wc);
         if (!s->wc) return -1;
         wc_reset(s);
     }
-    uint64_t h = hash_bytes(w, n);
-    size_t i = h & (WC_SLOTS - 1);
+    *h = hash_bytes(w, n);
+    size_t i = *h & (WC_SLOTS - 1);
     for (;; i = (i + 1) & (WC_SLOTS - 1)) {
         wc_entry *e = &s->wc[i];
         if (e->key_len == UINT32_MAX) break;
-        if (e->hash == h && e->key_len == n && !memcmp(s->wc_keys.data + e->key_off, w, n)) {
+        if (e->hash == *h && e->key_len == n && !memcmp(s->wc_keys.data + e->key_off, w, n)) {
             for (uint32_t k = 0; k < e->ids_n; k++)
                 if (ids_push(out, s->wc_ids.ids[e->ids_off + k])) return -1;
-            return 0;
+            return 1;
         }
     }
-    size_t before = out->n;
-    if (bpe_word(v, s, w, n, out)) return -1;
+    *slot = i;
+    return 0;
+}
+
+/* Remembers that word w gave out->ids[before ..]. */
+static int wc_store(scratch *s, const uint8_t *w, size_t n, uint64_t h, size_t slot,
+                    const tok_ids *out, size_t before) {
     if (s->wc_used * 2 >= WC_SLOTS) { /* full enough: start over */
         wc_reset(s);
-        for (i = h & (WC_SLOTS - 1); s->wc[i].key_len != UINT32_MAX; i = (i + 1) & (WC_SLOTS - 1)) {}
+        for (slot = h & (WC_SLOTS - 1); s->wc[slot].key_len != UINT32_MAX;
+             slot = (slot + 1) & (WC_SLOTS - 1)) {}
     }
     wc_entry e = {h, (uint32_t)s->wc_keys.n, (uint32_t)n, (uint32_t)s->wc_ids.n,
                   (uint32_t)(out->n - before)};
     if (buf_add(&s->wc_keys, w, n)) return -1;
     for (size_t k = before; k < out->n; k++)
         if (ids_push(&s->wc_ids, out->ids[k])) return -1;
-    s->wc[i] = e;
+    s->wc[slot] = e;
     s->wc_used++;
     return 0;
+}
+
+/* bpe_word through the per-call word cache. */
+static int bpe_word_cached(const tok_vocab *v, scratch *s, const uint8_t *w, size_t n, tok_ids *out) {
+    if (n > WC_MAX_WORD) return bpe_word(v, s, w, n, out);
+    uint64_t h;
+    size_t slot = 0;
+    int r = wc_lookup(s, w, n, out, &h, &slot);
+    if (r) return r < 0 ? -1 : 0;
+    size_t before = out->n;
+    if (bpe_word(v, s, w, n, out)) return -1;
+    return wc_store(s, w, n, h, slot, out, before);
 }
 
 /* Decodes raw[0..n) into s->cps / s->flags; returns the code point count or -1. */

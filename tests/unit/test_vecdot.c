@@ -200,6 +200,41 @@ static void test_batch_invariance(void **state) {
     }
 }
 
+/* The 32-block kernels convert activation scales once per call into a fixed stack buffer:
+ * many activation rows are processed in chunks, and very long rows (more blocks than the
+ * buffer) convert in the loop. Both must agree with the scalar kernel and be batch invariant. */
+static void test_scale_buffer_paths(void **state) {
+    (void)state;
+    static const uint32_t types[] = {DT_Q8_0, DT_Q4_0, DT_Q4_1, DT_Q5_0, DT_Q5_1};
+    static const struct { int64_t k, n_act; } cases[] = {{2048, 70}, {32 * 4100, 3}};
+    for (int isa = ISA_AVX2; isa <= ISA_AVX512; isa++)
+        for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
+            for (size_t c = 0; c < 2; c++) {
+                const vecdot_kernel *kn = vecdot_get_isa(types[t], (vecdot_isa)isa);
+                if (!kn) continue;
+                problem p;
+                problem_make(&p, types[t], cases[c].k, 3, cases[c].n_act, 500 + t * 7 + c);
+                float *o = run(kn, &p, 0, p.n_rows, p.n_act);
+                float *e = run(vecdot_get_isa(types[t], ISA_SCALAR), &p, 0, p.n_rows, p.n_act);
+                float *one = malloc((size_t)(p.n_rows * p.n_act) * sizeof(float));
+                for (int64_t j = 0; j < p.n_act; j++)
+                    kn->matmul(p.k, p.W, p.w_stride, 0, p.n_rows, p.A + j * p.a_stride,
+                               p.a_stride, 1, one + j * p.n_rows, p.n_rows);
+                for (int64_t i = 0; i < p.n_rows * p.n_act; i++) {
+                    if (fabs((double)o[i] - (double)e[i]) > 2e-6 * p.mag[i] + 1e-30)
+                        fail_msg("%s/%s k=%lld i=%lld %.9g vs %.9g", vecdot_isa_name(kn->isa),
+                                 dtype_name(types[t]), (long long)p.k, (long long)i, o[i], e[i]);
+                    if (memcmp(&o[i], &one[i], sizeof(float)) != 0)
+                        fail_msg("%s/%s k=%lld: not batch invariant", vecdot_isa_name(kn->isa),
+                                 dtype_name(types[t]), (long long)p.k);
+                }
+                free(o);
+                free(e);
+                free(one);
+                problem_free(&p);
+            }
+}
+
 static void test_dispatch(void **state) {
     (void)state;
     vecdot_isa best = vecdot_best_isa();
@@ -245,6 +280,7 @@ int main(void) {
         cmocka_unit_test(test_scalar_vs_exact),
         cmocka_unit_test(test_simd_vs_scalar),
         cmocka_unit_test(test_batch_invariance),
+        cmocka_unit_test(test_scale_buffer_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
