@@ -89,6 +89,14 @@ out.write("const tok_u_range tok_u_flag_ranges[] = {\n")
 for s, f in ranges:
     out.write("    {0x%06X, 0x%04X},\n" % (s, f))
 out.write("};\nconst size_t tok_u_n_flag_ranges = %d;\n\n" % len(ranges))
+ascii = []
+for cp in range(128):
+    f = [fl for st, fl in ranges if st <= cp][-1]
+    ascii.append(f)
+out.write("const uint16_t tok_u_ascii_flags[128] = {\n")
+for i in range(0, 128, 8):
+    out.write("    " + " ".join("0x%04X," % f for f in ascii[i:i + 8]) + "\n")
+out.write("};\n\n")
 out.write("const tok_u_map tok_u_lower_map[] = {\n")
 for a, b in lower:
     out.write("    {0x%06X, 0x%06X},\n" % (a, b))

@@ -16,7 +16,10 @@ PEER=${PEER:-$HOME/.cache/shoal-peer/bin/llama_peer}
 [ -x build/shoal ] || make -s build/shoal || exit 2
 out=build/tokcompare
 mkdir -p "$out"
-python3 scripts/tokcorpus.py --seed "${SEED:-1}" --random "${RANDOM_N:-3000}" > "$out/corpus.txt"
+# plus the repository's own sources and docs, whole files as single long inputs (code)
+python3 scripts/tokcorpus.py --seed "${SEED:-1}" --random "${RANDOM_N:-3000}" \
+    $(ls src/*/*.[ch] scripts/*.py scripts/*.sh docs/*.md README.md 2>/dev/null | grep -v unicode_data) \
+    > "$out/corpus.txt"
 n=$(wc -l < "$out/corpus.txt")
 vocabs=("$@")
 if [ ${#vocabs[@]} -eq 0 ]; then
@@ -41,6 +44,17 @@ for v in "${vocabs[@]}"; do
       paste -d '\t' "$out/corpus.txt" "$out/$name.$tag.ref" "$out/$name.$tag.out" |
         awk -F '\t' '$2 != $3 {print "  input: " $1 "\n    ref: " $2 "\n    got: " $3; if (++k == 3) exit}'
     fi
+  done
+  # a corpus around this vocabulary's own special tokens
+  python3 scripts/tokspecial.py "$v" > "$out/$name.specials.txt"
+  ns=$(wc -l < "$out/$name.specials.txt")
+  for mode in "" "--special"; do
+    tag=specials${mode:+-parse}
+    "$PEER" tokenize "$v" $mode < "$out/$name.specials.txt" > "$out/$name.$tag.ref" 2>/dev/null
+    build/shoal tokenize -m "$v" $mode < "$out/$name.specials.txt" > "$out/$name.$tag.out"
+    agree=$(paste -d '\t' "$out/$name.$tag.ref" "$out/$name.$tag.out" | awk -F '\t' '$1 == $2 {c++} END {print c+0}')
+    echo "$name $tag: $ns strings, $agree agree"
+    if [ "$agree" -eq "$ns" ]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
   done
   # the --json interface on the same inputs (default mode)
   res=$(python3 scripts/tokjson.py "$out/corpus.txt" "$out/$name.default.ref" build/shoal "$v")

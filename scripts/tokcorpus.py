@@ -2,7 +2,7 @@
 """Writes a varied tokenizer test corpus to stdout, one input per line in the escaped line
 format of `shoal tokenize` (\\n \\t \\r \\\\ \\xHH). Deterministic for a given --seed.
 
-    python3 scripts/tokcorpus.py [--seed 1] [--random 3000]
+    python3 scripts/tokcorpus.py [--seed 1] [--random 3000] [FILE...]
 
 Contents: hand-written samples (code in several languages, many scripts, emoji and ZWJ
 sequences, combining marks, contractions in all cases, long runs of spaces / digits / newlines,
@@ -120,6 +120,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--random", type=int, default=3000)
+    ap.add_argument("files", nargs="*", help="files added whole, one input each (long inputs)")
     a = ap.parse_args()
     rng = random.Random(a.seed)
     import sys
@@ -132,6 +133,8 @@ def main():
             w.write(escape(s) + b"\n")
     for _ in range(a.random):
         w.write(escape(rand_string(rng)) + b"\n")
+    for f in a.files:
+        w.write(escape(open(f, "rb").read()) + b"\n")
 
 
 if __name__ == "__main__":

@@ -5,11 +5,6 @@
 
 /* ============================================================ properties ===== */
 
-/* ASCII is by far the most common input; its flags are cached on first use so the
- * pre-tokenizers' inner loops avoid the binary search. */
-static uint16_t ascii_flags[128];
-static int ascii_ready;
-
 static unsigned flags_search(uint32_t cp) {
     size_t lo = 0, hi = tok_u_n_flag_ranges; /* invariant: ranges[lo].start <= cp */
     while (hi - lo > 1) {
@@ -21,13 +16,7 @@ static unsigned flags_search(uint32_t cp) {
 }
 
 unsigned tok_u_flags(uint32_t cp) {
-    if (cp < 128) {
-        if (!ascii_ready) { /* benign race: every thread computes the same values */
-            for (uint32_t c = 0; c < 128; c++) ascii_flags[c] = (uint16_t)flags_search(c);
-            ascii_ready = 1;
-        }
-        return ascii_flags[cp];
-    }
+    if (cp < 128) return tok_u_ascii_flags[cp]; /* the common case, without a search */
     if (cp > 0x10FFFF) return TOK_U_UNDEF;
     return flags_search(cp);
 }

@@ -36,6 +36,7 @@ typedef struct tok_u_nfd { uint32_t first, last, nfd; } tok_u_nfd;
 /* Generated tables (sorted by code point). */
 extern const tok_u_range tok_u_flag_ranges[];
 extern const size_t tok_u_n_flag_ranges;
+extern const uint16_t tok_u_ascii_flags[128]; /* the flags of U+0000..U+007F, for speed */
 extern const tok_u_map tok_u_lower_map[];
 extern const size_t tok_u_n_lower_map;
 extern const tok_u_nfd tok_u_nfd_ranges[];

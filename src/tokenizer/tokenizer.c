@@ -345,6 +345,11 @@ tok_vocab *tok_vocab_from_gguf(const gguf_ctx *g, sh_err *err) {
     /* texts: empty tokens are renamed "[EMPTY_<i>]" as llama.cpp does */
     size_t total = 0;
     for (int32_t i = 0; i < v->n; i++) total += toks->items[i].v.str.len ? toks->items[i].v.str.len : 24;
+    if (total >= UINT32_MAX) { /* offsets are 32-bit */
+        sh_errf(err, "%s: tokenizer.ggml.tokens: %zu bytes of token text is too much", path, total);
+        tok_vocab_free(v);
+        return NULL;
+    }
     v->text = malloc(total + 1);
     v->off = malloc(sizeof *v->off * (size_t)v->n);
     v->len = malloc(sizeof *v->len * (size_t)v->n);
@@ -533,6 +538,12 @@ tok_vocab *tok_vocab_from_gguf(const gguf_ctx *g, sh_err *err) {
         v->mid = malloc(cap * sizeof *v->mid);
         size_t mtotal = 0;
         for (uint64_t i = 0; i < mg->n; i++) mtotal += mg->items[i].v.str.len;
+        if (mtotal >= UINT32_MAX || mg->n >= INT32_MAX) {
+            sh_errf(err, "%s: tokenizer.ggml.merges: too large (%llu merges)", path,
+                    (unsigned long long)mg->n);
+            tok_vocab_free(v);
+            return NULL;
+        }
         v->mtext = malloc(mtotal + 1);
         v->mstr = malloc(sizeof *v->mstr * (mg->n ? mg->n : 1));
         if (!v->mid || !v->mtext || !v->mstr) goto oom;
@@ -652,21 +663,15 @@ typedef struct sym {
     int32_t prev, next;
 } sym;
 
-typedef struct bigram {
-    float score;     /* SPM: higher first */
-    int32_t rank;    /* BPE: lower first */
-    int32_t left, right;
-    int32_t merged;  /* BPE: id of the merged text */
-    uint32_t size;
-} bigram;
-
-/* BPE bigram: 16 bytes, ordered by key = rank << 32 | left (lower rank first, then the
- * leftmost), so that the heap of a huge word stays small and compares are one integer. */
-typedef struct bpe_bigram {
+/* A candidate merge of symbols left and right: 16 bytes, ordered by one integer key whose high
+ * half is the priority (BPE: the merge rank, lower first; SPM: the merged token's score,
+ * higher first) and whose low half is `left`, so that ties go to the leftmost pair as in
+ * llama.cpp. A stale entry is recognised by `size` (the two symbols' lengths) when popped. */
+typedef struct cand {
     uint64_t key;
     int32_t right;
     uint32_t size;
-} bpe_bigram;
+} cand;
 
 /* BPE word cache: a word's ids depend on nothing but its bytes. */
 typedef struct wc_entry {
@@ -680,10 +685,8 @@ typedef struct wc_entry {
 typedef struct scratch {
     sym *syms;
     size_t n_syms, cap_syms;
-    bigram *heap;
+    cand *heap;
     size_t n_heap, cap_heap;
-    bpe_bigram *bheap;
-    size_t n_bheap, cap_bheap;
     uint32_t *cps;
     uint16_t *flags;
     size_t cap_cps;
@@ -700,7 +703,6 @@ typedef struct scratch {
 static void scratch_free(scratch *s) {
     free(s->syms);
     free(s->heap);
-    free(s->bheap);
     free(s->cps);
     free(s->flags);
     free(s->words.v);
@@ -724,62 +726,18 @@ static int syms_push(scratch *s, sym x) {
     return 0;
 }
 
-/* ---- binary heap of bigrams; `before(a, b)` says a pops first ---- */
+/* ---- binary heap of bigrams, smallest key first ---- */
 
-static inline int spm_before(const bigram *a, const bigram *b) {
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-static inline int bpe_before(const bigram *a, const bigram *b) {
-    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-static int heap_push(scratch *s, bigram x, int spm) {
+static int heap_push(scratch *s, cand x) {
     if (s->n_heap == s->cap_heap) {
         size_t nc = s->cap_heap ? s->cap_heap * 2 : 256;
-        bigram *nh = realloc(s->heap, nc * sizeof *nh);
+        cand *nh = realloc(s->heap, nc * sizeof *nh);
         if (!nh) return -1;
         s->heap = nh;
         s->cap_heap = nc;
     }
+    cand *h = s->heap;
     size_t i = s->n_heap++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!(spm ? spm_before(&x, &s->heap[p]) : bpe_before(&x, &s->heap[p]))) break;
-        s->heap[i] = s->heap[p];
-        i = p;
-    }
-    s->heap[i] = x;
-    return 0;
-}
-
-static bigram heap_pop(scratch *s, int spm) {
-    bigram top = s->heap[0];
-    bigram x = s->heap[--s->n_heap];
-    size_t n = s->n_heap, i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && (spm ? spm_before(&s->heap[c + 1], &s->heap[c])
-                              : bpe_before(&s->heap[c + 1], &s->heap[c])))
-            c++;
-        if (!(spm ? spm_before(&s->heap[c], &x) : bpe_before(&s->heap[c], &x))) break;
-        s->heap[i] = s->heap[c];
-        i = c;
-    }
-    if (n) s->heap[i] = x;
-    return top;
-}
-
-static int bheap_push(scratch *s, bpe_bigram x) {
-    if (s->n_bheap == s->cap_bheap) {
-        size_t nc = s->cap_bheap ? s->cap_bheap * 2 : 256;
-        bpe_bigram *nh = realloc(s->bheap, nc * sizeof *nh);
-        if (!nh) return -1;
-        s->bheap = nh;
-        s->cap_bheap = nc;
-    }
-    bpe_bigram *h = s->bheap;
-    size_t i = s->n_bheap++;
     while (i > 0) {
         size_t p = (i - 1) / 2;
         if (h[p].key <= x.key) break;
@@ -790,10 +748,10 @@ static int bheap_push(scratch *s, bpe_bigram x) {
     return 0;
 }
 
-static bpe_bigram bheap_pop(scratch *s) {
-    bpe_bigram *h = s->bheap;
-    bpe_bigram top = h[0], x = h[--s->n_bheap];
-    size_t n = s->n_bheap, i = 0;
+static cand heap_pop(scratch *s) {
+    cand *h = s->heap;
+    cand top = h[0], x = h[--s->n_heap];
+    size_t n = s->n_heap, i = 0;
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= n) break;
@@ -909,6 +867,16 @@ oom:
 
 /* ============================================================ SPM ===== */
 
+/* Maps a score to a 32-bit key that sorts highest score first (-0.0 equals +0.0, as the
+ * float comparison in llama.cpp has it). */
+static uint32_t score_key(float f) {
+    uint32_t u;
+    if (f == 0.0f) f = 0.0f;
+    memcpy(&u, &f, 4);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u); /* ascending order of f */
+    return ~u;                                       /* descending */
+}
+
 static void spm_try_bigram(const tok_vocab *v, scratch *s, const char *text, int32_t l, int32_t r) {
     if (l < 0 || r < 0) return;
     const sym *L = &s->syms[l], *R = &s->syms[r];
@@ -916,8 +884,8 @@ static void spm_try_bigram(const tok_vocab *v, scratch *s, const char *text, int
     if (n > (size_t)v->max_token_len) return;
     int32_t id = find_token(v, text + L->start, n);
     if (id < 0) return;
-    bigram bg = {.score = v->score[id], .left = l, .right = r, .size = (uint32_t)n};
-    if (heap_push(s, bg, 1)) s->oom = 1;
+    cand bg = {(uint64_t)score_key(v->score[id]) << 32 | (uint32_t)l, r, (uint32_t)n};
+    if (heap_push(s, bg)) s->oom = 1;
 }
 
 static int wc_lookup(scratch *s, const uint8_t *w, size_t n, tok_ids *out, uint64_t *h, size_t *slot);
@@ -934,15 +902,16 @@ static int spm_merge_chunk(const tok_vocab *v, scratch *s, const char *text, siz
     s->n_heap = 0;
     for (size_t i = a + 1; i < b; i++) spm_try_bigram(v, s, text, (int32_t)i - 1, (int32_t)i);
     while (s->n_heap) {
-        bigram bg = heap_pop(s, 1);
-        sym *L = &s->syms[bg.left], *R = &s->syms[bg.right];
+        cand bg = heap_pop(s);
+        int32_t left = (int32_t)(uint32_t)bg.key;
+        sym *L = &s->syms[left], *R = &s->syms[bg.right];
         if (L->len == 0 || R->len == 0 || L->len + R->len != bg.size) continue;
         L->len += R->len;
         R->len = 0;
         L->next = R->next;
-        if (R->next >= 0) s->syms[R->next].prev = bg.left;
-        spm_try_bigram(v, s, text, L->prev, bg.left);
-        spm_try_bigram(v, s, text, bg.left, L->next);
+        if (R->next >= 0) s->syms[R->next].prev = left;
+        spm_try_bigram(v, s, text, L->prev, left);
+        spm_try_bigram(v, s, text, left, L->next);
     }
     if (s->oom) return -1;
     for (int32_t i = a < b ? (int32_t)a : -1; i != -1; i = s->syms[i].next) {
@@ -975,7 +944,6 @@ static int spm_tokenize(const tok_vocab *v, scratch *s, const char *raw, size_t 
     const char *text = t->data;
     size_t n = t->n;
     s->n_syms = 0;
-    s->n_heap = 0;
     for (size_t off = 0; off < n;) {
         size_t l = tok_u_lead_len((uint8_t)text[off]);
         if (l > n - off) l = n - off;
@@ -1061,9 +1029,9 @@ static void bpe_try_bigram(const tok_vocab *v, scratch *s, const uint8_t *w, int
     int32_t merged = -1;
     int32_t rank = bpe_rank(v, s, w, &s->syms[l], &s->syms[r], &merged);
     if (rank < 0) return;
-    bpe_bigram bg = {(uint64_t)(uint32_t)rank << 32 | (uint32_t)l, r,
+    cand bg = {(uint64_t)(uint32_t)rank << 32 | (uint32_t)l, r,
                      s->syms[l].len + s->syms[r].len};
-    if (bheap_push(s, bg)) s->oom = 1;
+    if (heap_push(s, bg)) s->oom = 1;
 }
 
 /* BPE of one pre-tokenized word (UTF-8 bytes w[0..n)); appends ids to out. */
@@ -1074,14 +1042,14 @@ static int bpe_word(const tok_vocab *v, scratch *s, const uint8_t *w, size_t n, 
         if (id >= 0) return ids_push(out, id);
     }
     s->n_syms = 0;
-    s->n_bheap = 0;
+    s->n_heap = 0;
     for (size_t i = 0; i < n; i++)
         if (syms_push(s, (sym){v->byte_sym[w[i]], (uint32_t)i, 1, (int32_t)i - 1,
                                i + 1 == n ? -1 : (int32_t)i + 1}))
             return -1;
     for (size_t i = 1; i < n; i++) bpe_try_bigram(v, s, w, (int32_t)i - 1, (int32_t)i);
-    while (s->n_bheap) {
-        bpe_bigram bg = bheap_pop(s);
+    while (s->n_heap) {
+        cand bg = heap_pop(s);
         int32_t left = (int32_t)(uint32_t)bg.key;
         sym *L = &s->syms[left], *R = &s->syms[bg.right];
         if (L->len == 0 || R->len == 0 || L->next != bg.right || L->len + R->len != bg.size) continue;
@@ -1472,7 +1440,7 @@ int tok_detokenize(const tok_vocab *v, const int32_t *ids, size_t n, bool specia
         strip = false;
         if (buf_add(out, p, pl)) return sh_errf(err, "detokenize: out of memory");
     }
-    if (v->clean_spaces) {
+    if (v->clean_spaces && out->n > start) {
         size_t m = clean_spaces(out->data + start, out->n - start);
         out->n = start + m;
         if (out->data) out->data[out->n] = 0;

@@ -247,9 +247,10 @@ static void round_trip(const char *name, int n_cases) {
         for (size_t i = 0; i < ids.n; i++) {
             size_t before = stream.n;
             assert_int_equal(tok_detok_push(&d, ids.ids[i], &stream, NULL), 0);
-            assert_int_equal(tok_u_complete_prefix((const uint8_t *)stream.data + before,
-                                                   stream.n - before),
-                             stream.n - before);
+            if (stream.n > before)
+                assert_int_equal(tok_u_complete_prefix((const uint8_t *)stream.data + before,
+                                                       stream.n - before),
+                                 stream.n - before);
         }
         assert_int_equal(tok_detok_flush(&d, &stream, NULL), 0);
         if (stream.n != n || memcmp(stream.data, text, n) != 0)
@@ -316,7 +317,7 @@ static void test_stream_holds_partial(void **state) {
     tok_buf b = {0};
     for (size_t i = 0; i + 1 < ids.n; i++) {
         assert_int_equal(tok_detok_push(&d, ids.ids[i], &b, NULL), 0);
-        assert_int_equal(tok_u_complete_prefix((const uint8_t *)b.data, b.n), b.n);
+        if (b.n) assert_int_equal(tok_u_complete_prefix((const uint8_t *)b.data, b.n), b.n);
     }
     assert_int_equal(tok_detok_push(&d, ids.ids[ids.n - 1], &b, NULL), 0);
     assert_true(b.n >= 4);
