@@ -29,6 +29,8 @@ static void usage(FILE *f) {
           "  --max-queue N        waiting requests before 429 (64)\n"
           "  --chunk N            prompt tokens per prefill chunk (128)\n"
           "  --kv-f32             f32 KV cache (default f16)\n"
+          "  --chat-template NAME chat format for every model (chatml, llama3, ...; default: from\n"
+          "                       the file's tokenizer.chat_template)\n"
           "  --max-body BYTES     largest request body (4194304; larger: 413)\n"
           "  --log-file F         request log (JSON lines) to F instead of stderr\n"
           "  --log-prompts        include prompts and outputs in the log (off by default)\n"
@@ -128,6 +130,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--chunk")) rc = int_arg(a, v, 1, 8192, &x), p.chunk = (int)x;
         else if (!strcmp(a, "--max-body")) rc = int_arg(a, v, 1024, 1L << 30, &x), p.max_body = (size_t)x;
         else if (!strcmp(a, "--log-file")) log_file = v;
+        else if (!strcmp(a, "--chat-template")) p.chat_template = v;
         else if (!strcmp(a, "--drain-timeout")) rc = int_arg(a, v, 0, 3600, &drain_s);
         else {
             usage(stderr);

@@ -26,6 +26,7 @@
 #include "metrics/metrics.h"
 #include "model/model.h"
 #include "serve/sched.h"
+#include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
 
 typedef struct srv_model {
@@ -34,6 +35,7 @@ typedef struct srv_model {
     tok_vocab *v;
     sched *sc;
     char sha[65];
+    const char *chat_template;  /* family name overriding the file's template, or NULL */
 } srv_model;
 
 struct server {
@@ -442,6 +444,7 @@ static int prompt_ids(srv_model *sm, const oai_request *r, const char *text, tok
 
 /* The chat prompt text for r's messages with the model's chat template. Returns a malloc'd
  * string, or NULL with e filled. */
+
 static char *render_chat(srv_model *sm, const oai_request *r, oai_error *e);
 
 /* ============================================================ generation handler ===== */
@@ -767,6 +770,15 @@ server *server_init(const server_params *p, const server_model *models, int n_mo
         if (!(sm->m = model_load(models[i].path, err))) goto fail;
         if (!(sm->v = tok_vocab_from_gguf(sm->m->g, err))) goto fail;
         hash_sha256_hex(sm->m->g->base, (size_t)sm->m->g->size, sm->sha);
+        sm->chat_template = p->chat_template;
+        if (p->chat_template && tok_chat_detect(p->chat_template) == TOK_CHAT_UNKNOWN) {
+            sh_errf(err, "--chat-template '%s' is not a known template family", p->chat_template);
+            goto fail;
+        }
+        if (!p->chat_template && tok_chat_detect(tok_chat_template(sm->v)) == TOK_CHAT_UNKNOWN)
+            fprintf(stderr, "shoal: warning: model '%s': %s chat template; chat requests use ChatML "
+                            "(--chat-template NAME to choose)\n", sm->name,
+                    tok_chat_template(sm->v) ? "unrecognised" : "no");
         sched_params sp = {.n_slots = p->n_slots, .n_ctx = p->n_ctx, .n_threads = p->n_threads,
                            .max_queue = p->max_queue, .chunk = p->chunk, .kv_f32 = p->kv_f32,
                            .name = sm->name, .metrics = s->met};
@@ -819,8 +831,16 @@ void server_free(server *s) {
 /* ============================================================ chat templates ===== */
 
 static char *render_chat(srv_model *sm, const oai_request *r, oai_error *e) {
-    (void)sm;
-    (void)r;
-    oai_errorf(e, 501, "server_error", NULL, "chat templates are not wired in yet");
-    return NULL;
+    tok_chat_msg *msgs = calloc(r->n_messages, sizeof *msgs);
+    if (!msgs) return oai_errorf(e, 500, "server_error", NULL, "out of memory"), NULL;
+    for (size_t i = 0; i < r->n_messages; i++) {
+        msgs[i].role = r->messages[i].role;
+        msgs[i].content = r->messages[i].content;
+    }
+    sh_err err = {{0}};
+    char *text = tok_chat_apply(tok_chat_template(sm->v), sm->chat_template, msgs, r->n_messages,
+                                true, NULL, NULL, &err);
+    free(msgs);
+    if (!text) oai_errorf(e, 400, "invalid_request_error", "messages", "chat template: %s", err.msg);
+    return text;
 }

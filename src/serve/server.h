@@ -31,6 +31,8 @@ typedef struct server_params {
     int n_slots, n_ctx, n_threads, max_queue, chunk;
     bool kv_f32;
     size_t max_body;            /* default 4 MiB */
+    const char *chat_template;  /* family name for every model ("chatml", "llama3", ...), or NULL:
+                                 * detected from each file's tokenizer.chat_template */
     bool log_prompts;           /* include prompts and outputs in the request log */
     FILE *log;                  /* request log (JSON lines); NULL: stderr */
 } server_params;

@@ -10,8 +10,8 @@ M=$TMP/m.gguf
 "$SHOAL" gen-model --vocab "$VOCAB/ggml-vocab-llama-spm.gguf" -o "$M" --dim 128 --layers 2 \
   --heads 4 --kv-heads 2 --ffn 256 --ctx 512 --seed 3 2>/dev/null
 M2=$TMP/m2.gguf
-"$SHOAL" gen-model --vocab "$VOCAB/ggml-vocab-llama-spm.gguf" -o "$M2" --dim 64 --layers 1 \
-  --heads 2 --ffn 128 --ctx 256 --seed 4 2>/dev/null
+"$SHOAL" gen-model --vocab "$VOCAB/ggml-vocab-qwen2.gguf" -o "$M2" --dim 64 --layers 1 \
+  --heads 2 --ffn 128 --ctx 256 --seed 4 --tied --qkv-bias 2>/dev/null
 
 start_server "$TMP/serve.log" -m tiny="$M" -m other="$M2" --slots 4 -t 2 || { bad "server start"; finish; exit 1; }
 B="http://127.0.0.1:$PORT"
@@ -74,6 +74,24 @@ assert r and r[0]["trace_id"] == "0af7651916cd43dd8448eb211c80319c" and r[0]["mo
 assert len(r[0]["model_sha256"]) == 64 and r[0]["status"] == 200 and "prompt" not in r[0]
 PY
 
+# ---- chat (qwen2 model, ChatML template from the file) --------------------------------------
+out=$(curl -s $J $B/v1/chat/completions -d '{"model":"other","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}],"max_tokens":4,"temperature":0}')
+check "chat: chat.completion with an assistant message" python3 -c "
+import json,sys; d=json.loads(sys.argv[1])
+assert d['object']=='chat.completion' and d['id'].startswith('chatcmpl-')
+m=d['choices'][0]['message']; assert m['role']=='assistant' and isinstance(m['content'],str)
+assert d['usage']['completion_tokens']==4 and d['usage']['prompt_tokens']>=10" "$out"
+curl -sN $J $B/v1/chat/completions -d '{"model":"other","messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"temperature":0,"stream":true}' >"$TMP/chat.txt"
+check "chat stream: first delta has the role, deltas join, [DONE]" python3 - "$TMP/chat.txt" <<'PY'
+import json, sys
+ev = [l[6:] for l in open(sys.argv[1]).read().split("\n\n") if l.startswith("data: ")]
+assert ev[-1] == "[DONE]"
+ch = [json.loads(e) for e in ev[:-1]]
+assert all(c["object"] == "chat.completion.chunk" for c in ch)
+assert ch[0]["choices"][0]["delta"]["role"] == "assistant"
+assert ch[-1]["choices"][0]["finish_reason"] == "length"
+PY
+
 # ---- bad input: 4xx with an OpenAI error object, server keeps serving ----------------------
 err_is() { # err_is DESC STATUS CODE-OR-PARAM CURL-ARGS...
   local d=$1 st=$2 what=$3; shift 3
@@ -83,6 +101,8 @@ err_is() { # err_is DESC STATUS CODE-OR-PARAM CURL-ARGS...
 err_is "malformed JSON: 400" 400 invalid_request_error $J $B/v1/completions -d '{"prompt":'
 err_is "wrong type: 400 names the param" 400 max_tokens $J $B/v1/completions -d '{"prompt":"a","max_tokens":"x"}'
 err_is "unknown model: 404 model_not_found" 404 model_not_found $J $B/v1/completions -d '{"model":"nope","prompt":"a"}'
+err_is "chat: unknown role: 400" 400 "messages[0].role" $J $B/v1/chat/completions -d '{"messages":[{"role":"wizard","content":"x"}]}'
+err_is "chat: image content part: 400" 400 "messages[0].content" $J $B/v1/chat/completions -d '{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}'
 err_is "n=2: 400" 400 n $J $B/v1/completions -d '{"prompt":"a","n":2}'
 err_is "empty prompt: 400" 400 prompt $J $B/v1/completions -d '{"prompt":""}'
 err_is "invalid UTF-8: 400" 400 invalid_request_error $J $B/v1/completions --data-binary $'{"prompt":"\xff\xfe"}'
@@ -128,7 +148,7 @@ PY
 
 # ---- the official openai client (Node) ---------------------------------------------------
 if ensure_node_clients >/dev/null 2>&1; then
-  node "$ROOT/tests/integration/node/openai_client.mjs" "$B/v1" tiny >"$TMP/node.txt" 2>&1
+  node "$ROOT/tests/integration/node/openai_client.mjs" "$B/v1" tiny other >"$TMP/node.txt" 2>&1
   cat "$TMP/node.txt"
   np=$(grep -oE '^[0-9]+ passed' "$TMP/node.txt" | awk '{print $1}'); nf=$(grep -oE '[0-9]+ failed$' "$TMP/node.txt" | awk '{print $1}')
   T_PASS=$((T_PASS + ${np:-0})); T_FAIL=$((T_FAIL + ${nf:-1}))

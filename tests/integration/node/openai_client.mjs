@@ -3,7 +3,7 @@
 // Prints one line per check and "N passed, M failed"; exits 1 on any failure.
 import OpenAI from "openai";
 
-const [baseURL, model] = process.argv.slice(2);
+const [baseURL, model, chatModel] = process.argv.slice(2);
 const client = new OpenAI({ baseURL, apiKey: process.env.SHOAL_API_KEY || "none", maxRetries: 0 });
 let passed = 0, failed = 0;
 
@@ -83,6 +83,34 @@ await check("seeded sampling is reproducible", async () => {
   const a = await client.completions.create({ model, prompt: "Hello", max_tokens: 12, temperature: 1.0, seed: 42 });
   const b = await client.completions.create({ model, prompt: "Hello", max_tokens: 12, temperature: 1.0, seed: 42 });
   assert(a.choices[0].text === b.choices[0].text);
+});
+
+await check("chat.completions.create", async () => {
+  const r = await client.chat.completions.create({
+    model: chatModel || model, max_tokens: 4, temperature: 0,
+    messages: [{ role: "system", content: "Be brief." }, { role: "user", content: "Hello!" }],
+  });
+  assert(r.object === "chat.completion" && r.choices[0].message.role === "assistant", JSON.stringify(r));
+  assert(r.usage.completion_tokens === 4);
+});
+
+await check("chat.completions.create stream with usage", async () => {
+  const stream = await client.chat.completions.create({
+    model: chatModel || model, max_tokens: 4, temperature: 0, stream: true,
+    stream_options: { include_usage: true }, messages: [{ role: "user", content: "Hello!" }],
+  });
+  let text = "", usage = null, role = null;
+  for await (const c of stream) {
+    if (c.usage) usage = c.usage;
+    if (!c.choices.length) continue;
+    role = role || c.choices[0].delta.role;
+    text += c.choices[0].delta.content ?? "";
+  }
+  const whole = await client.chat.completions.create({
+    model: chatModel || model, max_tokens: 4, temperature: 0, messages: [{ role: "user", content: "Hello!" }],
+  });
+  assert(role === "assistant" && usage && usage.completion_tokens === 4, JSON.stringify(usage));
+  assert(text === whole.choices[0].message.content, `"${text}" vs "${whole.choices[0].message.content}"`);
 });
 
 await check("models.list", async () => {
