@@ -32,7 +32,7 @@ struct sched_req {
     size_t stop_len[SCHED_MAX_STOP];
     int n_stop;
     int n_top;
-    bool logprobs;
+    bool logprobs, embed;
     double arrival_ms, deadline_abs; /* deadline_abs 0: none */
     int priority;
     uint64_t seqno;             /* arrival order, breaks priority ties */
@@ -66,7 +66,9 @@ typedef struct slot {
     int n_gen;
     int cached_tokens;          /* prompt tokens reused from the previous sequence */
     int batch_idx;              /* entry with logits in this step's batch, or -1 */
+    int batch_start;            /* first entry of this slot in this step's batch */
     int in_batch;               /* entries this slot has in this step's batch */
+    float *emb;                 /* [dim] embed requests: sum of normalised hidden states */
     sampler *smp;
     tok_detok detok;
     tok_buf text;               /* generated text so far */
@@ -133,6 +135,10 @@ static void finish(sched *s, slot *sl, sched_finish why, bool deadline, const ch
     sched_event ev = {.kind = SCHED_EV_DONE, .finish = why, .deadline_exceeded = deadline,
                       .error = error, .prompt_tokens = r->n_prompt,
                       .completion_tokens = sl->n_gen, .cached_tokens = sl->cached_tokens};
+    if (r->embed && why == SCHED_FINISH_STOP) {
+        ev.embedding = sl->emb;
+        ev.n_embd = s->m->hp.dim;
+    }
     ev.queue_ms = sl->t_admit - r->arrival_ms;
     ev.ttft_ms = sl->n_gen ? sl->t_first - r->arrival_ms : 0;
     ev.total_ms = t - r->arrival_ms;
@@ -196,6 +202,10 @@ static int assign(sched *s, sched_req *r, sh_err *err) {
     SH_ASSERT(best != NULL);
     /* The last prompt token is always computed again: its logits give the first token. */
     int keep = best_common < r->n_prompt ? best_common : r->n_prompt - 1;
+    if (r->embed) { /* hidden states of cached positions are not kept: read the whole input */
+        keep = 0;
+        memset(best->emb, 0, (size_t)s->m->hp.dim * sizeof(float));
+    }
     sampler *smp = sampler_init(&r->sp, s->n_vocab, err);
     if (!smp) return -1;
     engine_seq_truncate(s->e, best->id, keep);
@@ -307,6 +317,31 @@ static void on_token(sched *s, slot *sl, int32_t id, const sampler_result *res) 
     else sl->last = id;
 }
 
+/* Adds the output-normed hidden state of each of the slot's entries in this batch to emb. */
+static void pool_hidden(sched *s, slot *sl) {
+    const model_hparams *hp = &s->m->hp;
+    for (int k = 0; k < sl->in_batch; k++) {
+        const float *h = engine_hidden(s->e, sl->batch_start + k);
+        double ss = 0;
+        for (int j = 0; j < hp->dim; j++) ss += (double)h[j] * h[j];
+        float scale = (float)(1.0 / sqrt(ss / hp->dim + hp->norm_eps));
+        for (int j = 0; j < hp->dim; j++) sl->emb[j] += h[j] * scale * s->m->output_norm[j];
+    }
+}
+
+/* Mean over the input's tokens, then unit length; DONE carries it. */
+static void finish_embed(sched *s, slot *sl) {
+    int dim = s->m->hp.dim;
+    double ss = 0;
+    for (int j = 0; j < dim; j++) {
+        sl->emb[j] /= (float)sl->req->n_prompt;
+        ss += (double)sl->emb[j] * sl->emb[j];
+    }
+    float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+    for (int j = 0; j < dim; j++) sl->emb[j] *= inv;
+    finish(s, sl, SCHED_FINISH_STOP, false, NULL);
+}
+
 static void step(sched *s) {
     int n = 0, n_prefill = 0, n_decode = 0;
     const int C = s->p.chunk;
@@ -342,10 +377,11 @@ static void step(sched *s) {
             s->b_seq[n + k] = sl->id;
             s->b_logits[n + k] = 0;
         }
-        if (end == r->n_prompt) {
+        if (end == r->n_prompt && !r->embed) {
             s->b_logits[n + take - 1] = 1;
             sl->batch_idx = n + take - 1;
         }
+        sl->batch_start = n;
         sl->chunk_end = end;
         sl->in_batch = take;
         n += take;
@@ -376,6 +412,11 @@ static void step(sched *s) {
             memcpy(sl->cache + sl->n_cache, sl->req->prompt + sl->n_done,
                    (size_t)(sl->chunk_end - sl->n_done) * sizeof(int32_t));
             sl->n_cache = sl->n_done = sl->chunk_end;
+            if (sl->req->embed) {
+                pool_hidden(s, sl);
+                if (sl->n_done == sl->req->n_prompt) finish_embed(s, sl);
+                continue;
+            }
             if (sl->n_done == sl->req->n_prompt) sl->gen = true;
         }
         if (sl->batch_idx < 0) continue;
@@ -421,7 +462,7 @@ static void *engine_thread(void *arg) {
 sched_submit_rc sched_submit(sched *s, const sched_req_params *p, sched_req **out, sh_err *err) {
     *out = NULL;
     if (p->n_prompt <= 0) return sh_errf(err, "the prompt is empty"), SUBMIT_INVALID;
-    if (p->n_prompt + 1 > engine_n_ctx(s->e))
+    if (p->n_prompt + (p->embed ? 0 : 1) > engine_n_ctx(s->e))
         return sh_errf(err, "the prompt has %d tokens; this model's context holds %d (prompt + at "
                             "least one generated token)", p->n_prompt, engine_n_ctx(s->e)),
                SUBMIT_TOO_LONG;
@@ -444,6 +485,7 @@ sched_submit_rc sched_submit(sched *s, const sched_req_params *p, sched_req **ou
     r->max_tokens = p->max_tokens;
     r->n_top = p->n_top;
     r->logprobs = p->logprobs || p->n_top > 0;
+    r->embed = p->embed;
     for (int i = 0; i < p->n_stop; i++) {
         r->stop_len[r->n_stop] = strlen(p->stop[i]);
         if (!r->stop_len[r->n_stop]) continue;
@@ -592,7 +634,8 @@ sched *sched_init(const model *m, const tok_vocab *v, const sched_params *p, sh_
     for (int i = 0; ok && i < s->p.n_slots; i++) {
         s->slots[i].id = i;
         s->slots[i].cache = malloc((size_t)s->p.n_ctx * sizeof(int32_t));
-        ok = s->slots[i].cache != NULL;
+        s->slots[i].emb = malloc((size_t)m->hp.dim * sizeof(float));
+        ok = s->slots[i].cache && s->slots[i].emb;
     }
     if (!ok) {
         if (s->e) sh_errf(err, "out of memory for %d slots", s->p.n_slots);
@@ -626,6 +669,7 @@ void sched_free(sched *s) {
     }
     for (int i = 0; s->slots && i < s->p.n_slots; i++) {
         free(s->slots[i].cache);
+        free(s->slots[i].emb);
         tok_buf_free(&s->slots[i].text);
         sampler_free(s->slots[i].smp);
     }

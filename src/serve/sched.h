@@ -69,6 +69,9 @@ typedef struct sched_event {
     const char *error;          /* SCHED_FINISH_ERROR */
     int prompt_tokens, completion_tokens, cached_tokens;
     double queue_ms, ttft_ms, total_ms; /* from arrival */
+    const float *embedding;     /* embed requests: n_embd floats, unit length (valid during
+                                 * the callback only) */
+    int n_embd;
 } sched_event;
 
 typedef void (*sched_emit_fn)(void *ctx, const sched_event *ev);
@@ -82,6 +85,9 @@ typedef struct sched_req_params {
     int max_tokens;             /* -1: until end of generation or the context */
     const char *const *stop;    /* copied; up to SCHED_MAX_STOP */
     int n_stop;
+    bool embed;                 /* an embedding: the prompt is read, its final hidden states
+                                 * (after the output norm) mean-pooled and normalised to unit
+                                 * length; DONE carries the vector. No tokens are generated. */
     bool logprobs;              /* report each token's log-probability */
     int n_top;                  /* alternatives per token (logprobs), 0..SCHED_MAX_TOP */
     double arrival_ms;          /* http_now_ms() when the request arrived */

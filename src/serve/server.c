@@ -507,6 +507,126 @@ static void answer_whole(gen_ctx *g, http_request *req, http_response *resp) {
     log_done(g, ev, 200, text);
 }
 
+/* ============================================================ embeddings ===== */
+
+typedef struct emb_job {
+    struct emb_set *set;
+    int index;
+    sched_req *req;
+} emb_job;
+
+typedef struct emb_set {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int pending;                /* submitted requests whose DONE has not come */
+    int dim;
+    float *vecs;                /* [n][dim] */
+    int prompt_tokens;
+    bool failed;
+    char error[256];
+} emb_set;
+
+static void emb_emit(void *ctx, const sched_event *ev) {
+    emb_job *j = ctx;
+    emb_set *es = j->set;
+    if (ev->kind != SCHED_EV_DONE) return;
+    pthread_mutex_lock(&es->mu);
+    if (ev->embedding) {
+        memcpy(es->vecs + (size_t)j->index * es->dim, ev->embedding, (size_t)es->dim * sizeof(float));
+        es->prompt_tokens += ev->prompt_tokens;
+    } else if (!es->failed) {
+        es->failed = true;
+        snprintf(es->error, sizeof es->error, "%s", ev->error ? ev->error : finish_name(ev->finish));
+    }
+    es->pending--;
+    pthread_cond_broadcast(&es->cv);
+    pthread_mutex_unlock(&es->mu);
+}
+
+static void handle_embeddings(server *s, srv_model *sm, const oai_request *r, http_request *req,
+                              http_response *resp, oai_error *e) {
+    size_t n = r->n_inputs;
+    emb_set es = {.dim = sm->m->hp.dim};
+    pthread_mutex_init(&es.mu, NULL);
+    pthread_cond_init(&es.cv, NULL);
+    es.vecs = malloc(n * (size_t)es.dim * sizeof(float));
+    emb_job *jobs = calloc(n, sizeof *jobs);
+    int status = 200;
+    if (!es.vecs || !jobs) {
+        oai_errorf(e, 500, "server_error", NULL, "out of memory");
+        status = 500;
+    }
+    for (size_t i = 0; status == 200 && i < n; i++) {
+        tok_ids ids = {0};
+        sh_err err = {{0}};
+        jobs[i] = (emb_job){.set = &es, .index = (int)i};
+        if (tok_tokenize(sm->v, r->inputs[i], strlen(r->inputs[i]), true, false, &ids, &err)) {
+            oai_errorf(e, 500, "server_error", NULL, "tokenizer: %s", err.msg);
+            status = 500;
+            break;
+        }
+        sched_req_params rp = {.prompt = ids.ids, .n_prompt = (int)ids.n, .embed = true,
+                               .arrival_ms = http_req_start_ms(req), .emit = emb_emit, .ctx = &jobs[i]};
+        sampler_params_default(&rp.sp);
+        pthread_mutex_lock(&es.mu);
+        es.pending++;
+        pthread_mutex_unlock(&es.mu);
+        sched_submit_rc rc = sched_submit(sm->sc, &rp, &jobs[i].req, &err);
+        tok_ids_free(&ids);
+        if (rc != SUBMIT_OK) {
+            pthread_mutex_lock(&es.mu);
+            es.pending--;
+            pthread_mutex_unlock(&es.mu);
+            status = submit_rc_status(rc);
+            oai_errorf(e, status, rc == SUBMIT_QUEUE_FULL ? "server_error" : "invalid_request_error",
+                       rc == SUBMIT_TOO_LONG ? "input" : NULL, "input %zu: %s", i, err.msg);
+            if (rc == SUBMIT_TOO_LONG) e->code = "context_length_exceeded";
+            if (rc == SUBMIT_QUEUE_FULL) http_resp_header(resp, "Retry-After", "1");
+        }
+    }
+    /* Every submitted request delivers DONE exactly once: wait for all of them (cancelling
+     * them when this request failed or the client left) before the jobs are freed. */
+    pthread_mutex_lock(&es.mu);
+    while (es.pending > 0) {
+        if (status != 200 || http_req_client_gone(req))
+            for (size_t i = 0; i < n; i++) sched_cancel(jobs[i].req);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 5 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&es.cv, &es.mu, &ts);
+    }
+    pthread_mutex_unlock(&es.mu);
+    if (status == 200 && es.failed)
+    {
+        oai_errorf(e, 500, "server_error", NULL, "embedding failed: %s", es.error);
+        status = 500;
+    }
+    if (status == 200) {
+        json_t *data = json_array();
+        for (size_t i = 0; i < n; i++) {
+            json_t *v = json_array();
+            for (int k = 0; k < es.dim; k++) json_array_append_new(v, json_real(es.vecs[i * (size_t)es.dim + k]));
+            json_array_append_new(data, json_pack("{s:s, s:I, s:o}", "object", "embedding", "index", (json_int_t)i, "embedding", v));
+        }
+        respond_json(resp, 200, json_pack("{s:s, s:o, s:s, s:{s:i, s:i}}", "object", "list", "data", data,
+                                          "model", sm->name, "usage", "prompt_tokens", es.prompt_tokens,
+                                          "total_tokens", es.prompt_tokens));
+    } else {
+        respond_error(resp, e);
+    }
+    log_info li = {.request_id = http_req_id(req), .method = "POST", .path = "/v1/embeddings",
+                   .peer = http_req_peer(req), .sm = sm, .status = status, .prompt_tokens = es.prompt_tokens,
+                   .total_ms = http_now_ms() - http_req_start_ms(req), .error = status == 200 ? NULL : e->message};
+    log_request(s, &li);
+    count_request(s, sm->name, "/v1/embeddings", status);
+    for (size_t i = 0; jobs && i < n; i++) sched_req_release(jobs[i].req);
+    free(jobs);
+    free(es.vecs);
+    pthread_mutex_destroy(&es.mu);
+    pthread_cond_destroy(&es.cv);
+}
+
 static void handle_generate(server *s, oai_kind kind, http_request *req, http_response *resp) {
     size_t len;
     const char *body = http_req_body(req, &len);
@@ -525,6 +645,11 @@ static void handle_generate(server *s, oai_kind kind, http_request *req, http_re
         oai_errorf(&e, 404, "invalid_request_error", "model", "The model '%s' does not exist", r.model);
         e.code = "model_not_found";
         goto fail;
+    }
+    if (kind == OAI_EMBEDDING) {
+        handle_embeddings(s, sm, &r, req, resp, &e);
+        oai_request_free(&r);
+        return;
     }
     if (kind == OAI_CHAT && !(chat_text = render_chat(sm, &r, &e))) goto fail;
     if (prompt_ids(sm, &r, kind == OAI_CHAT ? chat_text : r.prompt, &ids, &e)) goto fail;

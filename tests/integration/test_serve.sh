@@ -92,6 +92,16 @@ assert ch[0]["choices"][0]["delta"]["role"] == "assistant"
 assert ch[-1]["choices"][0]["finish_reason"] == "length"
 PY
 
+# ---- embeddings ----------------------------------------------------------------------------
+out=$(curl -s $J $B/v1/embeddings -d '{"model":"other","input":["the cat sat","the cat sat","a different sentence"]}')
+check "embeddings: unit vectors, equal inputs equal, usage" python3 -c "
+import json,sys; d=json.loads(sys.argv[1]); v=[x['embedding'] for x in d['data']]
+assert d['object']=='list' and [x['index'] for x in d['data']]==[0,1,2] and len(v[0])==64
+dot=lambda a,b: sum(x*y for x,y in zip(a,b))
+assert all(abs(dot(a,a)-1)<1e-5 for a in v) and v[0]==v[1] and v[0]!=v[2]
+assert d['usage']['prompt_tokens']>=9" "$out"
+err_is "embeddings: empty input list: 400" 400 input $J $B/v1/embeddings -d '{"input":[]}'
+
 # ---- bad input: 4xx with an OpenAI error object, server keeps serving ----------------------
 err_is() { # err_is DESC STATUS CODE-OR-PARAM CURL-ARGS...
   local d=$1 st=$2 what=$3; shift 3

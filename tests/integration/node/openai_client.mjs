@@ -113,6 +113,13 @@ await check("chat.completions.create stream with usage", async () => {
   assert(text === whole.choices[0].message.content, `"${text}" vs "${whole.choices[0].message.content}"`);
 });
 
+await check("embeddings.create", async () => {
+  const r = await client.embeddings.create({ model: chatModel || model, input: ["hello", "world"], encoding_format: "float" });
+  assert(r.data.length === 2 && r.data[1].index === 1, JSON.stringify(r).slice(0, 200));
+  const n = Math.sqrt(r.data[0].embedding.reduce((a, x) => a + x * x, 0));
+  assert(Math.abs(n - 1) < 1e-5, `norm ${n}`);
+});
+
 await check("models.list", async () => {
   const list = await client.models.list();
   const ids = [];
