@@ -11,10 +11,11 @@ int cmd_inspect(int argc, char **argv);
 int cmd_gen_model(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
-int cmd_chat(int argc, char **argv);
-int cmd_quantize(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 
 /* Prints "shoal: error: ..." to stderr; returns 1 (the exit status for errors). */
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -23,6 +23,7 @@ static const command commands[] = {
     {"chat", cmd_chat, "interactive chat with a model's chat template (stdin / stdout)"},
     {"quantize", cmd_quantize, "convert a GGUF model to another weight type (q8_0, q4_0, q4_k_m, ...)"},
     {"tokenize", cmd_tokenize, "text lines (or a JSON array) -> token ids with a model's tokenizer"},
+    {"serve", cmd_serve, "serve models behind the OpenAI-compatible HTTP API"},
     {"detokenize", cmd_detokenize, "token id lines -> text with a model's tokenizer"},
 };
 

@@ -580,3 +580,8 @@ int engine_decode(engine *e, const engine_batch *b, sh_err *err) {
     e->b = NULL;
     return 0;
 }
+
+const float *engine_hidden(const engine *e, int i) {
+    SH_ASSERT(i >= 0 && i < e->last_n);
+    return e->x + (size_t)i * e->hp.dim;
+}

@@ -73,6 +73,11 @@ int engine_decode(engine *e, const engine_batch *b, sh_err *err);
  * entry did not ask for them. Valid until the next engine_decode. */
 const float *engine_logits(const engine *e, int i);
 
+/* The hidden state of entry i of the last engine_decode batch: dim floats, the residual stream
+ * after the last layer and before the final norm (embeddings pool these). Every entry has
+ * one, whether or not it asked for logits. Valid until the next engine_decode. */
+const float *engine_hidden(const engine *e, int i);
+
 /* Cached length of sequence seq (positions 0..len-1 are valid). */
 int engine_seq_len(const engine *e, int seq);
 

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,7 @@ typedef struct stream_wrap {
     http_done_fn done;
     void *ctx;
     bool ended;
+    int fd;                     /* the connection's socket, to notice a hang-up early */
 } stream_wrap;
 
 double http_now_ms(void) {
@@ -89,6 +91,11 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
     stream_wrap *w = cls;
     for (;;) {
+        /* A client that closed its side is gone: stop now rather than after a send fails,
+         * which TCP reports only a round trip later. */
+        struct pollfd pfd = {.fd = w->fd, .events = POLLRDHUP};
+        if (w->fd >= 0 && poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+            return MHD_CONTENT_READER_END_WITH_ERROR;
         ssize_t n = w->pull(w->ctx, buf, max);
         if (n < 0) {
             w->ended = true;
@@ -126,7 +133,10 @@ static enum MHD_Result send_response(http_request *rq, http_response *resp) {
             if (resp->done) resp->done(resp->stream_ctx, true);
             return MHD_NO;
         }
-        *w = (stream_wrap){resp->pull, resp->done, resp->stream_ctx, false};
+        *w = (stream_wrap){resp->pull, resp->done, resp->stream_ctx, false, -1};
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci) w->fd = ci->connect_fd;
         r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, w,
                                               stream_free);
         if (!r) {
@@ -350,4 +360,12 @@ const char *http_req_query(const http_request *r, const char *key) {
 const char *http_req_body(const http_request *r, size_t *len) {
     if (len) *len = r->len;
     return r->body ? r->body : "";
+}
+
+bool http_req_client_gone(const http_request *r) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return false;
+    struct pollfd pfd = {.fd = ci->connect_fd, .events = POLLRDHUP};
+    return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }

@@ -78,6 +78,10 @@ const char *http_req_id(const http_request *r);
 double http_req_start_ms(const http_request *r); /* monotonic ms when the request arrived */
 const char *http_req_peer(const http_request *r); /* client address, e.g. "127.0.0.1" */
 
+/* True when the client has closed its side of the connection (for handlers that block while
+ * a non-streamed answer is computed: they poll this to cancel work nobody will read). */
+bool http_req_client_gone(const http_request *r);
+
 /* Monotonic clock in milliseconds (CLOCK_MONOTONIC). */
 double http_now_ms(void);
 

@@ -1,0 +1,180 @@
+/*
+ * shoal serve — one node serving GGUF models behind the OpenAI-compatible API.
+ *
+ * SIGTERM / SIGINT drain the node: /health turns 503 (routers stop sending), new generation
+ * requests get 503, in-flight ones finish (up to --drain-timeout seconds), then it exits 0.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "serve/server.h"
+
+#define MAX_MODELS 16
+
+static void usage(FILE *f) {
+    fputs("usage: shoal serve -m MODEL.gguf [-m NAME=MODEL.gguf ...] [options]\n"
+          "  --host ADDR          listen address (127.0.0.1; a non-loopback address needs a key)\n"
+          "  --port N             port (8080; 0 picks a free one and prints it)\n"
+          "  --api-key KEY        require Authorization: Bearer KEY (all but /health)\n"
+          "  --api-key-file F     the same, key read from the first line of F\n"
+          "  --insecure-no-key    allow a non-loopback --host without a key\n"
+          "  --slots N            concurrent sequences per model (8)\n"
+          "  --ctx N              context positions per slot (model's, at most 4096)\n"
+          "  -t N                 engine threads (number of cores)\n"
+          "  --max-queue N        waiting requests before 429 (64)\n"
+          "  --chunk N            prompt tokens per prefill chunk (128)\n"
+          "  --kv-f32             f32 KV cache (default f16)\n"
+          "  --chat-template NAME chat format for every model (chatml, llama3, ...; default: from\n"
+          "                       the file's tokenizer.chat_template)\n"
+          "  --max-body BYTES     largest request body (4194304; larger: 413)\n"
+          "  --log-file F         request log (JSON lines) to F instead of stderr\n"
+          "  --log-prompts        include prompts and outputs in the log (off by default)\n"
+          "  --drain-timeout S    seconds in-flight requests get on SIGTERM (30)\n",
+          f);
+}
+
+static int int_arg(const char *opt, const char *v, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (!*v || *end || errno || x < lo || x > hi)
+        return cli_error("%s: '%s' is not an integer in [%ld, %ld]", opt, v, lo, hi);
+    *out = x;
+    return 0;
+}
+
+static char *read_key_file(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        cli_error("--api-key-file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char buf[512];
+    char *line = fgets(buf, sizeof buf, f);
+    fclose(f);
+    if (!line) {
+        cli_error("--api-key-file %s: empty", path);
+        return NULL;
+    }
+    buf[strcspn(buf, "\r\n")] = 0;
+    if (!buf[0]) {
+        cli_error("--api-key-file %s: the first line is empty", path);
+        return NULL;
+    }
+    return strdup(buf);
+}
+
+static int is_loopback(const char *h) {
+    return !strncmp(h, "127.", 4) || !strcmp(h, "::1");
+}
+
+/* NAME=PATH, or PATH (the name is the file name without directory and .gguf). */
+static void model_arg(char *v, server_model *m) {
+    char *eq = strchr(v, '=');
+    if (eq && eq != v) {
+        *eq = 0;
+        m->name = v;
+        m->path = eq + 1;
+        return;
+    }
+    m->path = v;
+    const char *base = strrchr(v, '/');
+    base = base ? base + 1 : v;
+    char *name = strdup(base);
+    size_t n = strlen(name);
+    if (n > 5 && !strcmp(name + n - 5, ".gguf")) name[n - 5] = 0;
+    m->name = name; /* lives until exit */
+}
+
+int cmd_serve(int argc, char **argv) {
+    server_params p = {.host = "127.0.0.1", .port = 8080};
+    server_model models[MAX_MODELS];
+    int n_models = 0, insecure = 0;
+    long drain_s = 30, x;
+    char *key_from_file = NULL;
+    const char *log_file = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--kv-f32")) { p.kv_f32 = true; continue; }
+        if (!strcmp(a, "--log-prompts")) { p.log_prompts = true; continue; }
+        if (!strcmp(a, "--insecure-no-key")) { insecure = 1; continue; }
+        if (!v) {
+            usage(stderr);
+            return cli_error("option '%s' is unknown or needs a value", a);
+        }
+        i++;
+        int rc = 0;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            if (n_models == MAX_MODELS) return cli_error("at most %d models", MAX_MODELS);
+            model_arg(v, &models[n_models++]);
+        } else if (!strcmp(a, "--host")) p.host = v;
+        else if (!strcmp(a, "--port")) rc = int_arg(a, v, 0, 65535, &x), p.port = (uint16_t)x;
+        else if (!strcmp(a, "--api-key")) p.api_key = v;
+        else if (!strcmp(a, "--api-key-file")) {
+            if (!(key_from_file = read_key_file(v))) return 1;
+            p.api_key = key_from_file;
+        } else if (!strcmp(a, "--slots")) rc = int_arg(a, v, 1, 256, &x), p.n_slots = (int)x;
+        else if (!strcmp(a, "--ctx")) rc = int_arg(a, v, 16, 1 << 20, &x), p.n_ctx = (int)x;
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) rc = int_arg(a, v, 1, 1024, &x), p.n_threads = (int)x;
+        else if (!strcmp(a, "--max-queue")) rc = int_arg(a, v, 1, 1 << 20, &x), p.max_queue = (int)x;
+        else if (!strcmp(a, "--chunk")) rc = int_arg(a, v, 1, 8192, &x), p.chunk = (int)x;
+        else if (!strcmp(a, "--max-body")) rc = int_arg(a, v, 1024, 1L << 30, &x), p.max_body = (size_t)x;
+        else if (!strcmp(a, "--log-file")) log_file = v;
+        else if (!strcmp(a, "--chat-template")) p.chat_template = v;
+        else if (!strcmp(a, "--drain-timeout")) rc = int_arg(a, v, 0, 3600, &drain_s);
+        else {
+            usage(stderr);
+            return cli_error("unknown option '%s'", a);
+        }
+        if (rc) return rc;
+    }
+    if (!n_models) {
+        usage(stderr);
+        return cli_error("give at least one model: -m MODEL.gguf");
+    }
+    if (p.api_key && !p.api_key[0]) return cli_error("--api-key is empty");
+    if (!is_loopback(p.host) && !p.api_key && !insecure)
+        return cli_error("--host %s is reachable from other machines: give --api-key / --api-key-file "
+                         "(or --insecure-no-key to run without one)", p.host);
+    if (log_file && !(p.log = fopen(log_file, "a")))
+        return cli_error("--log-file %s: %s", log_file, strerror(errno));
+
+    /* Signals go to this thread only (sigwait below); every thread started later inherits
+     * the mask. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    sh_err err = {{0}};
+    server *s = server_init(&p, models, n_models, &err);
+    if (!s) return cli_error("%s", err.msg);
+    fprintf(stderr, "shoal: serving %d model%s on http://%s%s%s:%u (", n_models, n_models > 1 ? "s" : "",
+            strchr(p.host, ':') ? "[" : "", p.host, strchr(p.host, ':') ? "]" : "", server_port(s));
+    for (int i = 0; i < n_models; i++) fprintf(stderr, "%s%s", i ? ", " : "", models[i].name);
+    fprintf(stderr, ")%s\n", p.api_key ? ", API key required" : "");
+    fflush(stderr);
+
+    int sig = 0;
+    sigwait(&set, &sig);
+    fprintf(stderr, "shoal: %s: draining (up to %lds)\n", sig == SIGTERM ? "SIGTERM" : "SIGINT", drain_s);
+    int left = server_drain(s, (double)drain_s);
+    if (left) fprintf(stderr, "shoal: %d request(s) still running after %lds; stopping them\n", left, drain_s);
+    server_free(s);
+    if (p.log) fclose(p.log);
+    free(key_from_file);
+    fprintf(stderr, "shoal: stopped\n");
+    return 0;
+}

@@ -1,0 +1,56 @@
+/*
+ * serve/server — one shoal node: models behind the OpenAI-compatible HTTP API.
+ *
+ * Endpoints: POST /v1/completions, /v1/chat/completions, /v1/embeddings; GET /v1/models,
+ * /health (no auth; 200 ready, 503 loading or draining), /metrics (Prometheus), /slots.
+ * Each model has a scheduler (serve/sched.h). Requests are parsed at the edge
+ * (api/oai_req.h); the engine never sees JSON.
+ *
+ * Security defaults: listens on 127.0.0.1; with an API key every endpoint but /health needs
+ * "Authorization: Bearer KEY" (compared in constant time). Prompts and outputs are never
+ * logged unless log_prompts is set. One JSON line per request goes to the log stream.
+ */
+#ifndef SHOAL_SERVE_SERVER_H
+#define SHOAL_SERVE_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/err.h"
+
+typedef struct server_model {
+    const char *name;           /* the API's model id */
+    const char *path;           /* GGUF file */
+} server_model;
+
+typedef struct server_params {
+    const char *host;           /* default 127.0.0.1 */
+    uint16_t port;              /* default 8080; 0: any free port */
+    const char *api_key;        /* NULL: no auth */
+    int n_slots, n_ctx, n_threads, max_queue, chunk;
+    bool kv_f32;
+    size_t max_body;            /* default 4 MiB */
+    const char *chat_template;  /* family name for every model ("chatml", "llama3", ...), or NULL:
+                                 * detected from each file's tokenizer.chat_template */
+    bool log_prompts;           /* include prompts and outputs in the request log */
+    FILE *log;                  /* request log (JSON lines); NULL: stderr */
+} server_params;
+
+typedef struct server server;
+
+/* Loads every model, starts their schedulers and the HTTP listener. The first model is the
+ * default for requests without "model". */
+server *server_init(const server_params *p, const server_model *models, int n_models,
+                    sh_err *err);
+
+uint16_t server_port(const server *s);
+
+/* Drain: /health answers 503, new requests 503; in-flight requests continue. Then waits up to
+ * timeout_s for them to finish. Returns the number still running (0: drained). */
+int server_drain(server *s, double timeout_s);
+
+/* Stops the listener and the schedulers (remaining requests are cancelled). NULL is fine. */
+void server_free(server *s);
+
+#endif

@@ -1,0 +1,31 @@
+# Helpers for tests that run `shoal serve` (sourced after lib.sh).
+
+# start_server LOG ARGS...: starts shoal serve on a free port in the background; sets SPID and
+# PORT once /health answers (or fails the test run after 30 s).
+start_server() {
+  local log=$1; shift
+  "$SHOAL" serve --port 0 "$@" >"$log" 2>&1 &
+  SPID=$!
+  PORT=""
+  for _ in $(seq 1 300); do
+    PORT=$(grep -oE 'on http://[^ ]*:[0-9]+' "$log" 2>/dev/null | grep -oE '[0-9]+$' | head -1)
+    [ -n "$PORT" ] && curl -s -o /dev/null "http://127.0.0.1:$PORT/health" && return 0
+    kill -0 $SPID 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "server did not start:"; cat "$log"; return 1
+}
+
+stop_server() {
+  [ -n "${SPID:-}" ] || return 0
+  kill -TERM "$SPID" 2>/dev/null
+  wait "$SPID" 2>/dev/null
+  SPID=""
+}
+
+# ensure_node_clients: installs the npm packages the client tests use (once).
+ensure_node_clients() {
+  local dir=$ROOT/tests/integration/node
+  [ -d "$dir/node_modules/openai" ] && return 0
+  (cd "$dir" && npm ci --silent >/dev/null 2>&1) || (cd "$dir" && npm ci)
+}

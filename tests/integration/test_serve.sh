@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Integration: `shoal serve` as a real process on a free loopback port, driven with curl and
+# with the official openai client for Node: endpoints, streaming, errors, auth, limits,
+# cancellation, metrics, batch invariance under concurrency, graceful shutdown.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/serve_lib.sh"
+trap 'stop_server; rm -rf "$TMP"' EXIT
+
+M=$TMP/m.gguf
+"$SHOAL" gen-model --vocab "$VOCAB/ggml-vocab-llama-spm.gguf" -o "$M" --dim 128 --layers 2 \
+  --heads 4 --kv-heads 2 --ffn 256 --ctx 512 --seed 3 2>/dev/null
+M2=$TMP/m2.gguf
+"$SHOAL" gen-model --vocab "$VOCAB/ggml-vocab-qwen2.gguf" -o "$M2" --dim 64 --layers 1 \
+  --heads 2 --ffn 128 --ctx 256 --seed 4 --tied --qkv-bias 2>/dev/null
+
+start_server "$TMP/serve.log" -m tiny="$M" -m other="$M2" --slots 4 -t 2 || { bad "server start"; finish; exit 1; }
+B="http://127.0.0.1:$PORT"
+J='-H Content-Type:application/json'
+
+# ---- basic endpoints -------------------------------------------------------------------
+check "GET /health is 200 ok" bash -c "curl -sf $B/health | grep -q '\"status\":\"ok\"'"
+check "GET /v1/models lists both models" bash -c "curl -sf $B/v1/models | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"object\"]==\"list\" and [m[\"id\"] for m in d[\"data\"]]==[\"tiny\",\"other\"]'"
+
+out=$(curl -s $J $B/v1/completions -d '{"model":"tiny","prompt":"Hello world","max_tokens":6,"temperature":0}')
+check "completion: object, text, usage, finish_reason length" python3 -c "
+import json,sys; d=json.loads(sys.argv[1])
+assert d['object']=='text_completion' and d['model']=='tiny' and d['id'].startswith('cmpl-')
+c=d['choices'][0]; assert c['finish_reason']=='length' and isinstance(c['text'],str)
+u=d['usage']; assert u['completion_tokens']==6 and u['prompt_tokens']==3 and u['total_tokens']==9
+assert 'cached_tokens' in u['prompt_tokens_details']" "$out"
+TEXT=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['choices'][0]['text'])" "$out")
+
+out2=$(curl -s $J $B/v1/completions -d '{"model":"tiny","prompt":"Hello world","max_tokens":6,"temperature":0}')
+check "same greedy request again: same text, prefix reused" python3 -c "
+import json,sys; a=json.loads(sys.argv[1]); b=json.loads(sys.argv[2])
+assert a['choices'][0]['text']==b['choices'][0]['text']
+assert b['usage']['prompt_tokens_details']['cached_tokens']==2, b['usage']" "$out" "$out2"
+
+curl -sN $J $B/v1/completions -d '{"model":"tiny","prompt":"Hello world","max_tokens":6,"temperature":0,"stream":true,"stream_options":{"include_usage":true}}' >"$TMP/sse.txt"
+check "stream: SSE chunks join to the same text, usage chunk, [DONE]" python3 - "$TMP/sse.txt" "$TEXT" <<'PY'
+import json, sys
+lines = open(sys.argv[1]).read().split("\n\n")
+events = [l[6:] for l in lines if l.startswith("data: ")]
+assert events[-1] == "[DONE]", events[-1]
+chunks = [json.loads(e) for e in events[:-1]]
+text = "".join(c["choices"][0]["text"] for c in chunks if c["choices"])
+assert text == sys.argv[2], (text, sys.argv[2])
+fin = [c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+assert len(fin) == 1 and fin[0]["choices"][0]["finish_reason"] == "length"
+assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 6
+PY
+
+# a stop string taken from the greedy text: the answer ends before it
+STOP=$(python3 -c "import sys; t=sys.argv[1]; print(t[len(t)//2:len(t)//2+3])" "$TEXT")
+out=$(curl -s $J $B/v1/completions -d "$(python3 -c "import json,sys; print(json.dumps({'model':'tiny','prompt':'Hello world','max_tokens':6,'temperature':0,'stop':[sys.argv[1]]}))" "$STOP")")
+check "stop string: text cut before it, finish_reason stop" python3 -c "
+import json,sys; d=json.loads(sys.argv[1]); t=sys.argv[2]; s=sys.argv[3]
+c=d['choices'][0]; assert c['finish_reason']=='stop', c
+assert c['text']==t[:t.index(s)], (c['text'], t, s)" "$out" "$TEXT" "$STOP"
+
+out=$(curl -s $J $B/v1/completions -d '{"model":"tiny","prompt":"Hi","max_tokens":3,"temperature":0,"logprobs":2}')
+check "logprobs: tokens, token_logprobs, top_logprobs with 2 entries" python3 -c "
+import json,sys; lp=json.loads(sys.argv[1])['choices'][0]['logprobs']
+assert len(lp['tokens'])==3 and len(lp['token_logprobs'])==3 and all(len(t)<=2 and len(t)>=1 for t in lp['top_logprobs'])
+assert all(x<=0 for x in lp['token_logprobs'])" "$out"
+
+out=$(curl -s -D "$TMP/h.txt" $J -H 'X-Request-Id: test-req-1' -H 'traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' $B/v1/completions -d '{"model":"other","prompt":"Hi","max_tokens":2}')
+check "X-Request-Id echoed; second model answers" bash -c "grep -qi '^X-Request-Id: test-req-1' '$TMP/h.txt' && echo '$out' | grep -q '\"model\":\"other\"'"
+check "request log: JSON line with ids, model hash, no prompt" python3 - "$TMP/serve.log" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+r = [x for x in rows if x.get("request_id") == "test-req-1"]
+assert r and r[0]["trace_id"] == "0af7651916cd43dd8448eb211c80319c" and r[0]["model"] == "other"
+assert len(r[0]["model_sha256"]) == 64 and r[0]["status"] == 200 and "prompt" not in r[0]
+PY
+
+# ---- chat (qwen2 model, ChatML template from the file) --------------------------------------
+out=$(curl -s $J $B/v1/chat/completions -d '{"model":"other","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}],"max_tokens":4,"temperature":0}')
+check "chat: chat.completion with an assistant message" python3 -c "
+import json,sys; d=json.loads(sys.argv[1])
+assert d['object']=='chat.completion' and d['id'].startswith('chatcmpl-')
+m=d['choices'][0]['message']; assert m['role']=='assistant' and isinstance(m['content'],str)
+assert d['usage']['completion_tokens']==4 and d['usage']['prompt_tokens']>=10" "$out"
+curl -sN $J $B/v1/chat/completions -d '{"model":"other","messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"temperature":0,"stream":true}' >"$TMP/chat.txt"
+check "chat stream: first delta has the role, deltas join, [DONE]" python3 - "$TMP/chat.txt" <<'PY'
+import json, sys
+ev = [l[6:] for l in open(sys.argv[1]).read().split("\n\n") if l.startswith("data: ")]
+assert ev[-1] == "[DONE]"
+ch = [json.loads(e) for e in ev[:-1]]
+assert all(c["object"] == "chat.completion.chunk" for c in ch)
+assert ch[0]["choices"][0]["delta"]["role"] == "assistant"
+assert ch[-1]["choices"][0]["finish_reason"] == "length"
+PY
+
+# ---- embeddings ----------------------------------------------------------------------------
+out=$(curl -s $J $B/v1/embeddings -d '{"model":"other","input":["the cat sat","the cat sat","a different sentence"]}')
+check "embeddings: unit vectors, equal inputs equal, usage" python3 -c "
+import json,sys; d=json.loads(sys.argv[1]); v=[x['embedding'] for x in d['data']]
+assert d['object']=='list' and [x['index'] for x in d['data']]==[0,1,2] and len(v[0])==64
+dot=lambda a,b: sum(x*y for x,y in zip(a,b))
+assert all(abs(dot(a,a)-1)<1e-5 for a in v) and v[0]==v[1] and v[0]!=v[2]
+assert d['usage']['prompt_tokens']>=9" "$out"
+err_is "embeddings: empty input list: 400" 400 input $J $B/v1/embeddings -d '{"input":[]}'
+
+# ---- bad input: 4xx with an OpenAI error object, server keeps serving ----------------------
+err_is() { # err_is DESC STATUS CODE-OR-PARAM CURL-ARGS...
+  local d=$1 st=$2 what=$3; shift 3
+  local got; got=$(curl -s -o "$TMP/e.json" -w '%{http_code}' "$@")
+  if [ "$got" = "$st" ] && python3 -c "import json,sys; e=json.load(open(sys.argv[1]))['error']; assert sys.argv[2] in (e.get('code') or '', e.get('param') or '', e['type']), e" "$TMP/e.json" "$what" 2>/dev/null; then ok "$d"; else bad "$d (got $got: $(head -c 300 "$TMP/e.json"))"; fi
+}
+err_is "malformed JSON: 400" 400 invalid_request_error $J $B/v1/completions -d '{"prompt":'
+err_is "wrong type: 400 names the param" 400 max_tokens $J $B/v1/completions -d '{"prompt":"a","max_tokens":"x"}'
+err_is "unknown model: 404 model_not_found" 404 model_not_found $J $B/v1/completions -d '{"model":"nope","prompt":"a"}'
+err_is "chat: unknown role: 400" 400 "messages[0].role" $J $B/v1/chat/completions -d '{"messages":[{"role":"wizard","content":"x"}]}'
+err_is "chat: image content part: 400" 400 "messages[0].content" $J $B/v1/chat/completions -d '{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}'
+err_is "n=2: 400" 400 n $J $B/v1/completions -d '{"prompt":"a","n":2}'
+err_is "empty prompt: 400" 400 prompt $J $B/v1/completions -d '{"prompt":""}'
+err_is "invalid UTF-8: 400" 400 invalid_request_error $J $B/v1/completions --data-binary $'{"prompt":"\xff\xfe"}'
+LONG=$(python3 -c "print('word ' * 600)")
+err_is "prompt over the context: 400 context_length_exceeded" 400 context_length_exceeded $J $B/v1/completions -d "{\"model\":\"tiny\",\"prompt\":\"$LONG\"}"
+head -c 5000000 /dev/zero | tr '\0' 'a' >"$TMP/big.txt"
+err_is "body over 4 MiB: 413" 413 request_too_large $J $B/v1/completions --data-binary @"$TMP/big.txt"
+err_is "GET on a POST endpoint: 405" 405 invalid_request_error $B/v1/completions
+err_is "unknown route: 404" 404 invalid_request_error $B/v2/nothing
+err_is "impossible deadline: 503 at once" 503 deadline_ms $J $B/v1/completions -d '{"prompt":"a","max_tokens":400,"deadline_ms":0.01}'
+check "unknown fields are ignored" bash -c "curl -sf $J $B/v1/completions -d '{\"prompt\":\"a\",\"max_tokens\":1,\"frobnicate\":{\"x\":1}}' | grep -q text_completion"
+check "still healthy after bad input" bash -c "curl -sf $B/health | grep -q ok"
+
+# ---- cancellation: a client that hangs up mid-stream frees its slot ------------------------
+before=$(curl -s $B/metrics | awk '/^shoal_cancellations_total\{model="tiny"\}/ {print $2}')
+curl -sN --max-time 0.3 $J $B/v1/completions -d '{"model":"tiny","prompt":"Hi","max_tokens":100000,"stream":true,"temperature":0}' >/dev/null 2>&1
+t0=$(date +%s%N)
+freed=0
+for _ in $(seq 1 100); do
+  busy=$(curl -s $B/slots | python3 -c 'import json,sys; print(sum(m["busy"] for m in json.load(sys.stdin)))')
+  [ "$busy" = 0 ] && { freed=1; break; }
+  sleep 0.01
+done
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+after=$(curl -s $B/metrics | awk '/^shoal_cancellations_total\{model="tiny"\}/ {print $2}')
+check "disconnect mid-stream: slot freed (${ms} ms after hang-up), cancellation counted" \
+  test "$freed" = 1 -a "$after" -gt "${before:-0}"
+
+# ---- metrics -----------------------------------------------------------------------------
+curl -s $B/metrics >"$TMP/metrics.txt"
+check "metrics: Prometheus text with the documented series" python3 - "$TMP/metrics.txt" <<'PY'
+import sys
+t = open(sys.argv[1]).read()
+for name in ["shoal_requests_total", "shoal_time_to_first_token_seconds_bucket", "shoal_time_per_output_token_seconds_count",
+             "shoal_request_duration_seconds_sum", "shoal_queue_wait_seconds_bucket", "shoal_prompt_tokens_total",
+             "shoal_generated_tokens_total", "shoal_prefix_cache_tokens_total", "shoal_cancellations_total",
+             "shoal_rejections_total", "shoal_busy_slots", "shoal_queue_depth", "shoal_resident_memory_bytes"]:
+    assert name in t, name
+assert '# TYPE shoal_time_to_first_token_seconds histogram' in t
+assert 'shoal_requests_total{model="tiny",endpoint="/v1/completions",status="200"}' in t
+assert 'status="404"' in t and 'reason="deadline"' in t
+PY
+
+# ---- the official openai client (Node) ---------------------------------------------------
+if ensure_node_clients >/dev/null 2>&1; then
+  node "$ROOT/tests/integration/node/openai_client.mjs" "$B/v1" tiny other >"$TMP/node.txt" 2>&1
+  cat "$TMP/node.txt"
+  np=$(grep -oE '^[0-9]+ passed' "$TMP/node.txt" | awk '{print $1}'); nf=$(grep -oE '[0-9]+ failed$' "$TMP/node.txt" | awk '{print $1}')
+  T_PASS=$((T_PASS + ${np:-0})); T_FAIL=$((T_FAIL + ${nf:-1}))
+else
+  bad "npm ci of the openai client (tests/integration/node)"
+fi
+
+# ---- graceful shutdown: SIGTERM lets the request in flight finish, exit 0 ----------------
+curl -s $J $B/v1/completions -d '{"model":"tiny","prompt":"Hi","max_tokens":300,"temperature":0}' >"$TMP/inflight.json" &
+CP=$!
+sleep 0.1
+kill -TERM $SPID
+wait $CP
+wait $SPID; rc=$?
+SPID=""
+check "SIGTERM: in-flight request completed, exit 0" python3 -c "
+import json,sys; d=json.load(open(sys.argv[1])); assert d['usage']['completion_tokens']==300 and int(sys.argv[2])==0" "$TMP/inflight.json" $rc
+
+# ---- auth and a small queue ------------------------------------------------------------
+start_server "$TMP/serve2.log" -m "$M" --api-key sekrit --slots 1 --max-queue 1 -t 1 || bad "start with key"
+B="http://127.0.0.1:$PORT"
+check "auth: /health needs no key" bash -c "curl -sf $B/health >/dev/null"
+err_is "auth: no key is 401" 401 invalid_api_key $B/v1/models
+err_is "auth: wrong key is 401" 401 invalid_api_key -H 'Authorization: Bearer sekriT' $B/v1/models
+check "auth: right key works" bash -c "curl -sf -H 'Authorization: Bearer sekrit' $B/v1/models | grep -q '\"m\"'"
+pids=()
+for i in 1 2 3 4 5 6; do
+  curl -s -o /dev/null -D "$TMP/q$i.h" -w '%{http_code}\n' -H 'Authorization: Bearer sekrit' $J $B/v1/completions \
+    -d '{"prompt":"Hi","max_tokens":200}' >"$TMP/q$i.code" &
+  pids+=($!)
+done
+wait "${pids[@]}"
+codes=$(cat "$TMP"/q*.code | sort | uniq -c | tr '\n' ' ')
+n429=$(grep -l 429 "$TMP"/q*.code | wc -l)
+check "full queue: 429 with Retry-After, the rest 200 ($codes)" bash -c "[ $n429 -ge 1 ] && grep -qi '^Retry-After: 1' \$(grep -l 429 $TMP/q*.code | head -1 | sed 's/code$/h/') && [ \$(grep -l 200 $TMP/q*.code | wc -l) -ge 2 ]"
+stop_server
+
+"$SHOAL" serve -m "$M" --host 0.0.0.0 --port 0 >"$TMP/e.txt" 2>&1; rc=$?
+check "non-loopback host without a key is refused" bash -c "[ $rc -eq 1 ] && grep -q 'api-key' '$TMP/e.txt'"
+"$SHOAL" serve -m "$TMP/missing.gguf" --port 0 >"$TMP/e.txt" 2>&1; rc=$?
+check "missing model file: clear error, exit 1" bash -c "[ $rc -eq 1 ] && grep -q 'cannot open' '$TMP/e.txt'"
+finish
