@@ -12,6 +12,11 @@ PKGS=(
   libcurl4-openssl-dev                             # HTTP client (tests, cluster)
   curl                                             # integration tests talk HTTP
 )
+# Node.js and npm run the official openai client in the integration tests; a machine that has
+# them from elsewhere (a newer Node) keeps its own.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  PKGS+=(nodejs npm)
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")

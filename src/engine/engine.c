@@ -59,6 +59,7 @@ struct engine {
     int *out_src;             /* [n_logits] entry index of each logits row */
     int n_out;                /* logits rows in the current batch */
     int last_n;               /* entries of the last batch (for engine_logits) */
+    bool last_all_hidden;     /* the last batch ran the last layer for every entry */
 
     const vecdot_kernel *k_embd_out;  /* kernel of the output matrix */
 
@@ -448,7 +449,7 @@ static void forward_thread(void *ctx, int ith, int nth) {
          * (row-independent work, so nothing else changes). */
         int nr = n;
         const int *map = NULL;
-        if (l == hp->n_layers - 1 && e->n_out < n) nr = e->n_out, map = e->out_src;
+        if (l == hp->n_layers - 1 && e->n_out < n && !e->b->all_hidden) nr = e->n_out, map = e->out_src;
 #define XROW(r) ((size_t)(map ? map[r] : (r)))
 
         /* attention norm */
@@ -575,6 +576,7 @@ int engine_decode(engine *e, const engine_batch *b, sh_err *err) {
         if (e->seq_next[s] >= 0) e->seq_len[s] = e->seq_next[s];
     e->b = b;
     e->last_n = b->n;
+    e->last_all_hidden = b->all_hidden;
     for (int i = 0; i < e->n_phases; i++) atomic_store_explicit(&e->counters[i], 0, memory_order_relaxed);
     pool_run(e->pool, forward_thread, e); /* the job hand-off publishes the reset counters */
     e->b = NULL;
@@ -583,5 +585,6 @@ int engine_decode(engine *e, const engine_batch *b, sh_err *err) {
 
 const float *engine_hidden(const engine *e, int i) {
     SH_ASSERT(i >= 0 && i < e->last_n);
+    SH_ASSERT(e->last_all_hidden || e->out_row[i] >= 0); /* else its last layer was skipped */
     return e->x + (size_t)i * e->hp.dim;
 }

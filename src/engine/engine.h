@@ -49,6 +49,8 @@ typedef struct engine_batch {
     const int32_t *pos;    /* [n] positions */
     const int32_t *seq;    /* [n] sequence ids, or NULL: all 0 */
     const uint8_t *logits; /* [n] nonzero: compute this entry's logits; NULL: only the last */
+    bool all_hidden;       /* run the last layer for every entry, not only those that want
+                            * logits, so engine_hidden() is valid for all (embeddings) */
 } engine_batch;
 
 typedef struct engine engine;
@@ -74,8 +76,9 @@ int engine_decode(engine *e, const engine_batch *b, sh_err *err);
 const float *engine_logits(const engine *e, int i);
 
 /* The hidden state of entry i of the last engine_decode batch: dim floats, the residual stream
- * after the last layer and before the final norm (embeddings pool these). Every entry has
- * one, whether or not it asked for logits. Valid until the next engine_decode. */
+ * after the last layer and before the final norm (embeddings pool these). Available for the
+ * entries that asked for logits, and for all entries of a batch with all_hidden set (the last
+ * layer is otherwise skipped for the rest). Valid until the next engine_decode. */
 const float *engine_hidden(const engine *e, int i);
 
 /* Cached length of sequence seq (positions 0..len-1 are valid). */

@@ -344,6 +344,7 @@ static void finish_embed(sched *s, slot *sl) {
 
 static void step(sched *s) {
     int n = 0, n_prefill = 0, n_decode = 0;
+    bool all_hidden = false; /* an embedding's chunk is in the batch */
     const int C = s->p.chunk;
     /* cancellations first: their slots are freed before the batch is built */
     for (int i = 0; i < s->p.n_slots; i++) {
@@ -384,13 +385,14 @@ static void step(sched *s) {
         sl->batch_start = n;
         sl->chunk_end = end;
         sl->in_batch = take;
+        all_hidden |= r->embed;
         n += take;
         n_prefill += take;
     }
     if (n == 0) return;
 
     engine_batch b = {.n = n, .token = s->b_tok, .pos = s->b_pos, .seq = s->b_seq,
-                      .logits = s->b_logits};
+                      .logits = s->b_logits, .all_hidden = all_hidden};
     sh_err err = {{0}};
     double t0 = now_ms();
     int rc = engine_decode(s->e, &b, &err);

@@ -8,12 +8,12 @@ trap 'stop_server; rm -rf "$TMP"' EXIT
 
 M=$TMP/m.gguf
 "$SHOAL" gen-model --vocab "$VOCAB/ggml-vocab-llama-spm.gguf" -o "$M" --dim 128 --layers 2 \
-  --heads 4 --kv-heads 2 --ffn 256 --ctx 512 --seed 3 2>/dev/null
+  --heads 4 --kv-heads 2 --ffn 256 --ctx 32768 --seed 3 2>/dev/null
 M2=$TMP/m2.gguf
 "$SHOAL" gen-model --vocab "$VOCAB/ggml-vocab-qwen2.gguf" -o "$M2" --dim 64 --layers 1 \
   --heads 2 --ffn 128 --ctx 256 --seed 4 --tied --qkv-bias 2>/dev/null
 
-start_server "$TMP/serve.log" -m tiny="$M" -m other="$M2" --slots 4 -t 2 || { bad "server start"; finish; exit 1; }
+start_server "$TMP/serve.log" -m tiny="$M" -m other="$M2" --slots 4 --ctx 32768 -t 2 || { bad "server start"; finish; exit 1; }
 B="http://127.0.0.1:$PORT"
 J='-H Content-Type:application/json'
 
@@ -116,8 +116,8 @@ err_is "chat: image content part: 400" 400 "messages[0].content" $J $B/v1/chat/c
 err_is "n=2: 400" 400 n $J $B/v1/completions -d '{"prompt":"a","n":2}'
 err_is "empty prompt: 400" 400 prompt $J $B/v1/completions -d '{"prompt":""}'
 err_is "invalid UTF-8: 400" 400 invalid_request_error $J $B/v1/completions --data-binary $'{"prompt":"\xff\xfe"}'
-LONG=$(python3 -c "print('word ' * 600)")
-err_is "prompt over the context: 400 context_length_exceeded" 400 context_length_exceeded $J $B/v1/completions -d "{\"model\":\"tiny\",\"prompt\":\"$LONG\"}"
+python3 -c "import json; print(json.dumps({'model':'tiny','prompt':'word ' * 40000}))" >"$TMP/long.json"
+err_is "prompt over the context: 400 context_length_exceeded" 400 context_length_exceeded $J $B/v1/completions --data-binary @"$TMP/long.json"
 head -c 5000000 /dev/zero | tr '\0' 'a' >"$TMP/big.txt"
 err_is "body over 4 MiB: 413" 413 request_too_large $J $B/v1/completions --data-binary @"$TMP/big.txt"
 err_is "GET on a POST endpoint: 405" 405 invalid_request_error $B/v1/completions
