@@ -381,6 +381,7 @@ int cmd_run(int argc, char **argv) {
         free(s);
     } else {
         putchar('\n');
+        fflush(stdout); /* the text before the timing line, also when both go to one pipe */
         fprintf(stderr,
                 "seed %llu | load %.1f ms | prompt %d tokens in %.2f ms (%.1f tok/s) | "
                 "generated %d tokens in %.2f ms (%.1f tok/s) | %d threads\n",
