@@ -20,4 +20,10 @@ int cmd_quantize(int argc, char **argv);
 /* Prints "shoal: error: ..." to stderr; returns 1 (the exit status for errors). */
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Option values: s must be a whole decimal integer in [lo, hi] / a whole number; otherwise
+ * an error naming the option is printed and 1 returned (*out untouched). 0 on success. */
+int cli_long(const char *opt, const char *s, long lo, long hi, long *out);
+int cli_int(const char *opt, const char *s, long lo, long hi, int *out);
+int cli_float(const char *opt, const char *s, float *out);
+
 #endif

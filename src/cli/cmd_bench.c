@@ -24,16 +24,6 @@ static double now_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-static int parse_int(const char *opt, const char *s, long lo, long hi, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi)
-        return cli_error("%s: '%s' is not an integer in [%ld, %ld]", opt, s, lo, hi);
-    *out = (int)v;
-    return 0;
-}
-
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -95,10 +85,10 @@ int cmd_bench(int argc, char **argv) {
         }
         i++;
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = v;
-        else if (!strcmp(a, "-p")) rc = parse_int(a, v, 0, 1 << 16, &p);
-        else if (!strcmp(a, "-n")) rc = parse_int(a, v, 0, 1 << 16, &n);
-        else if (!strcmp(a, "-r")) rc = parse_int(a, v, 1, 1000, &r);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) rc = parse_int(a, v, 1, 512, &n_threads);
+        else if (!strcmp(a, "-p")) rc = cli_int(a, v, 0, 1 << 16, &p);
+        else if (!strcmp(a, "-n")) rc = cli_int(a, v, 0, 1 << 16, &n);
+        else if (!strcmp(a, "-r")) rc = cli_int(a, v, 1, 1000, &r);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) rc = cli_int(a, v, 1, 512, &n_threads);
         else {
             usage(stderr);
             return cli_error("unknown option '%s'", a);

@@ -52,23 +52,6 @@ static char *format_chat(const char *tmpl, const char *name, const msg *m, int n
     return text;
 }
 
-static int parse_int(const char *opt, const char *s, long lo, long hi, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi)
-        return cli_error("%s: '%s' is not an integer in [%ld, %ld]", opt, s, lo, hi);
-    *out = (int)v;
-    return 0;
-}
-
-static int parse_float(const char *opt, const char *s, float *out) {
-    char *end;
-    *out = strtof(s, &end);
-    if (!*s || *end) return cli_error("%s: '%s' is not a number", opt, s);
-    return 0;
-}
-
 int cmd_chat(int argc, char **argv) {
     const char *model_path = NULL, *system = NULL, *tpl_name = NULL;
     int n_max = 512, n_threads = 0, n_ctx = 0;
@@ -91,14 +74,14 @@ int cmd_chat(int argc, char **argv) {
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = v;
         else if (!strcmp(a, "-s") || !strcmp(a, "--system")) system = v;
         else if (!strcmp(a, "--template")) tpl_name = v;
-        else if (!strcmp(a, "-n")) rc = parse_int(a, v, 1, 1 << 20, &n_max);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) rc = parse_int(a, v, 1, 512, &n_threads);
-        else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) rc = parse_int(a, v, 16, 1 << 22, &n_ctx);
-        else if (!strcmp(a, "--temp")) rc = parse_float(a, v, &sp.temp);
-        else if (!strcmp(a, "--top-k")) rc = parse_int(a, v, 0, 1 << 30, &sp.top_k);
-        else if (!strcmp(a, "--top-p")) rc = parse_float(a, v, &sp.top_p);
-        else if (!strcmp(a, "--min-p")) rc = parse_float(a, v, &sp.min_p);
-        else if (!strcmp(a, "--repeat-penalty")) rc = parse_float(a, v, &sp.repeat_penalty);
+        else if (!strcmp(a, "-n")) rc = cli_int(a, v, 1, 1 << 20, &n_max);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) rc = cli_int(a, v, 1, 512, &n_threads);
+        else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) rc = cli_int(a, v, 16, 1 << 22, &n_ctx);
+        else if (!strcmp(a, "--temp")) rc = cli_float(a, v, &sp.temp);
+        else if (!strcmp(a, "--top-k")) rc = cli_int(a, v, 0, 1 << 30, &sp.top_k);
+        else if (!strcmp(a, "--top-p")) rc = cli_float(a, v, &sp.top_p);
+        else if (!strcmp(a, "--min-p")) rc = cli_float(a, v, &sp.min_p);
+        else if (!strcmp(a, "--repeat-penalty")) rc = cli_float(a, v, &sp.repeat_penalty);
         else if (!strcmp(a, "--seed")) sp.seed = strtoull(v, NULL, 10);
         else {
             usage(stderr);

@@ -9,6 +9,14 @@
 #include "model/modelgen.h"
 #include "tensor/dtype.h"
 
+/* A uint32_t option (all of gen-model's sizes). */
+static int parse_u32(const char *opt, const char *s, uint32_t *out) {
+    long v;
+    if (cli_long(opt, s, 0, 0x7fffffffL, &v)) return 1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
 static void usage(FILE *f) {
     fputs("usage: shoal gen-model --vocab VOCAB.gguf -o OUT.gguf [options]\n"
           "  --arch llama|qwen2   architecture (default llama; --qkv-bias implies qwen2)\n"
@@ -20,22 +28,6 @@ static void usage(FILE *f) {
           "  --qkv-bias           attention biases           --dtype f32|f16 (f32)\n"
           "  --seed N (0)  --init-std X (0.02)  --norm-std X (0.1)  --name NAME\n",
           f);
-}
-
-static int parse_u32(const char *opt, const char *s, uint32_t *out) {
-    char *end;
-    unsigned long v = strtoul(s, &end, 10);
-    if (!*s || *end || v > 0xffffffffUL)
-        return cli_error("%s: '%s' is not a non-negative integer", opt, s);
-    *out = (uint32_t)v;
-    return 0;
-}
-
-static int parse_f(const char *opt, const char *s, float *out) {
-    char *end;
-    *out = strtof(s, &end);
-    if (!*s || *end) return cli_error("%s: '%s' is not a number", opt, s);
-    return 0;
 }
 
 int cmd_gen_model(int argc, char **argv) {
@@ -73,10 +65,10 @@ int cmd_gen_model(int argc, char **argv) {
         else if (!strcmp(a, "--head-dim")) rc = parse_u32(a, v, &p.head_dim);
         else if (!strcmp(a, "--ffn")) rc = parse_u32(a, v, &p.ffn);
         else if (!strcmp(a, "--ctx")) rc = parse_u32(a, v, &p.ctx);
-        else if (!strcmp(a, "--rope-theta")) rc = parse_f(a, v, &p.rope_theta);
-        else if (!strcmp(a, "--norm-eps")) rc = parse_f(a, v, &p.norm_eps);
-        else if (!strcmp(a, "--init-std")) rc = parse_f(a, v, &p.init_std);
-        else if (!strcmp(a, "--norm-std")) rc = parse_f(a, v, &p.norm_std);
+        else if (!strcmp(a, "--rope-theta")) rc = cli_float(a, v, &p.rope_theta);
+        else if (!strcmp(a, "--norm-eps")) rc = cli_float(a, v, &p.norm_eps);
+        else if (!strcmp(a, "--init-std")) rc = cli_float(a, v, &p.init_std);
+        else if (!strcmp(a, "--norm-std")) rc = cli_float(a, v, &p.norm_std);
         else if (!strcmp(a, "--seed")) {
             char *end;
             p.seed = strtoull(v, &end, 10);

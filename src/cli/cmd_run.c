@@ -44,23 +44,6 @@ static double now_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-static int parse_int(const char *opt, const char *s, long lo, long hi, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi)
-        return cli_error("%s: '%s' is not an integer in [%ld, %ld]", opt, s, lo, hi);
-    *out = (int)v;
-    return 0;
-}
-
-static int parse_float(const char *opt, const char *s, float *out) {
-    char *end;
-    *out = strtof(s, &end);
-    if (!*s || *end) return cli_error("%s: '%s' is not a number", opt, s);
-    return 0;
-}
-
 /* "1 2 3" (spaces or commas) -> malloc'd ids; -1 on a bad id */
 static int parse_ids(const char *s, int32_t **out, int *n_out) {
     size_t cap = strlen(s) / 2 + 2;
@@ -166,18 +149,18 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) prompt = v;
         else if (!strcmp(a, "--ids")) ids_arg = v;
         else if (!strcmp(a, "--logits-out")) logits_out = v;
-        else if (!strcmp(a, "-n")) rc = parse_int(a, v, 0, 1 << 24, &n_gen);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) rc = parse_int(a, v, 1, 512, &n_threads);
-        else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) rc = parse_int(a, v, 1, 1 << 22, &n_ctx);
-        else if (!strcmp(a, "--temp")) rc = parse_float(a, v, &sp.temp);
-        else if (!strcmp(a, "--top-k")) rc = parse_int(a, v, 0, 1 << 30, &sp.top_k);
-        else if (!strcmp(a, "--top-p")) rc = parse_float(a, v, &sp.top_p);
-        else if (!strcmp(a, "--min-p")) rc = parse_float(a, v, &sp.min_p);
-        else if (!strcmp(a, "--repeat-penalty")) rc = parse_float(a, v, &sp.repeat_penalty);
-        else if (!strcmp(a, "--presence-penalty")) rc = parse_float(a, v, &sp.presence_penalty);
-        else if (!strcmp(a, "--frequency-penalty")) rc = parse_float(a, v, &sp.frequency_penalty);
-        else if (!strcmp(a, "--n-probs")) rc = parse_int(a, v, 0, 100, &sp.n_probs);
-        else if (!strcmp(a, "--repeat-last-n")) rc = parse_int(a, v, 0, 1 << 20, &sp.penalty_last_n);
+        else if (!strcmp(a, "-n")) rc = cli_int(a, v, 0, 1 << 24, &n_gen);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) rc = cli_int(a, v, 1, 512, &n_threads);
+        else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) rc = cli_int(a, v, 1, 1 << 22, &n_ctx);
+        else if (!strcmp(a, "--temp")) rc = cli_float(a, v, &sp.temp);
+        else if (!strcmp(a, "--top-k")) rc = cli_int(a, v, 0, 1 << 30, &sp.top_k);
+        else if (!strcmp(a, "--top-p")) rc = cli_float(a, v, &sp.top_p);
+        else if (!strcmp(a, "--min-p")) rc = cli_float(a, v, &sp.min_p);
+        else if (!strcmp(a, "--repeat-penalty")) rc = cli_float(a, v, &sp.repeat_penalty);
+        else if (!strcmp(a, "--presence-penalty")) rc = cli_float(a, v, &sp.presence_penalty);
+        else if (!strcmp(a, "--frequency-penalty")) rc = cli_float(a, v, &sp.frequency_penalty);
+        else if (!strcmp(a, "--n-probs")) rc = cli_int(a, v, 0, 100, &sp.n_probs);
+        else if (!strcmp(a, "--repeat-last-n")) rc = cli_int(a, v, 0, 1 << 20, &sp.penalty_last_n);
         else if (!strcmp(a, "--seed")) {
             char *end;
             errno = 0;

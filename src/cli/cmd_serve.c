@@ -38,16 +38,6 @@ static void usage(FILE *f) {
           f);
 }
 
-static int int_arg(const char *opt, const char *v, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (!*v || *end || errno || x < lo || x > hi)
-        return cli_error("%s: '%s' is not an integer in [%ld, %ld]", opt, v, lo, hi);
-    *out = x;
-    return 0;
-}
-
 static char *read_key_file(const char *path) {
     FILE *f = fopen(path, "r");
     if (!f) {
@@ -118,20 +108,20 @@ int cmd_serve(int argc, char **argv) {
             if (n_models == MAX_MODELS) return cli_error("at most %d models", MAX_MODELS);
             model_arg(v, &models[n_models++]);
         } else if (!strcmp(a, "--host")) p.host = v;
-        else if (!strcmp(a, "--port")) rc = int_arg(a, v, 0, 65535, &x), p.port = (uint16_t)x;
+        else if (!strcmp(a, "--port")) rc = cli_long(a, v, 0, 65535, &x), p.port = (uint16_t)x;
         else if (!strcmp(a, "--api-key")) p.api_key = v;
         else if (!strcmp(a, "--api-key-file")) {
             if (!(key_from_file = read_key_file(v))) return 1;
             p.api_key = key_from_file;
-        } else if (!strcmp(a, "--slots")) rc = int_arg(a, v, 1, 256, &x), p.n_slots = (int)x;
-        else if (!strcmp(a, "--ctx")) rc = int_arg(a, v, 16, 1 << 20, &x), p.n_ctx = (int)x;
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) rc = int_arg(a, v, 1, 1024, &x), p.n_threads = (int)x;
-        else if (!strcmp(a, "--max-queue")) rc = int_arg(a, v, 1, 1 << 20, &x), p.max_queue = (int)x;
-        else if (!strcmp(a, "--chunk")) rc = int_arg(a, v, 1, 8192, &x), p.chunk = (int)x;
-        else if (!strcmp(a, "--max-body")) rc = int_arg(a, v, 1024, 1L << 30, &x), p.max_body = (size_t)x;
+        } else if (!strcmp(a, "--slots")) rc = cli_long(a, v, 1, 256, &x), p.n_slots = (int)x;
+        else if (!strcmp(a, "--ctx")) rc = cli_long(a, v, 16, 1 << 20, &x), p.n_ctx = (int)x;
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) rc = cli_long(a, v, 1, 1024, &x), p.n_threads = (int)x;
+        else if (!strcmp(a, "--max-queue")) rc = cli_long(a, v, 1, 1 << 20, &x), p.max_queue = (int)x;
+        else if (!strcmp(a, "--chunk")) rc = cli_long(a, v, 1, 8192, &x), p.chunk = (int)x;
+        else if (!strcmp(a, "--max-body")) rc = cli_long(a, v, 1024, 1L << 30, &x), p.max_body = (size_t)x;
         else if (!strcmp(a, "--log-file")) log_file = v;
         else if (!strcmp(a, "--chat-template")) p.chat_template = v;
-        else if (!strcmp(a, "--drain-timeout")) rc = int_arg(a, v, 0, 3600, &drain_s);
+        else if (!strcmp(a, "--drain-timeout")) rc = cli_long(a, v, 0, 3600, &drain_s);
         else {
             usage(stderr);
             return cli_error("unknown option '%s'", a);

@@ -1,7 +1,9 @@
 /*
  * shoal — real-time local AI: one binary, subcommands.
  */
+#include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -35,6 +37,31 @@ int cli_error(const char *fmt, ...) {
     fputc('\n', stderr);
     va_end(ap);
     return 1;
+}
+
+int cli_long(const char *opt, const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno || v < lo || v > hi)
+        return cli_error("%s: '%s' is not an integer in [%ld, %ld]", opt, s, lo, hi);
+    *out = v;
+    return 0;
+}
+
+int cli_int(const char *opt, const char *s, long lo, long hi, int *out) {
+    long v;
+    if (cli_long(opt, s, lo, hi, &v)) return 1;
+    *out = (int)v;
+    return 0;
+}
+
+int cli_float(const char *opt, const char *s, float *out) {
+    char *end;
+    float v = strtof(s, &end);
+    if (!*s || *end) return cli_error("%s: '%s' is not a number", opt, s);
+    *out = v;
+    return 0;
 }
 
 static void usage(FILE *f) {
