@@ -737,7 +737,8 @@ fail:
                        .total_ms = http_now_ms() - http_req_start_ms(req)};
         log_request(s, &li);
     }
-    count_request(s, sm ? sm->name : r.model, endpoint_path[kind], e.status);
+    /* unknown model names are the client's text: one label for all, so metrics stay bounded */
+    count_request(s, sm ? sm->name : "(unknown)", endpoint_path[kind], e.status);
     if (g) gen_release(g);
     tok_ids_free(&ids);
     free(chat_text);

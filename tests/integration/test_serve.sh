@@ -154,6 +154,7 @@ for name in ["shoal_requests_total", "shoal_time_to_first_token_seconds_bucket",
 assert '# TYPE shoal_time_to_first_token_seconds histogram' in t
 assert 'shoal_requests_total{model="tiny",endpoint="/v1/completions",status="200"}' in t
 assert 'status="404"' in t and 'reason="deadline"' in t
+assert 'model="nope"' not in t  # client-chosen names never become labels
 PY
 
 # ---- the official openai client (Node) ---------------------------------------------------
