@@ -7,6 +7,8 @@
 #ifndef SHOAL_CLI_CLI_H
 #define SHOAL_CLI_CLI_H
 
+#include <stdint.h>
+
 int cmd_inspect(int argc, char **argv);
 int cmd_gen_model(int argc, char **argv);
 int cmd_run(int argc, char **argv);
@@ -25,5 +27,6 @@ int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_long(const char *opt, const char *s, long lo, long hi, long *out);
 int cli_int(const char *opt, const char *s, long lo, long hi, int *out);
 int cli_float(const char *opt, const char *s, float *out);
+int cli_u64(const char *opt, const char *s, uint64_t *out); /* any unsigned 64-bit integer */
 
 #endif

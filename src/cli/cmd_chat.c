@@ -82,7 +82,7 @@ int cmd_chat(int argc, char **argv) {
         else if (!strcmp(a, "--top-p")) rc = cli_float(a, v, &sp.top_p);
         else if (!strcmp(a, "--min-p")) rc = cli_float(a, v, &sp.min_p);
         else if (!strcmp(a, "--repeat-penalty")) rc = cli_float(a, v, &sp.repeat_penalty);
-        else if (!strcmp(a, "--seed")) sp.seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--seed")) rc = cli_u64(a, v, &sp.seed);
         else {
             usage(stderr);
             return cli_error("unknown option '%s'", a);

@@ -69,11 +69,8 @@ int cmd_gen_model(int argc, char **argv) {
         else if (!strcmp(a, "--norm-eps")) rc = cli_float(a, v, &p.norm_eps);
         else if (!strcmp(a, "--init-std")) rc = cli_float(a, v, &p.init_std);
         else if (!strcmp(a, "--norm-std")) rc = cli_float(a, v, &p.norm_std);
-        else if (!strcmp(a, "--seed")) {
-            char *end;
-            p.seed = strtoull(v, &end, 10);
-            if (!*v || *end) rc = cli_error("--seed: '%s' is not an integer", v);
-        } else if (!strcmp(a, "--dtype")) {
+        else if (!strcmp(a, "--seed")) rc = cli_u64(a, v, &p.seed);
+        else if (!strcmp(a, "--dtype")) {
             int t = dtype_from_name(v);
             if (t != DT_F32 && t != DT_F16) rc = cli_error("--dtype: '%s' (f32 or f16)", v);
             else p.dtype = (uint32_t)t;

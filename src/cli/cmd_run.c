@@ -162,10 +162,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--n-probs")) rc = cli_int(a, v, 0, 100, &sp.n_probs);
         else if (!strcmp(a, "--repeat-last-n")) rc = cli_int(a, v, 0, 1 << 20, &sp.penalty_last_n);
         else if (!strcmp(a, "--seed")) {
-            char *end;
-            errno = 0;
-            sp.seed = strtoull(v, &end, 10);
-            if (!*v || *end || errno) rc = cli_error("--seed: '%s' is not an integer", v);
+            rc = cli_u64(a, v, &sp.seed);
             seed_given = 1;
         } else {
             usage(stderr);

@@ -56,6 +56,15 @@ int cli_int(const char *opt, const char *s, long lo, long hi, int *out) {
     return 0;
 }
 
+int cli_u64(const char *opt, const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (!*s || *end || errno || *s == '-') return cli_error("%s: '%s' is not a non-negative integer", opt, s);
+    *out = (uint64_t)v;
+    return 0;
+}
+
 int cli_float(const char *opt, const char *s, float *out) {
     char *end;
     float v = strtof(s, &end);
