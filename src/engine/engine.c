@@ -360,10 +360,11 @@ static void qkv_unit(engine *e, const model_layer *ly, const uint8_t *act, int l
  * rescaling by exp(old max - new max) when the max grows) into an f16 accumulator that is
  * rounded after every update; the result is that accumulator times 1 / (sum of weights).
  * Computing it as the f32 path does (f32 query, two-pass softmax, f32 accumulator) differed
- * from llama.cpp's defaults by rel L2 0.75-1.25e-3 at the logits; this way by 1e-7 on short
- * prompts and 1-4e-4 on the 24-token prompt of scripts/compare-llama.sh (llama.cpp switches
- * some query rows of longer batches to a tiled f32 kernel). Same contract as attend(); work
- * holds (h1 - h0) * (head_dim + 2) floats.
+ * from llama.cpp's defaults by rel L2 0.75-1.25e-3 at the logits; this way by ~1e-7 on prompts
+ * of a few tokens and 1-4e-4 on the 24-token prompt of scripts/compare-llama.sh (the rest grows
+ * with the number of query rows in a batch; llama.cpp also has a tiled f32 kernel for batches,
+ * which this does not mirror). Same contract as attend(); work holds (h1 - h0) * (head_dim + 2)
+ * floats.
  */
 static void attend_f16(engine *e, int layer, int i, int orow, int h0, int h1, float *work) {
     const model_hparams *hp = &e->hp;
