@@ -3,6 +3,7 @@
  * by the Makefile; chosen at run time by attn_get()).
  */
 #include <immintrin.h>
+#include <math.h>
 
 #include "core/half.h"
 #include "engine/attn.h"
@@ -65,4 +66,45 @@ static void axpy_f32(float *y, float a, const float *x, int n) {
     for (; i < n; i++) y[i] += a * x[i];
 }
 
-const attn_ops attn_ops_avx2 = {dot_f16, dot_f32, axpy_f16, axpy_f32};
+static float dot_f16h(const uint16_t *q, const uint16_t *k, int n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(q + i))),
+                             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(q + i + 8))),
+                             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i + 8))), a1);
+    }
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(q + i))),
+                             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))), a0);
+    float s = hsum8(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) s += half_to_f32(q[i]) * half_to_f32(k[i]);
+    return s;
+}
+
+static void mad_f16h(uint16_t *y, float a, const uint16_t *x, int n) {
+    const __m256 va = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 xv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
+        const __m256 yv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i)));
+        _mm_storeu_si128((__m128i *)(y + i),
+                         _mm256_cvtps_ph(_mm256_fmadd_ps(xv, va, yv), _MM_FROUND_TO_NEAREST_INT));
+    }
+    for (; i < n; i++) y[i] = half_from_f32(fmaf(half_to_f32(x[i]), a, half_to_f32(y[i])));
+}
+
+static void scale_f16h(uint16_t *y, float a, int n) {
+    const __m256 va = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 yv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i)));
+        _mm_storeu_si128((__m128i *)(y + i),
+                         _mm256_cvtps_ph(_mm256_mul_ps(yv, va), _MM_FROUND_TO_NEAREST_INT));
+    }
+    for (; i < n; i++) y[i] = half_from_f32(half_to_f32(y[i]) * a);
+}
+
+const attn_ops attn_ops_avx2 = {dot_f16,  dot_f32,  axpy_f16,  axpy_f32,
+                                dot_f16h, mad_f16h, scale_f16h};

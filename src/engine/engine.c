@@ -52,7 +52,7 @@ struct engine {
     atomic_llong *counters;   /* [n_phases] work counters of one forward pass */
     int n_phases;             /* 5 per layer + 1 */
     float *rope_cs;           /* [n_batch][n_rot] cos, sin pairs for each entry's position */
-    float *scratch;           /* [n_threads][scratch_n] per-thread scores / norm rows */
+    float *scratch;           /* [n_threads][scratch_n] per-thread attention / norm rows */
     int scratch_n;            /* floats per thread in scratch */
     float *logits;            /* [n_logits][n_vocab] */
     int *out_row;             /* [n_batch] row of logits for each entry, or -1 */
@@ -128,9 +128,11 @@ engine *engine_init(const model *m, const engine_params *pin, sh_err *err) {
     if (act_bytes_for(&m->output) > act_row) act_row = act_bytes_for(&m->output);
     act_row = (act_row + 63) & ~(size_t)63;
     e->act_row = act_row;
-    /* per thread: attention scores of one KV group's heads, or one norm row */
+    /* per thread: attention scores of one KV group's heads (f32 cache) or their f16 queries and
+     * accumulators plus running max and sum (f16 cache), or one norm row */
     int group = hp->n_heads / hp->n_kv_heads;
-    e->scratch_n = (max_i(p.n_ctx * group, max_i(hp->dim, hp->ffn)) + 15) & ~15;
+    int att_n = max_i(p.n_ctx * group, group * hp->head_dim + 2 * group);
+    e->scratch_n = (max_i(att_n, max_i(hp->dim, hp->ffn)) + 15) & ~15;
 
     e->k_cache = malloc(kv_bytes ? kv_bytes : 1);
     e->v_cache = malloc(kv_bytes ? kv_bytes : 1);
@@ -351,11 +353,71 @@ static void qkv_unit(engine *e, const model_layer *ly, const uint8_t *act, int l
     }
 }
 
+/*
+ * Attention with the f16 cache, in the arithmetic of llama.cpp's CPU flash attention (on by
+ * default there, and what it runs per query row with an f16 cache): each query is rounded to
+ * f16 before the dot products, and the softmax runs online (one pass over the positions,
+ * rescaling by exp(old max - new max) when the max grows) into an f16 accumulator that is
+ * rounded after every update; the result is that accumulator times 1 / (sum of weights).
+ * Computing it as the f32 path does (f32 query, two-pass softmax, f32 accumulator) differed
+ * from llama.cpp's defaults by rel L2 0.75-1.25e-3 at the logits; this way by ~1e-7 on prompts
+ * of a few tokens and 1-4e-4 on the 24-token prompt of scripts/compare-llama.sh (the rest grows
+ * with the number of query rows in a batch; llama.cpp also has a tiled f32 kernel for batches,
+ * which this does not mirror). Same contract as attend(); work holds (h1 - h0) * (head_dim + 2)
+ * floats.
+ */
+static void attend_f16(engine *e, int layer, int i, int orow, int h0, int h1, float *work) {
+    const model_hparams *hp = &e->hp;
+    const attn_ops *op = e->attn;
+    int hd = hp->head_dim, g = h0 / (hp->n_heads / hp->n_kv_heads), nh = h1 - h0;
+    int seq = seq_of(e->b, i), pos = e->b->pos[i];
+    const float *q = e->qkv + (size_t)i * e->qkv_dim + (size_t)h0 * hd;
+    float *out = e->att + (size_t)orow * e->q_dim + (size_t)h0 * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    float *mx = work, *sum = work + nh;          /* running max and sum of weights per head */
+    uint16_t *q16 = (uint16_t *)(work + 2 * nh); /* [nh][hd] queries in f16 */
+    uint16_t *acc = q16 + (size_t)nh * hd;       /* [nh][hd] f16 accumulators */
+    for (int h = 0; h < nh; h++) {
+        mx[h] = -INFINITY;
+        sum[h] = 0.0f;
+        for (int d = 0; d < hd; d++) q16[h * hd + d] = half_from_f32(q[h * hd + d]);
+    }
+    memset(acc, 0, (size_t)nh * hd * sizeof(uint16_t));
+    const uint8_t *kb = kv_at(e, e->k_cache, layer, seq, 0);
+    const uint8_t *vb = kv_at(e, e->v_cache, layer, seq, 0);
+    size_t row = (size_t)e->kv_dim * e->kv_elem, off = (size_t)g * hd * e->kv_elem;
+    for (int t = 0; t <= pos; t++) {
+        const uint16_t *k = (const uint16_t *)(kb + t * row + off);
+        const uint16_t *v = (const uint16_t *)(vb + t * row + off);
+        for (int h = 0; h < nh; h++) {
+            const float s = op->dot_f16h(q16 + h * hd, k, hd) * scale;
+            float ms = 1.0f, vs = 1.0f;
+            if (s > mx[h]) { /* new max: rescale what is accumulated; this weight is 1 */
+                ms = expf(mx[h] - s);
+                mx[h] = s;
+                op->scale_f16h(acc + h * hd, ms, hd);
+            } else {
+                vs = expf(s - mx[h]);
+            }
+            op->mad_f16h(acc + h * hd, vs, v, hd);
+            sum[h] = fmaf(sum[h], ms, vs);
+        }
+    }
+    for (int h = 0; h < nh; h++) {
+        const float inv = 1.0f / sum[h];
+        for (int d = 0; d < hd; d++) out[h * hd + d] = half_to_f32(acc[h * hd + d]) * inv;
+    }
+}
+
 /* Attention of entry i for query heads [h0, h1), which share one KV head, over positions
  * 0..pos of the entry's sequence, into row orow of att. The heads walk the cache together, so each cached K / V row
  * is read from memory once for all of them (GQA); each head's arithmetic is exactly what it
- * would be alone. scores holds (h1 - h0) * n_ctx floats. */
+ * would be alone. scores holds (h1 - h0) * n_ctx floats (the f16 cache: see attend_f16). */
 static void attend(engine *e, int layer, int i, int orow, int h0, int h1, float *scores) {
+    if (!e->kv_f32) {
+        attend_f16(e, layer, i, orow, h0, h1, scores);
+        return;
+    }
     const model_hparams *hp = &e->hp;
     const attn_ops *op = e->attn;
     int hd = hp->head_dim, g = h0 / (hp->n_heads / hp->n_kv_heads), nh = h1 - h0;

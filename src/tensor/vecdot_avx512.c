@@ -97,6 +97,10 @@ ALWAYS_INLINE __m512i dot2_q8_0(__m512i w, __m512i a) {
     const __m512i s = _mm512_mask_sub_epi8(a, _mm512_movepi8_mask(w), z, a);
     return _mm512_dpbusd_epi32(z, _mm512_abs_epi8(w), s);
 }
+/* the int8 levels of two consecutive activation blocks (Q8_0 or Q8_1) */
+#define ACT2(p)                                                                                    \
+    _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(p)[0].qs)),    \
+                       _mm256_loadu_si256((const __m256i *)(p)[1].qs), 1)
 ALWAYS_INLINE __m256i dot1_q4_0(__m256i w, __m256i a) { return wdot_off8(w, a); }
 ALWAYS_INLINE __m256i dot1_q8_0(__m256i w, __m256i a) { return wdot_s8(w, a); }
 
@@ -162,7 +166,7 @@ ALWAYS_INLINE __m128 wmin2_q5_1(const quant_block_q5_1 *w) {
             _mm_cvtsi32_si128((int)((uint32_t)w[b].d | (uint32_t)w[b + 1].d << 16)));              \
         const __m128 mw = WMIN2(&w[b]);                                                            \
         UNROLL_G for (int g = 0; g < na; g++) {                                                    \
-            const __m512i aq = w2_q8_0(&A->q[g][b]);                                               \
+            const __m512i aq = ACT2(&A->q[g][b]);                                                  \
             const __m128 da = pre ? _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)&A->d[g][b]))\
                                   : _mm_setr_ps(_cvtsh_ss(A->q[g][b].d),                           \
                                                 _cvtsh_ss(A->q[g][b + 1].d), 0, 0);                \
@@ -170,15 +174,15 @@ ALWAYS_INLINE __m128 wmin2_q5_1(const quant_block_q5_1 *w) {
             ACC[g] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(DOT2(wq, aq)), ACC[g]);                 \
             if (ASYM) {                                                                            \
                 const __m128 sa = pre ? _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)&A->s[g][b]))\
-                                      : _mm_setr_ps(act_sum_scaled(&A->q[g][b]),                   \
-                                                    act_sum_scaled(&A->q[g][b + 1]), 0, 0);        \
+                                      : _mm_setr_ps(ACT_SUM(&A->q[g][b]),                          \
+                                                    ACT_SUM(&A->q[g][b + 1]), 0, 0);               \
                 SM[g] = _mm_fmadd_ps(mw, sa, SM[g]);                                               \
             }                                                                                      \
         }                                                                                          \
     } while (0)
 
-#define DEFINE_PAIR_ROWS(fn, bt, W2, DOT2, WMIN2, WVEC1, DOT1, WMIN1, ASYM)                        \
-    ALWAYS_INLINE void fn(int64_t k, const bt *w, const act_rows *A, int na, float *res,           \
+#define DEFINE_PAIR_ROWS(fn, bt, AS, W2, DOT2, WMIN2, WVEC1, DOT1, WMIN1, ASYM)                    \
+    ALWAYS_INLINE void fn(int64_t k, const bt *w, const act_rows_##AS *A, int na, float *res,      \
                           int pre) {                                                               \
         __m512 acc0[G], acc1[G];                                                                   \
         __m128 sm0[G], sm1[G]; /* minimum terms of the asymmetric types, lanes 0 and 1 */          \
@@ -222,29 +226,29 @@ ALWAYS_INLINE __m128 wmin2_q5_1(const quant_block_q5_1 *w) {
         }                                                                                          \
     }
 
-DEFINE_PAIR_ROWS(rows2_q8_0, quant_block_q8_0, w2_q8_0, dot2_q8_0, wmin2_none, wvec_q8_0,
+DEFINE_PAIR_ROWS(rows2_q8_0, quant_block_q8_0, q8_0, w2_q8_0, dot2_q8_0, wmin2_none, wvec_q8_0,
                  dot1_q8_0, wmin_none, 0)
-DEFINE_PAIR_ROWS(rows2_q4_0, quant_block_q4_0, w2_q4_0, dot2_q4_0, wmin2_none, wvec_q4_0,
+DEFINE_PAIR_ROWS(rows2_q4_0, quant_block_q4_0, q8_0, w2_q4_0, dot2_q4_0, wmin2_none, wvec_q4_0,
                  dot1_q4_0, wmin_none, 0)
-DEFINE_PAIR_ROWS(rows2_q5_0, quant_block_q5_0, w2_q5_0, dot2_q5_0, wmin2_none, wvec_q5_0,
+DEFINE_PAIR_ROWS(rows2_q5_0, quant_block_q5_0, q8_0, w2_q5_0, dot2_q5_0, wmin2_none, wvec_q5_0,
                  dot1_q5_0, wmin_none, 0)
-DEFINE_PAIR_ROWS(rows2_q4_1, quant_block_q4_1, w2_q4_1, dot2_u8, wmin2_q4_1, wvec_q4_1, dot1_u8,
-                 wmin_q4_1, 1)
-DEFINE_PAIR_ROWS(rows2_q5_1, quant_block_q5_1, w2_q5_1, dot2_u8, wmin2_q5_1, wvec_q5_1, dot1_u8,
-                 wmin_q5_1, 1)
-DEFINE_Q32_MATMUL(mm512_q8_0, quant_block_q8_0, rows2_q8_0, 0)
-DEFINE_Q32_MATMUL(mm512_q4_0, quant_block_q4_0, rows2_q4_0, 0)
-DEFINE_Q32_MATMUL(mm512_q5_0, quant_block_q5_0, rows2_q5_0, 0)
-DEFINE_Q32_MATMUL(mm512_q4_1, quant_block_q4_1, rows2_q4_1, 1)
-DEFINE_Q32_MATMUL(mm512_q5_1, quant_block_q5_1, rows2_q5_1, 1)
+DEFINE_PAIR_ROWS(rows2_q4_1, quant_block_q4_1, q8_1, w2_q4_1, dot2_u8, wmin2_q4_1, wvec_q4_1,
+                 dot1_u8, wmin_q4_1, 1)
+DEFINE_PAIR_ROWS(rows2_q5_1, quant_block_q5_1, q8_1, w2_q5_1, dot2_u8, wmin2_q5_1, wvec_q5_1,
+                 dot1_u8, wmin_q5_1, 1)
+DEFINE_Q32_MATMUL(mm512_q8_0, quant_block_q8_0, q8_0, rows2_q8_0, 0)
+DEFINE_Q32_MATMUL(mm512_q4_0, quant_block_q4_0, q8_0, rows2_q4_0, 0)
+DEFINE_Q32_MATMUL(mm512_q5_0, quant_block_q5_0, q8_0, rows2_q5_0, 0)
+DEFINE_Q32_MATMUL(mm512_q4_1, quant_block_q4_1, q8_1, rows2_q4_1, 1)
+DEFINE_Q32_MATMUL(mm512_q5_1, quant_block_q5_1, q8_1, rows2_q5_1, 1)
 
 /* ============================================================ table ===== */
 
 const vecdot_kernel vecdot_avx512_kernels[] = {
     {DT_F32, DT_F32, ISA_AVX512, mm_f32},      {DT_F16, DT_F32, ISA_AVX512, mm_f16},
     {DT_BF16, DT_F32, ISA_AVX512, mm_bf16},    {DT_Q8_0, DT_Q8_0, ISA_AVX512, mm512_q8_0},
-    {DT_Q4_0, DT_Q8_0, ISA_AVX512, mm512_q4_0},   {DT_Q4_1, DT_Q8_0, ISA_AVX512, mm512_q4_1},
-    {DT_Q5_0, DT_Q8_0, ISA_AVX512, mm512_q5_0},   {DT_Q5_1, DT_Q8_0, ISA_AVX512, mm512_q5_1},
+    {DT_Q4_0, DT_Q8_0, ISA_AVX512, mm512_q4_0},   {DT_Q4_1, DT_Q8_1, ISA_AVX512, mm512_q4_1},
+    {DT_Q5_0, DT_Q8_0, ISA_AVX512, mm512_q5_0},   {DT_Q5_1, DT_Q8_1, ISA_AVX512, mm512_q5_1},
     {DT_Q4_K, DT_Q8_K, ISA_AVX512, mm_q4_k},   {DT_Q5_K, DT_Q8_K, ISA_AVX512, mm_q5_k},
     {DT_Q6_K, DT_Q8_K, ISA_AVX512, mm_q6_k},   {0, 0, ISA_AVX512, NULL},
 };

@@ -1,12 +1,14 @@
 /*
  * test_vecdot — the matmul kernels: scalar reference against a double-precision dot of the
- * dequantized rows, every SIMD kernel against the scalar one (float reassociation only),
+ * dequantized rows (for Q8_1 activations, with each block's minimum term taken from the stored
+ * fp16 block sum, as the format defines it), every SIMD kernel against the scalar one (float reassociation only),
  * batch invariance (n_act and row split never change a result), untouched outputs.
  */
 #include "testutil.h"
 
 #include <math.h>
 
+#include "core/half.h"
 #include "tensor/dtype.h"
 #include "tensor/quant.h"
 #include "tensor/vecdot.h"
@@ -25,6 +27,24 @@ typedef struct {
     uint8_t *W, *A;
     double *exact, *mag; /* [n_act][n_rows] */
 } problem;
+
+/* Q4_1 / Q5_1 against Q8_1: the minimum m of a weight block multiplies the activation block's
+ * stored s = fp16(d * sum(q)), not the sum of the dequantized activations. Returns
+ * sum over blocks of m * (s - sum(a)) for weight row r and activation row j (a dequantized). */
+static double q8_1_min_correction(const problem *p, int64_t r, int64_t j, const float *a) {
+    const uint8_t *wrow = p->W + r * p->w_stride;
+    const quant_block_q8_1 *arow = (const void *)(p->A + j * p->a_stride);
+    const size_t wb = dtype_block_bytes(p->wtype);
+    double c = 0;
+    for (int64_t b = 0; b < p->k / QUANT_QK; b++) {
+        uint16_t m; /* Q4_1 and Q5_1 blocks both start with fp16 d, m */
+        memcpy(&m, wrow + (size_t)b * wb + 2, sizeof m);
+        double sa = 0;
+        for (int i = 0; i < QUANT_QK; i++) sa += a[b * QUANT_QK + i];
+        c += (double)half_to_f32(m) * ((double)half_to_f32(arow[b].s) - sa);
+    }
+    return c;
+}
 
 static void problem_make(problem *p, uint32_t wtype, int64_t k, int64_t n_rows, int64_t n_act,
                          uint64_t seed) {
@@ -67,6 +87,7 @@ static void problem_make(problem *p, uint32_t wtype, int64_t k, int64_t n_rows, 
                 s += t;
                 m += fabs(t);
             }
+            if (p->atype == DT_Q8_1) s += q8_1_min_correction(p, r, j, ad + j * k);
             p->exact[j * n_rows + r] = s;
             p->mag[j * n_rows + r] = m;
         }
