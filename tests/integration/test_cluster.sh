@@ -176,6 +176,15 @@ h1=$(metric 'shoal_router_hedges_total{model="hedged"}')
 check "hedging: a duplicate was sent after 40 ms and the fast backend answered ($hb)" \
   bash -c "[ '$hb' = 'n1/tiny' ] && [ $h1 -gt $h0 ]"
 
+# ---- chat and embeddings through the router ---------------------------------------------
+out=$(curl -s $J "$R/v1/chat/completions" -d '{"model":"tiny","messages":[{"role":"user","content":"Hi"}],"max_tokens":3}')
+check "chat completion through the router" python3 -c "
+import json,sys; d=json.loads(sys.argv[1]); assert d['object']=='chat.completion' and d['model']=='tiny', d
+assert d['choices'][0]['message']['role']=='assistant'" "$out"
+out=$(curl -s $J "$R/v1/embeddings" -d '{"model":"classifier","input":["a","b"]}')
+check "embeddings through the router (local backend)" python3 -c "
+import json,sys; d=json.loads(sys.argv[1]); assert len(d['data'])==2 and len(d['data'][0]['embedding'])==64, d" "$out"
+
 # ---- bad requests stay at the router ----------------------------------------------------
 st=$(curl -s -o /dev/null -w '%{http_code}' $J "$R/v1/completions" -d '{"model":"tiny","prompt":"x","max_tokens":-5}')
 check "a malformed request is answered 400 by the router" test "$st" = 400
