@@ -71,8 +71,9 @@ static int is_loopback(const char *h) {
     return !strncmp(h, "127.", 4) || !strcmp(h, "::1");
 }
 
-/* NAME=PATH, or PATH (the name is the file name without directory and .gguf). */
-static void model_arg(char *v, server_model *m) {
+/* NAME=PATH, or PATH (the name is the file name without directory and .gguf; then *owned is
+ * the malloc'd name, for the caller to free). */
+static void model_arg(char *v, server_model *m, char **owned) {
     char *eq = strchr(v, '=');
     if (eq && eq != v) {
         *eq = 0;
@@ -86,10 +87,11 @@ static void model_arg(char *v, server_model *m) {
     char *name = strdup(base);
     size_t n = strlen(name);
     if (n > 5 && !strcmp(name + n - 5, ".gguf")) name[n - 5] = 0;
-    m->name = name; /* lives until exit */
+    m->name = name;
+    *owned = name;
 }
 
-int cmd_serve(int argc, char **argv) {
+static int serve_main(int argc, char **argv, char **owned_names) {
     server_params p = {.host = "127.0.0.1", .port = 8080};
     server_model models[MAX_MODELS];
     int n_models = 0, insecure = 0;
@@ -116,7 +118,8 @@ int cmd_serve(int argc, char **argv) {
         int rc = 0;
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             if (n_models == MAX_MODELS) return cli_error("at most %d models", MAX_MODELS);
-            model_arg(v, &models[n_models++]);
+            model_arg(v, &models[n_models], &owned_names[n_models]);
+            n_models++;
         } else if (!strcmp(a, "--host")) p.host = v, host_set = true;
         else if (!strcmp(a, "--port")) rc = cli_long(a, v, 0, 65535, &x), p.port = (uint16_t)x, port_set = true;
         else if (!strcmp(a, "--config")) config = v;
@@ -229,4 +232,11 @@ int cmd_serve(int argc, char **argv) {
     free(key_from_file);
     fprintf(stderr, "shoal: stopped\n");
     return 0;
+}
+
+int cmd_serve(int argc, char **argv) {
+    char *owned_names[MAX_MODELS] = {0}; /* model names made from file names, on every return path */
+    int rc = serve_main(argc, argv, owned_names);
+    for (int i = 0; i < MAX_MODELS; i++) free(owned_names[i]);
+    return rc;
 }

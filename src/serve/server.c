@@ -685,6 +685,9 @@ static void handle_generate(server *s, oai_kind kind, http_request *req, const c
         oai_errorf(&e, 500, "server_error", NULL, "out of memory");
         goto fail;
     }
+    /* the channel starts with a reference for each side, but here both sides reach it through
+     * g, which is itself reference-counted: g keeps one, dropped in gen_release */
+    if (g->ch) chan_release(g->ch);
 
     sched_req_params rp = {.prompt = ids.ids, .n_prompt = (int)ids.n, .max_tokens = r.max_tokens,
                            .stop = (const char *const *)r.stop, .n_stop = (int)r.n_stop,
