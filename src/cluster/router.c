@@ -1018,8 +1018,9 @@ static attempt_rc try_remote(router *rt, fwd *f, rt_model *m, rt_backend *b, int
         upstream_call *calls[2] = {legs[0].call, n > 1 ? legs[1].call : NULL};
         double wait = 50;
         if (hedge_at < 1e300 && hedge_at - now < wait) wait = hedge_at - now > 0 ? hedge_at - now : 0;
-        upstream_poll(calls, n, wait);
-        if (f->stream == false && http_req_client_gone(req)) {
+        /* a quiet wait is the time to look whether the client is still there (a syscall, so
+         * not after every bit of progress) */
+        if (upstream_poll(calls, n, wait) < 0 && wait >= 50 && http_req_client_gone(req)) {
             for (int k = 0; k < n; k++) leg_drop(rt, f, &legs[k], OUT_CANCELLED);
             respond_err(resp, 499, "server_error", NULL, "client closed the request");
             return ATT_DONE;

@@ -37,6 +37,16 @@ backend() {
     -d "{\"model\":\"$1\",\"prompt\":\"${PROMPT:-hello}\",\"max_tokens\":${MAXTOK:-2},\"temperature\":0$extra}" |
     tr -d '\r' | awk -F': ' 'tolower($1)=="x-shoal-backend"{print $2}'
 }
+# hdr_backend FILE: waits (up to 20 s) for a streamed response's headers in FILE, prints its backend
+hdr_backend() {
+  local b=""
+  for _ in $(seq 1 200); do
+    b=$(tr -d '\r' <"$1" 2>/dev/null | awk -F': ' 'tolower($1)=="x-shoal-backend"{print $2}')
+    [ -n "$b" ] && break
+    sleep 0.1
+  done
+  echo "$b"
+}
 metric() { curl -s "$R/metrics" | awk -v m="$1" 'index($0, m)==1 {s+=$NF} END {print s+0}'; }
 
 TINY=$TMP/tiny.gguf
@@ -119,8 +129,7 @@ check "prefix_affinity: 24 different prefixes spread over the 3 nodes ($sN)" tes
 # request must go to the other backend
 curl -sN $J "$R/v1/completions" -d '{"model":"light","prompt":"hold","max_tokens":100,"temperature":0,"stream":true}' -D "$TMP/hold.h" -o "$TMP/hold.sse" &
 HOLD=$!
-sleep 0.3
-held=$(tr -d '\r' <"$TMP/hold.h" | awk -F': ' 'tolower($1)=="x-shoal-backend"{print $2}')
+held=$(hdr_backend "$TMP/hold.h")
 next=$(backend light)
 check "least_loaded: with a long stream on $held, the next request goes elsewhere ($next)" \
   bash -c "[ '$held' = 'nb/big' ] && [ '$next' = 'n1/tiny' ]"
@@ -250,8 +259,7 @@ check "a restarted node rejoins and takes traffic" test -n "$back"
 # ---- drain: SIGTERM on a node ---------------------------------------------------------------
 curl -sN $J "$R/v1/completions" -d '{"model":"light","prompt":"drain me","max_tokens":60,"temperature":0,"stream":true}' -D "$TMP/d.h" -o "$TMP/d.sse" &
 DR=$!
-sleep 0.3
-dn=$(tr -d '\r' <"$TMP/d.h" | awk -F': ' 'tolower($1)=="x-shoal-backend"{print $2}')
+dn=$(hdr_backend "$TMP/d.h")
 dpid=$PID_nb; [ "$dn" = "n1/tiny" ] && dpid=$PID_n1
 kill -TERM "$dpid"
 sleep 0.5
