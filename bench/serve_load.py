@@ -2,7 +2,7 @@
 """Load benchmark for a running `shoal serve` node (or any OpenAI-compatible server).
 
     python3 bench/serve_load.py --url http://127.0.0.1:8080 [--model NAME] [--streams 1,4,8]
-        [--tokens 128] [--rounds 3] [--ttft-prompt 32] [--ttft-runs 20]
+        [--tokens 128] [--rounds 3] [--ttft-prompt 32] [--ttft-runs 20] [--logprobs]
 
 1. Aggregate generation throughput: for each concurrency C, C clients each stream one
    completion of --tokens tokens (greedy, ignore_eos-like: random-weight models rarely stop;
@@ -12,7 +12,9 @@
 2. Time to first token: a prompt of exactly --ttft-prompt tokens (token ids, so the tokenizer is
    not measured), max_tokens 1, one request at a time; median and p90 of --ttft-runs runs,
    measured at the client from sending the request to receiving the first token's SSE event.
-Standard library only. Prints a Markdown table.
+Tokens are counted from the final usage chunk (stream_options.include_usage), or, with
+--logprobs, from the per-token log-probabilities (which makes the server compute a softmax over
+the vocabulary for every token). Standard library only. Prints a Markdown table.
 """
 import argparse, http.client, json, statistics, threading, time, urllib.parse
 
@@ -23,7 +25,7 @@ def stream_completion(host, port, body, result):
     conn.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
     resp = conn.getresponse()
     first = None
-    n = 0
+    n = usage_n = 0
     buf = b""
     while True:
         chunk = resp.read1(65536) if hasattr(resp, "read1") else resp.read(1)
@@ -36,24 +38,36 @@ def stream_completion(host, port, body, result):
                 continue
             data = ev[6:]
             if data == b"[DONE]":
-                result.update(t0=t0, t_first=first, t_end=time.perf_counter(), n=n)
+                result.update(t0=t0, t_first=first, t_end=time.perf_counter(), n=n or usage_n)
                 conn.close()
                 return
             j = json.loads(data)
-            if j.get("choices") and j["choices"][0].get("logprobs"):
-                k = len(j["choices"][0]["logprobs"]["tokens"])
-                if k and first is None:
+            if j.get("usage") and not j.get("choices"):
+                usage_n = j["usage"]["completion_tokens"]
+            if j.get("choices"):
+                if first is None:
                     first = time.perf_counter()
-                n += k
+                if j["choices"][0].get("logprobs"):
+                    n += len(j["choices"][0]["logprobs"]["tokens"])
     result.update(t0=t0, t_first=first, t_end=time.perf_counter(), n=n, error=resp.status)
+
+
+LOGPROBS = False  # --logprobs: ask for the chosen token's log-probability (costs a softmax per token)
+
+
+def request_body(extra):
+    body = dict(extra, temperature=0, stream=True, stream_options={"include_usage": True})
+    if LOGPROBS:
+        body["logprobs"] = 0
+    return body
 
 
 def run_round(host, port, model, c, tokens, seed0):
     results = [dict() for _ in range(c)]
     threads = []
     for i in range(c):
-        body = {"prompt": f"Stream {seed0 + i}: once upon a time in a land far away", "max_tokens": tokens,
-                "temperature": 0, "stream": True, "logprobs": 0}
+        body = request_body({"prompt": f"Stream {seed0 + i}: once upon a time in a land far away",
+                             "max_tokens": tokens})
         if model:
             body["model"] = model
         threads.append(threading.Thread(target=stream_completion, args=(host, port, body, results[i])))
@@ -73,7 +87,7 @@ def ttft(host, port, model, n_prompt, runs):
     for i in range(runs):
         # distinct first token each run, so no prefix is reused from the previous run
         ids = [1] + [(1000 + 37 * i + 11 * k) % 30000 + 100 for k in range(n_prompt - 1)]
-        body = {"prompt": ids, "max_tokens": 1, "temperature": 0, "stream": True, "logprobs": 0}
+        body = request_body({"prompt": ids, "max_tokens": 1})
         if model:
             body["model"] = model
         r = {}
@@ -92,7 +106,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--ttft-prompt", type=int, default=32)
     ap.add_argument("--ttft-runs", type=int, default=20)
+    ap.add_argument("--logprobs", action="store_true", help="request log-probabilities with every token")
     a = ap.parse_args()
+    global LOGPROBS
+    LOGPROBS = a.logprobs
     u = urllib.parse.urlparse(a.url)
     host, port = u.hostname, u.port or 80
     run_round(host, port, a.model, 1, 8, 999)  # warm-up
