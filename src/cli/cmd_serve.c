@@ -29,6 +29,7 @@ static void usage(FILE *f) {
           "  --max-queue N        waiting requests before 429 (64)\n"
           "  --chunk N            prompt tokens per prefill chunk (128)\n"
           "  --kv-f32             f32 KV cache (default f16)\n"
+          "  --no-repack          weights stay in the shared file mapping (slower; see docs/engine.md)\n"
           "  --chat-template NAME chat format for every model (chatml, llama3, ...; default: from\n"
           "                       the file's tokenizer.chat_template)\n"
           "  --max-body BYTES     largest request body (4194304; larger: 413)\n"
@@ -96,6 +97,7 @@ int cmd_serve(int argc, char **argv) {
             return 0;
         }
         if (!strcmp(a, "--kv-f32")) { p.kv_f32 = true; continue; }
+        if (!strcmp(a, "--no-repack")) { p.no_repack = true; continue; }
         if (!strcmp(a, "--log-prompts")) { p.log_prompts = true; continue; }
         if (!strcmp(a, "--insecure-no-key")) { insecure = 1; continue; }
         if (!v) {

@@ -269,7 +269,11 @@ static void matmul_rows(const engine *e, const model_mat *w, const uint8_t *act,
                         int64_t r0, int64_t r1, float *out, int64_t out_stride) {
     if (r0 >= r1) return;
     const vecdot_kernel *k = vecdot_get(w->type);
-    k->matmul(w->n_cols, w->data, w->row_bytes, r0, r1, act, e->act_row, n, out, out_stride);
+    if (w->packed)
+        k->matmul_packed(w->n_cols, w->packed, w->packed_stride, r0, r1, act, e->act_row, n, out,
+                         out_stride);
+    else
+        k->matmul(w->n_cols, w->data, w->row_bytes, r0, r1, act, e->act_row, n, out, out_stride);
 }
 
 /* Converts rows [lo, hi) of src (row stride `stride` floats) into act for w's kernel. */

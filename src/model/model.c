@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "tensor/dtype.h"
 #include "tensor/quant.h"
@@ -259,9 +261,83 @@ static int load_tensors(loader *L) {
     return 0;
 }
 
+/* ============================================================ repacking ===== */
+
+/* Every matrix the engine multiplies with (not tok_embd, which is only looked up by rows). */
+static int all_mats(model *m, model_mat **out) {
+    int n = 0;
+    for (int l = 0; l < m->hp.n_layers; l++) {
+        model_layer *ly = &m->layers[l];
+        model_mat *ws[] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate, &ly->w_up, &ly->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) out[n++] = ws[i];
+    }
+    out[n++] = &m->output;
+    return n;
+}
+
+static bool want_pack(const model_mat *w) {
+    const vecdot_kernel *k = vecdot_get(w->type);
+    return k && k->matmul_packed && vecdot_packed_group_bytes(w->type, w->n_cols) > 0;
+}
+
+/* Copies the matrices that have a packed kernel into one huge-page-backed anonymous mapping. */
+static int repack(model *m, gguf_ctx *g, sh_err *err) {
+    model_mat **mats = malloc(((size_t)m->hp.n_layers * 7 + 1) * sizeof *mats);
+    if (!mats) return sh_errf(err, "out of memory");
+    const int n = all_mats(m, mats);
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        if (want_pack(mats[i])) total += vecdot_packed_bytes(mats[i]->type, mats[i]->n_cols, mats[i]->n_rows);
+    if (total == 0) {
+        free(mats);
+        return 0;
+    }
+    /* 2 MiB-aligned so that every huge page is fully ours; MADV_HUGEPAGE before the first
+     * touch (THP is often in "madvise" mode). Failing to get huge pages is not an error. */
+    const size_t huge = (size_t)2 << 20;
+    const size_t bytes = (total + huge - 1) / huge * huge;
+    uint8_t *raw = mmap(NULL, bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                        -1, 0);
+    if (raw == MAP_FAILED) {
+        free(mats);
+        return sh_errf(err, "cannot allocate %.1f MiB for the repacked weights (--no-repack "
+                            "uses the file mapping instead)", (double)total / (1 << 20));
+    }
+    uint8_t *buf = (uint8_t *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+    if (buf > raw) munmap(raw, (size_t)(buf - raw));
+    munmap(buf + bytes, (size_t)(raw + huge - buf));
+    madvise(buf, bytes, MADV_HUGEPAGE);
+    m->pack_buf = buf;
+    m->pack_bytes = bytes;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        model_mat *w = mats[i];
+        if (!want_pack(w)) continue;
+        vecdot_pack(w->type, w->n_cols, w->data, w->row_bytes, w->n_rows, 0, w->n_rows, buf + off);
+        w->packed = buf + off;
+        w->packed_stride = vecdot_packed_group_bytes(w->type, w->n_cols);
+        off += vecdot_packed_bytes(w->type, w->n_cols, w->n_rows);
+        m->n_packed++;
+        /* the file's copy is no longer read (except token rows of tied embeddings, which fault
+         * back in): drop it from this process (whole pages inside the tensor only) */
+        if (g->mapped) {
+            uintptr_t a = ((uintptr_t)w->data + page - 1) & ~(page - 1);
+            uintptr_t b = ((uintptr_t)w->data + (size_t)w->n_rows * w->row_bytes) & ~(page - 1);
+            if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+        }
+    }
+    free(mats);
+    return 0;
+}
+
 /* ============================================================ public ===== */
 
-model *model_from_gguf(gguf_ctx *g, sh_err *err) {
+model *model_from_gguf(gguf_ctx *g, sh_err *err) { return model_from_gguf_ex(g, NULL, err); }
+
+model *model_from_gguf_ex(gguf_ctx *g, const model_params *p, sh_err *err) {
+    const model_params defaults = {0};
+    if (!p) p = &defaults;
     model *m = calloc(1, sizeof *m);
     if (!m) {
         sh_errf(err, "%s: out of memory", g->path);
@@ -269,7 +345,7 @@ model *model_from_gguf(gguf_ctx *g, sh_err *err) {
     }
     m->path = strdup(g->path ? g->path : "<model>");
     loader L = {.m = m, .g = g, .err = err};
-    if (!m->path || load_hparams(&L) || load_tensors(&L)) {
+    if (!m->path || load_hparams(&L) || load_tensors(&L) || (!p->no_repack && repack(m, g, err))) {
         if (!m->path) sh_errf(err, "out of memory");
         sh_err_prefix(err, g->path ? g->path : "<model>");
         m->g = NULL; /* the caller keeps g on failure */
@@ -280,10 +356,12 @@ model *model_from_gguf(gguf_ctx *g, sh_err *err) {
     return m;
 }
 
-model *model_load(const char *path, sh_err *err) {
+model *model_load(const char *path, sh_err *err) { return model_load_ex(path, NULL, err); }
+
+model *model_load_ex(const char *path, const model_params *p, sh_err *err) {
     gguf_ctx *g = gguf_open(path, err);
     if (!g) return NULL;
-    model *m = model_from_gguf(g, err);
+    model *m = model_from_gguf_ex(g, p, err);
     if (!m) gguf_free(g);
     return m;
 }
@@ -302,6 +380,7 @@ void model_free(model *m) {
         }
         free(m->layers);
     }
+    if (m->pack_buf) munmap(m->pack_buf, m->pack_bytes);
     free(m->output_norm);
     free(m->rope_freqs);
     free(m->path);

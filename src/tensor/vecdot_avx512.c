@@ -238,14 +238,195 @@ DEFINE_Q32_MATMUL(mm512_q5_0, quant_block_q5_0, rows2_q5_0, 0)
 DEFINE_Q32_MATMUL(mm512_q4_1, quant_block_q4_1, rows2_q4_1, 1)
 DEFINE_Q32_MATMUL(mm512_q5_1, quant_block_q5_1, rows2_q5_1, 1)
 
+/* ============================================================ packed Q8_0 / Q4_0 ===== */
+
+/*
+ * Kernels on the packed layout (vecdot.h, vecdot.c): lane r of every 512-bit vector belongs to
+ * row r of a 16-row group, so a tile is one group x na activation rows and nothing is summed
+ * horizontally. Per block column b and activation row j:
+ *
+ *     isum = -off * sum(a_jb) + sum_c dpbusd(w_c, broadcast(a_jb[4c..4c+3]))     (exact int32)
+ *     acc_j = fma(float(isum), dw_b * da_jb, acc_j)                               (per lane)
+ *
+ * with off = 128 for Q8_0 (stored as w + 128, unsigned) and 8 for Q4_0 (nibbles 0..15): the
+ * sums of the activation blocks come from the row's trailer. The integer part may be computed
+ * in any order (it is exact); the float part is one FMA per block column in block order, the
+ * same for every na and every group: results never depend on n_act or on the row split. One
+ * weight load feeds 16 rows x na activation rows; the activation bytes are broadcast from
+ * memory.
+ */
+
+#define PK VECDOT_PACK_ROWS
+
+typedef struct {
+    const uint8_t *q[8];         /* activation rows (blocks of 34 bytes: fp16 d, 32 x int8) */
+    const uint8_t *t[8];         /* their trailers (vecdot_act_sum per block) */
+} pk_acts;
+
+ALWAYS_INLINE void pk_wload_q8_0(const uint8_t *g, int64_t b, __m512i w[8]) {
+    const uint8_t *p = g + (size_t)b * 512;
+    for (int c = 0; c < 8; c++) w[c] = _mm512_loadu_si512((const void *)(p + 64 * c));
+}
+
+ALWAYS_INLINE void pk_wload_q4_0(const uint8_t *g, int64_t b, __m512i w[8]) {
+    const uint8_t *p = g + (size_t)b * 256;
+    const __m512i m = _mm512_set1_epi8(0x0F);
+    for (int c = 0; c < 4; c++) {
+        const __m512i x = _mm512_loadu_si512((const void *)(p + 64 * c));
+        w[c] = _mm512_and_si512(x, m);
+        w[c + 4] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m);
+    }
+}
+
+ALWAYS_INLINE __m512i pk_bcast32(const uint8_t *p) { return _mm512_set1_epi32((int)ld_u32(p)); }
+
+/* acc[j] (16 rows) over all nb block columns of group g, for na activation rows. SPLIT uses
+ * two integer chains per activation row (decode: hides the vpdpbusd latency). */
+#define DEFINE_PK_TILE(fn, WLOAD, VB, SHIFT)                                                       \
+    ALWAYS_INLINE void fn(const uint8_t *g, int64_t nb, const pk_acts *A, int na, __m512 *acc) {  \
+        const uint8_t *sc = g + (size_t)nb * (VB);                                                 \
+        for (int j = 0; j < na; j++) acc[j] = _mm512_setzero_ps();                                 \
+        for (int64_t b = 0; b < nb; b++) {                                                         \
+            __m512i w[8];                                                                          \
+            WLOAD(g, b, w);                                                                        \
+            const __m512 dw =                                                                      \
+                _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sc + (size_t)b * 2 * PK)));   \
+            for (int j = 0; j < na; j++) {                                                         \
+                const uint8_t *aq = A->q[j] + (size_t)b * sizeof(quant_block_q8_0) + 2;           \
+                vecdot_act_sum t;                                                                  \
+                memcpy(&t, A->t[j] + (size_t)b * sizeof t, sizeof t);                              \
+                __m512i s0 = _mm512_set1_epi32(-(t.s * (1 << (SHIFT))));                           \
+                if (na < 4) {                                                                      \
+                    __m512i s1 = _mm512_setzero_si512();                                           \
+                    for (int c = 0; c < 8; c += 2) {                                               \
+                        s0 = _mm512_dpbusd_epi32(s0, w[c], pk_bcast32(aq + 4 * c));                \
+                        s1 = _mm512_dpbusd_epi32(s1, w[c + 1], pk_bcast32(aq + 4 * c + 4));        \
+                    }                                                                              \
+                    s0 = _mm512_add_epi32(s0, s1);                                                 \
+                } else {                                                                           \
+                    for (int c = 0; c < 8; c++)                                                    \
+                        s0 = _mm512_dpbusd_epi32(s0, w[c], pk_bcast32(aq + 4 * c));                \
+                }                                                                                  \
+                const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(t.d));                           \
+                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), d, acc[j]);                       \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+DEFINE_PK_TILE(pk_tile_q8_0, pk_wload_q8_0, 512, 7)
+DEFINE_PK_TILE(pk_tile_q4_0, pk_wload_q4_0, 256, 3)
+
+#ifndef PK_NG
+#define PK_NG 2
+#endif
+#ifndef PK_PF
+#define PK_PF 2048
+#endif
+#ifndef PK_HINT
+#define PK_HINT _MM_HINT_T0
+#endif
+/* Decode (one activation row): PK_NG groups side by side, so one thread reads several streams
+ * at once; per group exactly the arithmetic of the na = 1 tile. */
+#define DEFINE_PK_DEC(fn, WLOAD, VB, SHIFT)                                                        \
+    ALWAYS_INLINE void fn(const uint8_t *const *g, int ng, int64_t nb, const pk_acts *A,           \
+                          __m512 *acc) {                                                           \
+        for (int i = 0; i < ng; i++) acc[i] = _mm512_setzero_ps();                                 \
+        for (int64_t b = 0; b < nb; b++) {                                                         \
+            const uint8_t *aq = A->q[0] + (size_t)b * sizeof(quant_block_q8_0) + 2;               \
+            vecdot_act_sum t;                                                                      \
+            memcpy(&t, A->t[0] + (size_t)b * sizeof t, sizeof t);                                  \
+            const __m512i s_init = _mm512_set1_epi32(-(t.s * (1 << (SHIFT))));                     \
+            const __m512 da = _mm512_set1_ps(t.d);                                                 \
+            for (int i = 0; i < ng; i++) {                                                         \
+                if (PK_PF)                                                                         \
+                    for (int l = 0; l < (VB); l += 64)                                             \
+                        _mm_prefetch((const char *)g[i] + (size_t)b * (VB) + PK_PF + l, PK_HINT);  \
+                __m512i w[8];                                                                      \
+                WLOAD(g[i], b, w);                                                                 \
+                const __m512 dw = _mm512_cvtph_ps(                                                 \
+                    _mm256_loadu_si256((const __m256i *)(g[i] + nb * (VB) + (size_t)b * 2 * PK))); \
+                __m512i s0 = s_init, s1 = _mm512_setzero_si512();                                  \
+                for (int c = 0; c < 8; c += 2) {                                                   \
+                    s0 = _mm512_dpbusd_epi32(s0, w[c], pk_bcast32(aq + 4 * c));                    \
+                    s1 = _mm512_dpbusd_epi32(s1, w[c + 1], pk_bcast32(aq + 4 * c + 4));            \
+                }                                                                                  \
+                s0 = _mm512_add_epi32(s0, s1);                                                     \
+                const __m512 d = _mm512_mul_ps(dw, da);                                            \
+                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), d, acc[i]);                       \
+            }                                                                                      \
+        }                                                                                          \
+    }
+DEFINE_PK_DEC(pk_dec_q8_0, pk_wload_q8_0, 512, 7)
+DEFINE_PK_DEC(pk_dec_q4_0, pk_wload_q4_0, 256, 3)
+
+/* One group x na activation rows starting at j, stored under the row mask. */
+#define PK_TILE_CASE(TILE, N)                                                                      \
+    case N: {                                                                                      \
+        __m512 acc[N];                                                                             \
+        TILE(g, nb, &A, N, acc);                                                                   \
+        for (int i = 0; i < N; i++) _mm512_mask_storeu_ps(out + (j + i) * os + g0, m, acc[i]);    \
+        break;                                                                                     \
+    }
+
+#define DEFINE_PK_MATMUL(name, TILE, DEC)                                                          \
+    static void name(int64_t k, const void *W, size_t gs, int64_t r0, int64_t r1, const void *Av, \
+                     size_t as, int64_t n, float *out, int64_t os) {                               \
+        const int64_t nb = k / QUANT_QK;                                                           \
+        const size_t toff = vecdot_act_trailer_offset(nb);                                         \
+        if (n == 1) {                                                                              \
+            pk_acts A;                                                                             \
+            A.q[0] = Av;                                                                           \
+            A.t[0] = A.q[0] + toff;                                                                \
+            for (int64_t g0 = r0 / PK * PK; g0 < r1; g0 += PK_NG * PK) {                           \
+                const uint8_t *g[PK_NG];                                                           \
+                __m512 acc[PK_NG];                                                                 \
+                int ng = 0;                                                                        \
+                for (; ng < PK_NG && g0 + ng * PK < r1; ng++)                                      \
+                    g[ng] = (const uint8_t *)W + (size_t)((g0 + ng * PK) / PK) * gs;               \
+                if (ng == PK_NG) DEC(g, PK_NG, nb, &A, acc);                                       \
+                else DEC(g, 1, nb, &A, acc), ng = 1;                                               \
+                for (int i = 0; i < ng; i++) {                                                     \
+                    const int64_t gi = g0 + i * PK;                                                \
+                    const int64_t lo = r0 > gi ? r0 - gi : 0, hi = r1 - gi < PK ? r1 - gi : PK;   \
+                    const __mmask16 m = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));        \
+                    _mm512_mask_storeu_ps(out + gi, m, acc[i]);                                    \
+                }                                                                                  \
+                g0 += (ng - PK_NG) * PK;                                                           \
+            }                                                                                      \
+            return;                                                                                \
+        }                                                                                          \
+        for (int64_t g0 = r0 / PK * PK; g0 < r1; g0 += PK) {                                       \
+            const uint8_t *g = (const uint8_t *)W + (size_t)(g0 / PK) * gs;                       \
+            const int64_t lo = r0 > g0 ? r0 - g0 : 0, hi = r1 - g0 < PK ? r1 - g0 : PK;           \
+            const __mmask16 m = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));                \
+            for (int64_t j = 0; j < n;) {                                                          \
+                const int na = n - j >= 8 ? 8 : n - j >= 4 ? 4 : 1;                               \
+                pk_acts A;                                                                         \
+                for (int i = 0; i < na; i++) {                                                     \
+                    A.q[i] = (const uint8_t *)Av + (size_t)(j + i) * as;                           \
+                    A.t[i] = A.q[i] + toff;                                                        \
+                }                                                                                  \
+                switch (na) {                                                                      \
+                    PK_TILE_CASE(TILE, 8)                                                          \
+                    PK_TILE_CASE(TILE, 4)                                                          \
+                    PK_TILE_CASE(TILE, 1)                                                          \
+                }                                                                                  \
+                j += na;                                                                           \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+DEFINE_PK_MATMUL(mmp_q8_0, pk_tile_q8_0, pk_dec_q8_0)
+DEFINE_PK_MATMUL(mmp_q4_0, pk_tile_q4_0, pk_dec_q4_0)
+
 /* ============================================================ table ===== */
 
 const vecdot_kernel vecdot_avx512_kernels[] = {
-    {DT_F32, DT_F32, ISA_AVX512, mm_f32},      {DT_F16, DT_F32, ISA_AVX512, mm_f16},
-    {DT_BF16, DT_F32, ISA_AVX512, mm_bf16},    {DT_Q8_0, DT_Q8_0, ISA_AVX512, mm512_q8_0},
-    {DT_Q4_0, DT_Q8_0, ISA_AVX512, mm512_q4_0},   {DT_Q4_1, DT_Q8_0, ISA_AVX512, mm512_q4_1},
-    {DT_Q5_0, DT_Q8_0, ISA_AVX512, mm512_q5_0},   {DT_Q5_1, DT_Q8_0, ISA_AVX512, mm512_q5_1},
-    {DT_Q4_K, DT_Q8_K, ISA_AVX512, mm_q4_k},   {DT_Q5_K, DT_Q8_K, ISA_AVX512, mm_q5_k},
-    {DT_Q6_K, DT_Q8_K, ISA_AVX512, mm_q6_k},   {0, 0, ISA_AVX512, NULL},
+    {DT_F32, DT_F32, ISA_AVX512, mm_f32, NULL},      {DT_F16, DT_F32, ISA_AVX512, mm_f16, NULL},
+    {DT_BF16, DT_F32, ISA_AVX512, mm_bf16, NULL},    {DT_Q8_0, DT_Q8_0, ISA_AVX512, mm512_q8_0, mmp_q8_0},
+    {DT_Q4_0, DT_Q8_0, ISA_AVX512, mm512_q4_0, mmp_q4_0},   {DT_Q4_1, DT_Q8_0, ISA_AVX512, mm512_q4_1, NULL},
+    {DT_Q5_0, DT_Q8_0, ISA_AVX512, mm512_q5_0, NULL},   {DT_Q5_1, DT_Q8_0, ISA_AVX512, mm512_q5_1, NULL},
+    {DT_Q4_K, DT_Q8_K, ISA_AVX512, mm_q4_k, NULL},   {DT_Q5_K, DT_Q8_K, ISA_AVX512, mm_q5_k, NULL},
+    {DT_Q6_K, DT_Q8_K, ISA_AVX512, mm_q6_k, NULL},   {0, 0, ISA_AVX512, NULL, NULL},
 };
 

@@ -16,6 +16,7 @@
 #include "model/modelgen.h"
 #include "model/quantize.h"
 #include "tensor/dtype.h"
+#include "tensor/vecdot.h"
 
 #define N_VOCAB 96
 
@@ -398,6 +399,54 @@ static void test_quantized(void **state) {
     }
 }
 
+/* Repacked (default) and file-layout (no_repack) weights: both close to the f32 reference,
+ * each bit-identical between one prefill batch and token-by-token decoding. */
+static void test_repack(void **state) {
+    (void)state;
+    modelgen_params p;
+    base_params(&p);
+    const char *path = gen_model(&p, "rpsrc");
+    int32_t tok[16];
+    prompt(tok, 16, 77);
+    double ref[N_VOCAB];
+    ref_forward(&p, path, tok, 16, ref);
+    const char *types[] = {"q8_0", "q4_0"};
+    const double tol[] = {5e-2, 0.4};
+    for (int t = 0; t < 2; t++) {
+        char out[512];
+        snprintf(out, sizeof out, "%s/rp-%s.gguf", tu_tmpdir(), types[t]);
+        sh_err err = {{0}};
+        assert_int_equal(quantize_file(path, out, types[t], 1, NULL, NULL, &err), 0);
+        for (int no_repack = 0; no_repack < 2; no_repack++) {
+            model_params mp = {.no_repack = no_repack};
+            model *m = model_load_ex(out, &mp, &err);
+            assert_non_null(m);
+            const vecdot_kernel *k = vecdot_get(m->layers[0].wq.type);
+            const bool packs = !no_repack && k->matmul_packed != NULL;
+            assert_int_equal(m->n_packed > 0, packs);
+            assert_int_equal(m->layers[0].w_down.packed != NULL, packs);
+            assert_null(m->tok_embd.packed); /* looked up by rows: never packed */
+            engine *e = mk_engine(m, 1, 2, false);
+            float a[N_VOCAB], b[N_VOCAB];
+            prefill(e, tok, 16, a);
+            double r = rel_l2(a, ref, N_VOCAB);
+            fprintf(stderr, "%s %s: rel_l2 vs f32 reference %.3g (%d packed)\n", types[t],
+                    no_repack ? "no-repack" : "repack", r, m->n_packed);
+            assert_true(r < tol[t]);
+            engine_seq_truncate(e, 0, 0);
+            for (int i = 0; i < 16; i++) {
+                int32_t pos = i;
+                engine_batch bt = {.n = 1, .token = &tok[i], .pos = &pos};
+                assert_int_equal(engine_decode(e, &bt, NULL), 0);
+            }
+            memcpy(b, engine_logits(e, 0), sizeof b);
+            assert_memory_equal(a, b, sizeof a);
+            engine_free(e);
+            model_free(m);
+        }
+    }
+}
+
 /* Decoding token by token gives the same logits as one prefill batch. */
 static void test_prefill_vs_decode(void **state) {
     (void)state;
@@ -737,6 +786,7 @@ int main(void) {
         cmocka_unit_test(test_qwen2_tied_bias),
         cmocka_unit_test(test_llama_f16),
         cmocka_unit_test(test_quantized),
+        cmocka_unit_test(test_repack),
         cmocka_unit_test(test_prefill_vs_decode),
         cmocka_unit_test(test_batch_invariance),
         cmocka_unit_test(test_seq_copy),

@@ -248,7 +248,8 @@ static void test_dispatch(void **state) {
     assert_null(vecdot_get(DT_Q2_K));
     assert_null(vecdot_get(DT_COUNT + 5));
     assert_string_equal(vecdot_isa_name(ISA_AVX2), "avx2");
-    assert_int_equal(vecdot_act_row_bytes(DT_Q8_0, 64), 68);
+    /* Q8_0 activation rows: 2 blocks (68 bytes, rounded up to 80) + a trailer of 2 x 8 bytes */
+    assert_int_equal(vecdot_act_row_bytes(DT_Q8_0, 64), 96);
     assert_int_equal(vecdot_act_row_bytes(DT_Q8_K, 256), 292);
     assert_int_equal(vecdot_act_row_bytes(DT_Q8_0, 33), 0);
 }
@@ -273,6 +274,108 @@ static void test_known_answer(void **state) {
     }
 }
 
+/* ============================================================ packed layout ===== */
+
+/* The packed matrix of a problem's weights (plain malloc: kernels must not assume alignment
+ * beyond what the layout gives, so it is offset by 16 bytes from a 64-byte boundary). */
+static uint8_t *pack_problem(const problem *p, uint8_t **base) {
+    const size_t bytes = vecdot_packed_bytes(p->wtype, p->k, p->n_rows);
+    assert_true(bytes > 0);
+    *base = malloc(bytes + 80);
+    uint8_t *P = (uint8_t *)(((uintptr_t)*base + 63) & ~(uintptr_t)63) + 16;
+    memset(P, 0xA5, bytes); /* vecdot_pack must write every byte it owns */
+    /* in two calls, as threads would: groups are independent */
+    const int64_t mid = p->n_rows > VECDOT_PACK_ROWS ? VECDOT_PACK_ROWS : p->n_rows;
+    vecdot_pack(p->wtype, p->k, p->W, p->w_stride, p->n_rows, 0, mid, P);
+    vecdot_pack(p->wtype, p->k, p->W, p->w_stride, p->n_rows, mid, p->n_rows, P);
+    return P;
+}
+
+static float *run_packed(const vecdot_kernel *kn, const problem *p, const uint8_t *P, int64_t r0,
+                         int64_t r1, int64_t n_act) {
+    float *out = malloc((size_t)(p->n_rows * p->n_act) * sizeof(float));
+    for (int64_t i = 0; i < p->n_rows * p->n_act; i++) out[i] = NAN;
+    kn->matmul_packed(p->k, P, vecdot_packed_group_bytes(p->wtype, p->k), r0, r1, p->A,
+                      p->a_stride, n_act, out, p->n_rows);
+    return out;
+}
+
+static void test_packed_sizes(void **state) {
+    (void)state;
+    assert_true(vecdot_packable(DT_Q8_0) && vecdot_packable(DT_Q4_0));
+    assert_false(vecdot_packable(DT_Q4_K) || vecdot_packable(DT_F16));
+    /* Q8_0, k = 64: 2 block columns x (512 + 32) bytes */
+    assert_int_equal(vecdot_packed_group_bytes(DT_Q8_0, 64), 1088);
+    assert_int_equal(vecdot_packed_group_bytes(DT_Q4_0, 32), 320); /* 288 rounded to 64 */
+    assert_int_equal(vecdot_packed_bytes(DT_Q8_0, 64, 17), 2 * 1088);
+    assert_int_equal(vecdot_packed_group_bytes(DT_Q8_0, 33), 0);
+    assert_int_equal(vecdot_packed_group_bytes(DT_Q4_K, 256), 0);
+}
+
+/* Every packed kernel against the scalar kernel on the file layout: row counts around the
+ * group size, odd row ranges, n_act 1..12 (all tile shapes), outputs outside the range
+ * untouched; then bit-identical results for one activation row at a time and rows split at
+ * odd places. */
+static void test_packed_vs_scalar(void **state) {
+    (void)state;
+    static const uint32_t types[] = {DT_Q8_0, DT_Q4_0};
+    static const int64_t rows[] = {1, 5, 16, 17, 40};
+    int compared = 0;
+    for (int isa = ISA_SCALAR; isa <= ISA_AVX512; isa++)
+        for (size_t t = 0; t < 2; t++) {
+            const vecdot_kernel *kn = vecdot_get_isa(types[t], (vecdot_isa)isa);
+            if (!kn || !kn->matmul_packed) continue;
+            const vecdot_kernel *ref = vecdot_get_isa(types[t], ISA_SCALAR);
+            for (int ki = 0; ki < 6; ki++)
+                for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++) {
+                    const int64_t na = 1 + (ki * 5 + (int64_t)ri * 3) % 12;
+                    problem p;
+                    problem_make(&p, types[t], ks_for(types[t], ki), rows[ri], na,
+                                 3000 + t * 100 + (uint64_t)ki * 10 + ri);
+                    uint8_t *base, *P = pack_problem(&p, &base);
+                    const int64_t r0 = rows[ri] > 3 ? 3 : 0;
+                    const int64_t r1 = rows[ri] > 6 ? rows[ri] - 2 : rows[ri];
+                    float *o = run_packed(kn, &p, P, r0, r1, na);
+                    float *e = run(ref, &p, r0, r1, na);
+                    for (int64_t j = 0; j < na; j++)
+                        for (int64_t r = 0; r < p.n_rows; r++) {
+                            const int64_t i = j * p.n_rows + r;
+                            if (r < r0 || r >= r1) {
+                                assert_true(isnan(o[i]));
+                                continue;
+                            }
+                            if (fabs((double)o[i] - (double)e[i]) > 2e-6 * p.mag[i] + 1e-30)
+                                fail_msg("packed %s/%s k=%lld rows=%lld na=%lld r=%lld: %.9g vs "
+                                         "%.9g", vecdot_isa_name(kn->isa), dtype_name(types[t]),
+                                         (long long)p.k, (long long)p.n_rows, (long long)na,
+                                         (long long)r, o[i], e[i]);
+                            compared++;
+                        }
+                    /* batch invariance: one activation row per call, rows split at 5 and 21 */
+                    float *one = malloc((size_t)(p.n_rows * na) * sizeof(float));
+                    for (int64_t i = 0; i < p.n_rows * na; i++) one[i] = NAN;
+                    const int64_t cut[] = {r0, r0 + 5 < r1 ? r0 + 5 : r1, 21 < r1 ? 21 : r1, r1};
+                    for (int64_t j = 0; j < na; j++)
+                        for (int c = 0; c < 3; c++)
+                            if (cut[c] < cut[c + 1])
+                                kn->matmul_packed(p.k, P, vecdot_packed_group_bytes(p.wtype, p.k),
+                                                  cut[c], cut[c + 1], p.A + j * p.a_stride,
+                                                  p.a_stride, 1, one + j * p.n_rows, p.n_rows);
+                    for (int64_t i = 0; i < p.n_rows * na; i++)
+                        if (memcmp(&o[i], &one[i], sizeof(float)) != 0 && !(isnan(o[i]) && isnan(one[i])))
+                            fail_msg("packed %s/%s k=%lld: result depends on n_act or row split",
+                                     vecdot_isa_name(kn->isa), dtype_name(types[t]), (long long)p.k);
+                    free(one);
+                    free(o);
+                    free(e);
+                    free(base);
+                    problem_free(&p);
+                }
+        }
+    print_message("compared %d packed outputs with the scalar reference\n", compared);
+    if (vecdot_best_isa() >= ISA_AVX512) assert_true(compared > 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dispatch),
@@ -281,6 +384,8 @@ int main(void) {
         cmocka_unit_test(test_simd_vs_scalar),
         cmocka_unit_test(test_batch_invariance),
         cmocka_unit_test(test_scale_buffer_paths),
+        cmocka_unit_test(test_packed_sizes),
+        cmocka_unit_test(test_packed_vs_scalar),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
