@@ -319,6 +319,10 @@ size_t vecdot_act_row_bytes(uint32_t act_type, int64_t k) {
 }
 
 void vecdot_quantize_act(uint32_t act_type, const float *x, void *y, int64_t k) {
+    if (act_type == DT_Q8_0 && k % QUANT_QK == 0 && vecdot_best_isa() >= ISA_AVX512) {
+        vecdot_avx512_quantize_q8_0(x, y, k);
+        return;
+    }
     int rc = quant_quantize_row(act_type, x, y, k);
     SH_ASSERT(rc == 0 && "activation type and k must match a kernel's act_type");
     if (act_type != DT_Q8_0) return;

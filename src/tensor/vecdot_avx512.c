@@ -265,13 +265,13 @@ typedef struct {
 
 ALWAYS_INLINE void pk_wload_q8_0(const uint8_t *g, int64_t b, __m512i w[8]) {
     const uint8_t *p = g + (size_t)b * 512;
-    for (int c = 0; c < 8; c++) w[c] = _mm512_loadu_si512((const void *)(p + 64 * c));
+    UNROLL_8 for (int c = 0; c < 8; c++) w[c] = _mm512_loadu_si512((const void *)(p + 64 * c));
 }
 
 ALWAYS_INLINE void pk_wload_q4_0(const uint8_t *g, int64_t b, __m512i w[8]) {
     const uint8_t *p = g + (size_t)b * 256;
     const __m512i m = _mm512_set1_epi8(0x0F);
-    for (int c = 0; c < 4; c++) {
+    UNROLL_8 for (int c = 0; c < 4; c++) {
         const __m512i x = _mm512_loadu_si512((const void *)(p + 64 * c));
         w[c] = _mm512_and_si512(x, m);
         w[c + 4] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m);
@@ -285,26 +285,26 @@ ALWAYS_INLINE __m512i pk_bcast32(const uint8_t *p) { return _mm512_set1_epi32((i
 #define DEFINE_PK_TILE(fn, WLOAD, VB, SHIFT)                                                       \
     ALWAYS_INLINE void fn(const uint8_t *g, int64_t nb, const pk_acts *A, int na, __m512 *acc) {  \
         const uint8_t *sc = g + (size_t)nb * (VB);                                                 \
-        for (int j = 0; j < na; j++) acc[j] = _mm512_setzero_ps();                                 \
+        UNROLL_8 for (int j = 0; j < na; j++) acc[j] = _mm512_setzero_ps();                                 \
         for (int64_t b = 0; b < nb; b++) {                                                         \
             __m512i w[8];                                                                          \
             WLOAD(g, b, w);                                                                        \
             const __m512 dw =                                                                      \
                 _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sc + (size_t)b * 2 * PK)));   \
-            for (int j = 0; j < na; j++) {                                                         \
+            UNROLL_8 for (int j = 0; j < na; j++) {                                                         \
                 const uint8_t *aq = A->q[j] + (size_t)b * sizeof(quant_block_q8_0) + 2;           \
                 vecdot_act_sum t;                                                                  \
                 memcpy(&t, A->t[j] + (size_t)b * sizeof t, sizeof t);                              \
                 __m512i s0 = _mm512_set1_epi32(-(t.s * (1 << (SHIFT))));                           \
                 if (na < 4) {                                                                      \
                     __m512i s1 = _mm512_setzero_si512();                                           \
-                    for (int c = 0; c < 8; c += 2) {                                               \
+                    UNROLL_8 for (int c = 0; c < 8; c += 2) {                                               \
                         s0 = _mm512_dpbusd_epi32(s0, w[c], pk_bcast32(aq + 4 * c));                \
                         s1 = _mm512_dpbusd_epi32(s1, w[c + 1], pk_bcast32(aq + 4 * c + 4));        \
                     }                                                                              \
                     s0 = _mm512_add_epi32(s0, s1);                                                 \
                 } else {                                                                           \
-                    for (int c = 0; c < 8; c++)                                                    \
+                    UNROLL_8 for (int c = 0; c < 8; c++)                                                    \
                         s0 = _mm512_dpbusd_epi32(s0, w[c], pk_bcast32(aq + 4 * c));                \
                 }                                                                                  \
                 const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(t.d));                           \
@@ -330,23 +330,23 @@ DEFINE_PK_TILE(pk_tile_q4_0, pk_wload_q4_0, 256, 3)
 #define DEFINE_PK_DEC(fn, WLOAD, VB, SHIFT)                                                        \
     ALWAYS_INLINE void fn(const uint8_t *const *g, int ng, int64_t nb, const pk_acts *A,           \
                           __m512 *acc) {                                                           \
-        for (int i = 0; i < ng; i++) acc[i] = _mm512_setzero_ps();                                 \
+        UNROLL_8 for (int i = 0; i < ng; i++) acc[i] = _mm512_setzero_ps();                                 \
         for (int64_t b = 0; b < nb; b++) {                                                         \
             const uint8_t *aq = A->q[0] + (size_t)b * sizeof(quant_block_q8_0) + 2;               \
             vecdot_act_sum t;                                                                      \
             memcpy(&t, A->t[0] + (size_t)b * sizeof t, sizeof t);                                  \
             const __m512i s_init = _mm512_set1_epi32(-(t.s * (1 << (SHIFT))));                     \
             const __m512 da = _mm512_set1_ps(t.d);                                                 \
-            for (int i = 0; i < ng; i++) {                                                         \
+            UNROLL_8 for (int i = 0; i < ng; i++) {                                                         \
                 if (PK_PF)                                                                         \
-                    for (int l = 0; l < (VB); l += 64)                                             \
+                    UNROLL_8 for (int l = 0; l < (VB); l += 64)                                             \
                         _mm_prefetch((const char *)g[i] + (size_t)b * (VB) + PK_PF + l, PK_HINT);  \
                 __m512i w[8];                                                                      \
                 WLOAD(g[i], b, w);                                                                 \
                 const __m512 dw = _mm512_cvtph_ps(                                                 \
                     _mm256_loadu_si256((const __m256i *)(g[i] + nb * (VB) + (size_t)b * 2 * PK))); \
                 __m512i s0 = s_init, s1 = _mm512_setzero_si512();                                  \
-                for (int c = 0; c < 8; c += 2) {                                                   \
+                UNROLL_8 for (int c = 0; c < 8; c += 2) {                                                   \
                     s0 = _mm512_dpbusd_epi32(s0, w[c], pk_bcast32(aq + 4 * c));                    \
                     s1 = _mm512_dpbusd_epi32(s1, w[c + 1], pk_bcast32(aq + 4 * c + 4));            \
                 }                                                                                  \
@@ -364,7 +364,7 @@ DEFINE_PK_DEC(pk_dec_q4_0, pk_wload_q4_0, 256, 3)
     case N: {                                                                                      \
         __m512 acc[N];                                                                             \
         TILE(g, nb, &A, N, acc);                                                                   \
-        for (int i = 0; i < N; i++) _mm512_mask_storeu_ps(out + (j + i) * os + g0, m, acc[i]);    \
+        UNROLL_8 for (int i = 0; i < N; i++) _mm512_mask_storeu_ps(out + (j + i) * os + g0, m, acc[i]);    \
         break;                                                                                     \
     }
 
@@ -418,6 +418,41 @@ DEFINE_PK_DEC(pk_dec_q4_0, pk_wload_q4_0, 256, 3)
 
 DEFINE_PK_MATMUL(mmp_q8_0, pk_tile_q8_0, pk_dec_q8_0)
 DEFINE_PK_MATMUL(mmp_q4_0, pk_tile_q4_0, pk_dec_q4_0)
+
+/* ============================================================ activation rows ===== */
+
+/* roundf() semantics (halves away from zero), exactly: truncate, then step away from zero when
+ * the dropped fraction (exact in float) is at least one half. */
+ALWAYS_INLINE __m512 round_away(__m512 v) {
+    const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_abs_ps(_mm512_sub_ps(v, t));
+    const __mmask16 up = _mm512_cmp_ps_mask(f, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+    const __m512 one = _mm512_or_ps(_mm512_set1_ps(1.0f),
+                                    _mm512_and_ps(v, _mm512_set1_ps(-0.0f))); /* +-1 */
+    return _mm512_mask_add_ps(t, up, t, one);
+}
+
+void vecdot_avx512_quantize_q8_0(const float *x, void *yv, int64_t k) {
+    quant_block_q8_0 *y = yv;
+    const int64_t nb = k / QUANT_QK;
+    uint8_t *tr = (uint8_t *)yv + vecdot_act_trailer_offset(nb);
+    for (int64_t b = 0; b < nb; b++, x += QUANT_QK) {
+        const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+        /* the same float operations as quant_quantize_row_q8_0 (max is exact in any order) */
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        const float d = amax / 127;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = half_from_f32(d);
+        const __m512 vid = _mm512_set1_ps(id);
+        const __m512i q0 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v0, vid)));
+        const __m512i q1 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v1, vid)));
+        _mm_storeu_si128((__m128i *)y[b].qs, _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(y[b].qs + 16), _mm512_cvtepi32_epi8(q1));
+        const vecdot_act_sum e = {half_to_f32(y[b].d),
+                                  _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1))};
+        memcpy(tr + (size_t)b * sizeof e, &e, sizeof e);
+    }
+}
 
 /* ============================================================ table ===== */
 

@@ -14,6 +14,10 @@
 extern const vecdot_kernel vecdot_avx2_kernels[];
 extern const vecdot_kernel vecdot_avx512_kernels[];
 
+/* vecdot_quantize_act for DT_Q8_0 with AVX-512: bit-identical to the scalar path (the same
+ * float operations, roundf's rounding), trailer included. */
+void vecdot_avx512_quantize_q8_0(const float *x, void *y, int64_t k);
+
 /* How many activation rows the SIMD kernels process together per weight block. Each
  * activation row keeps its own accumulators, so grouping never changes a result. */
 #define VECDOT_ACT_GROUP 4

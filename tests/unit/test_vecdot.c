@@ -7,6 +7,7 @@
 
 #include <math.h>
 
+#include "core/half.h"
 #include "tensor/dtype.h"
 #include "tensor/quant.h"
 #include "tensor/vecdot.h"
@@ -274,6 +275,40 @@ static void test_known_answer(void **state) {
     }
 }
 
+/* Q8_0 activation rows from vecdot_quantize_act (SIMD when available): the blocks are those
+ * of the reference quantizer byte for byte (halves round away from zero), the trailer holds
+ * each block's scale and sum. */
+static void test_act_q8_0(void **state) {
+    (void)state;
+    uint64_t seed = 5;
+    for (int64_t k = 32; k <= 320; k += 96) {
+        float x[320];
+        for (int64_t i = 0; i < k; i++) x[i] = tu_randf(&seed) * 10.0f;
+        x[0] = 127.0f; /* block 0: d = 1, so these land exactly on halves */
+        x[1] = 2.5f, x[2] = -3.5f, x[3] = 0.5f, x[4] = -0.5f, x[5] = 126.5f;
+        for (int i = 32; i < 64 && i < k; i++) x[i] = 0.0f; /* an all-zero block */
+        const int64_t nb = k / 32;
+        const size_t bytes = vecdot_act_row_bytes(DT_Q8_0, k);
+        uint8_t *got = calloc(1, bytes + 1), *ref = calloc(1, bytes);
+        vecdot_quantize_act(DT_Q8_0, x, got + 1, k); /* an unaligned row */
+        quant_quantize_row_q8_0(x, (quant_block_q8_0 *)ref, k);
+        assert_memory_equal(got + 1, ref, (size_t)nb * sizeof(quant_block_q8_0));
+        const quant_block_q8_0 *blk = (const quant_block_q8_0 *)ref;
+        assert_int_equal(blk[0].qs[1], 3);
+        assert_int_equal(blk[0].qs[2], -4);
+        for (int64_t b = 0; b < nb; b++) {
+            vecdot_act_sum e;
+            memcpy(&e, got + 1 + vecdot_act_trailer_offset(nb) + (size_t)b * sizeof e, sizeof e);
+            int32_t sum = 0;
+            for (int i = 0; i < 32; i++) sum += blk[b].qs[i];
+            assert_int_equal(e.s, sum);
+            assert_true(e.d == half_to_f32(blk[b].d));
+        }
+        free(got);
+        free(ref);
+    }
+}
+
 /* ============================================================ packed layout ===== */
 
 /* The packed matrix of a problem's weights (plain malloc: kernels must not assume alignment
@@ -384,6 +419,7 @@ int main(void) {
         cmocka_unit_test(test_simd_vs_scalar),
         cmocka_unit_test(test_batch_invariance),
         cmocka_unit_test(test_scale_buffer_paths),
+        cmocka_unit_test(test_act_q8_0),
         cmocka_unit_test(test_packed_sizes),
         cmocka_unit_test(test_packed_vs_scalar),
     };
