@@ -10,7 +10,8 @@
  * weights do (BENCH_HUGE=0: without the madvise, 4 KiB pages like a file mapping).
  *
  * Usage: bench_vecdot [TYPE...]   (default: all types); SHOAL_ISA does not apply here, every
- * level the CPU supports is measured. Not a test: numbers depend on the machine and its load.
+ * level the CPU supports is measured. BENCH_K (row length, default 4096) and BENCH_N (matmul
+ * activation rows, default 32) change the shapes. Not a test: numbers depend on the machine and its load.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -105,11 +106,11 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < sizeof default_types / sizeof default_types[0]; i++)
             types[n_types++] = default_types[i];
 
-    const int64_t k = 4096;
+    const int64_t k = getenv("BENCH_K") ? atol(getenv("BENCH_K")) : 4096; /* a multiple of 256 */
     /* matvec matrix: well beyond L2 and L3 by default; BENCH_KIB=512 measures an L2-resident one */
     const char *kib = getenv("BENCH_KIB");
     const size_t target_bytes = (kib ? (size_t)atol(kib) : (size_t)256 << 10) << 10;
-    const int64_t n_mm = 32;
+    const int64_t n_mm = getenv("BENCH_N") ? atol(getenv("BENCH_N")) : 32;
     printf("k=%lld; matvec over ~%zu KiB of weights (best of 5); matmul n_act=%lld, <= 512 rows\n",
            (long long)k, target_bytes >> 10, (long long)n_mm);
     printf("%-6s %-14s %12s %12s %14s\n", "type", "isa", "mv GB/s 1t", "mv GB/s 2t",

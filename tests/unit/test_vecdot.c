@@ -289,16 +289,16 @@ static void test_act_q8_0(void **state) {
         for (int i = 32; i < 64 && i < k; i++) x[i] = 0.0f; /* an all-zero block */
         const int64_t nb = k / 32;
         const size_t bytes = vecdot_act_row_bytes(DT_Q8_0, k);
-        uint8_t *got = calloc(1, bytes + 1), *ref = calloc(1, bytes);
-        vecdot_quantize_act(DT_Q8_0, x, got + 1, k); /* an unaligned row */
+        uint8_t *got = calloc(1, bytes + 2), *ref = calloc(1, bytes);
+        vecdot_quantize_act(DT_Q8_0, x, got + 2, k); /* a row not 4-byte aligned */
         quant_quantize_row_q8_0(x, (quant_block_q8_0 *)ref, k);
-        assert_memory_equal(got + 1, ref, (size_t)nb * sizeof(quant_block_q8_0));
+        assert_memory_equal(got + 2, ref, (size_t)nb * sizeof(quant_block_q8_0));
         const quant_block_q8_0 *blk = (const quant_block_q8_0 *)ref;
         assert_int_equal(blk[0].qs[1], 3);
         assert_int_equal(blk[0].qs[2], -4);
         for (int64_t b = 0; b < nb; b++) {
             vecdot_act_sum e;
-            memcpy(&e, got + 1 + vecdot_act_trailer_offset(nb) + (size_t)b * sizeof e, sizeof e);
+            memcpy(&e, got + 2 + vecdot_act_trailer_offset(nb) + (size_t)b * sizeof e, sizeof e);
             int32_t sum = 0;
             for (int i = 0; i < 32; i++) sum += blk[b].qs[i];
             assert_int_equal(e.s, sum);
