@@ -26,7 +26,17 @@ static void axpy_f32(float *y, float a, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
-static const attn_ops attn_ops_scalar = {dot_f16, dot_f32, axpy_f16, axpy_f32};
+static void wsum_f16(float *y, const float *p, const uint16_t *x, size_t stride, int nt, int n) {
+    for (int i = 0; i < n; i++) y[i] = 0;
+    for (int t = 0; t < nt; t++) axpy_f16(y, p[t], x + (size_t)t * stride, n);
+}
+
+static void wsum_f32(float *y, const float *p, const float *x, size_t stride, int nt, int n) {
+    for (int i = 0; i < n; i++) y[i] = 0;
+    for (int t = 0; t < nt; t++) axpy_f32(y, p[t], x + (size_t)t * stride, n);
+}
+
+static const attn_ops attn_ops_scalar = {dot_f16, dot_f32, axpy_f16, axpy_f32, wsum_f16, wsum_f32};
 
 /* vecdot's AVX2 level is compiled with the same flags (AVX2, FMA, F16C) and only chosen when
  * the CPU and OS support all of them, so its ISA decision is ours too (SHOAL_ISA included). */

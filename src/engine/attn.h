@@ -9,6 +9,7 @@
 #ifndef SHOAL_ENGINE_ATTN_H
 #define SHOAL_ENGINE_ATTN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct attn_ops {
@@ -18,6 +19,11 @@ typedef struct attn_ops {
     /* y[i] += a * x[i] over n elements */
     void (*axpy_f16)(float *y, float a, const uint16_t *x, int n);
     void (*axpy_f32)(float *y, float a, const float *x, int n);
+    /* y[i] = sum over t = 0..nt-1 of p[t] * x[t * stride + i], i < n: bit-identical to zeroing y
+     * and calling axpy for t = 0, 1, ... in order (the same operations per element), but with
+     * the sums in registers instead of a store and reload per t */
+    void (*wsum_f16)(float *y, const float *p, const uint16_t *x, size_t stride, int nt, int n);
+    void (*wsum_f32)(float *y, const float *p, const float *x, size_t stride, int nt, int n);
 } attn_ops;
 
 /* The best implementation for this CPU (static, never NULL). */

@@ -65,4 +65,44 @@ static void axpy_f32(float *y, float a, const float *x, int n) {
     for (; i < n; i++) y[i] += a * x[i];
 }
 
-const attn_ops attn_ops_avx2 = {dot_f16, dot_f32, axpy_f16, axpy_f32};
+/* 32 elements at a time in four registers over all t, then 8 at a time, then the scalar tail of
+ * axpy: per element the same fma / mul-add sequence as the axpy loop. */
+#define DEFINE_WSUM(name, T, LOAD8, SCALAR)                                                        \
+    static void name(float *y, const float *p, const T *x, size_t stride, int nt, int n) {        \
+        int i = 0;                                                                                 \
+        for (; i + 32 <= n; i += 32) {                                                             \
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                            \
+            for (int t = 0; t < nt; t++) {                                                         \
+                const T *r = x + (size_t)t * stride + i;                                           \
+                const __m256 pt = _mm256_set1_ps(p[t]);                                            \
+                a0 = _mm256_fmadd_ps(pt, LOAD8(r), a0);                                            \
+                a1 = _mm256_fmadd_ps(pt, LOAD8(r + 8), a1);                                        \
+                a2 = _mm256_fmadd_ps(pt, LOAD8(r + 16), a2);                                       \
+                a3 = _mm256_fmadd_ps(pt, LOAD8(r + 24), a3);                                       \
+            }                                                                                      \
+            _mm256_storeu_ps(y + i, a0);                                                           \
+            _mm256_storeu_ps(y + i + 8, a1);                                                       \
+            _mm256_storeu_ps(y + i + 16, a2);                                                      \
+            _mm256_storeu_ps(y + i + 24, a3);                                                      \
+        }                                                                                          \
+        for (; i + 8 <= n; i += 8) {                                                               \
+            __m256 a0 = _mm256_setzero_ps();                                                       \
+            for (int t = 0; t < nt; t++)                                                           \
+                a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[t]), LOAD8(x + (size_t)t * stride + i), a0); \
+            _mm256_storeu_ps(y + i, a0);                                                           \
+        }                                                                                          \
+        for (; i < n; i++) {                                                                       \
+            float s = 0;                                                                           \
+            for (int t = 0; t < nt; t++) s += p[t] * SCALAR(x[(size_t)t * stride + i]);            \
+            y[i] = s;                                                                              \
+        }                                                                                          \
+    }
+
+static inline __m256 load8_f16(const uint16_t *x) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x));
+}
+static inline float id_f32(float v) { return v; }
+DEFINE_WSUM(wsum_f16, uint16_t, load8_f16, half_to_f32)
+DEFINE_WSUM(wsum_f32, float, _mm256_loadu_ps, id_f32)
+
+const attn_ops attn_ops_avx2 = {dot_f16, dot_f32, axpy_f16, axpy_f32, wsum_f16, wsum_f32};

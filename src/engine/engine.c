@@ -388,13 +388,15 @@ static void attend(engine *e, int layer, int i, int orow, int h0, int h1, float 
         float inv = 1.0f / sum;
         for (int t = 0; t <= pos; t++) sc[t] *= inv;
     }
-    memset(out, 0, (size_t)nh * hd * sizeof(float));
-    for (int t = 0; t <= pos; t++) {
-        const void *v = vb + t * row + off;
-        for (int h = 0; h < nh; h++) {
-            if (e->kv_f32) op->axpy_f32(out + h * hd, scores[h * sn + t], v, hd);
-            else op->axpy_f16(out + h * hd, scores[h * sn + t], v, hd);
-        }
+    /* head by head over all positions, sums in registers (wsum: the same arithmetic as one
+     * axpy per position) */
+    for (int h = 0; h < nh; h++) {
+        if (e->kv_f32)
+            op->wsum_f32(out + h * hd, scores + h * sn, (const float *)(vb + off), e->kv_dim,
+                         pos + 1, hd);
+        else
+            op->wsum_f16(out + h * hd, scores + h * sn, (const uint16_t *)(vb + off), e->kv_dim,
+                         pos + 1, hd);
     }
 }
 

@@ -9,6 +9,7 @@
 #include <math.h>
 
 #include "core/half.h"
+#include "engine/attn.h"
 #include "engine/engine.h"
 #include "gguf/gguf.h"
 #include "gguf/gguf_writer.h"
@@ -396,6 +397,32 @@ static void test_quantized(void **state) {
         assert_true(r < tol[t]);
         engine_free(e);
         model_free(m);
+    }
+}
+
+/* attn wsum (sums over positions in registers) is bit-identical to zeroing and one axpy per
+ * position, for every length path (32-wide, 8-wide, scalar tail). */
+static void test_attn_wsum(void **state) {
+    (void)state;
+    const attn_ops *op = attn_get();
+    enum { NT = 13, N = 75, STRIDE = 80 };
+    float p[NT], xf[NT * STRIDE], a[N], b[N];
+    uint16_t xh[NT * STRIDE];
+    uint64_t seed = 17;
+    for (int t = 0; t < NT; t++) p[t] = tu_randf(&seed);
+    for (int i = 0; i < NT * STRIDE; i++) {
+        xf[i] = tu_randf(&seed) * 3;
+        xh[i] = half_from_f32(xf[i]);
+    }
+    for (int n = 1; n <= N; n += 37) {
+        memset(a, 0, sizeof a);
+        for (int t = 0; t < NT; t++) op->axpy_f16(a, p[t], xh + t * STRIDE, n);
+        op->wsum_f16(b, p, xh, STRIDE, NT, n);
+        assert_memory_equal(a, b, (size_t)n * sizeof(float));
+        memset(a, 0, sizeof a);
+        for (int t = 0; t < NT; t++) op->axpy_f32(a, p[t], xf + t * STRIDE, n);
+        op->wsum_f32(b, p, xf, STRIDE, NT, n);
+        assert_memory_equal(a, b, (size_t)n * sizeof(float));
     }
 }
 
@@ -787,6 +814,7 @@ int main(void) {
         cmocka_unit_test(test_llama_f16),
         cmocka_unit_test(test_quantized),
         cmocka_unit_test(test_repack),
+        cmocka_unit_test(test_attn_wsum),
         cmocka_unit_test(test_prefill_vs_decode),
         cmocka_unit_test(test_batch_invariance),
         cmocka_unit_test(test_seq_copy),
