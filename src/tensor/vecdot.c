@@ -332,8 +332,10 @@ void vecdot_quantize_act(uint32_t act_type, const float *x, void *y, int64_t k) 
     const quant_block_q8_0 *a = y;
     uint8_t *t = (uint8_t *)y + vecdot_act_trailer_offset(nb);
     for (int64_t b = 0; b < nb; b++) {
-        vecdot_act_sum e = {half_to_f32(a[b].d), 0};
+        vecdot_act_sum e = {half_to_f32(a[b].d), 0, 0, 0};
         for (int i = 0; i < QUANT_QK; i++) e.s += a[b].qs[i];
+        e.s_q4_0 = -8 * e.s;
+        e.s_q8_0 = -128 * e.s;
         memcpy(t + (size_t)b * sizeof e, &e, sizeof e); /* rows need not be aligned */
     }
 }

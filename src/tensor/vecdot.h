@@ -28,7 +28,7 @@
  *
  * Q8_0 activation rows (act_type DT_Q8_0) produced by vecdot_quantize_act carry, after their
  * blocks (at offset vecdot_act_trailer_offset), per block the scale as a float and the sum of
- * its 32 values as an int32: the packed kernels fold the weight offset into that sum. Kernels
+ * its 32 values (vecdot_act_sum): the packed kernels fold the weight offset into that sum. Kernels
  * on the file layout ignore the trailer.
  */
 #ifndef SHOAL_TENSOR_VECDOT_H
@@ -96,10 +96,13 @@ static inline size_t vecdot_act_trailer_offset(int64_t nb) {
     return ((size_t)nb * 34 + 15) & ~(size_t)15;
 }
 
-/* One trailer entry: the block's scale and the sum of its values. */
+/* One trailer entry: the block's scale as a float, the sum s of its values, and -8 s and
+ * -128 s (the offsets of packed Q4_0 / Q8_0 weights, ready to broadcast from memory). */
 typedef struct vecdot_act_sum {
     float d;
     int32_t s;
+    int32_t s_q4_0; /* -8 * s */
+    int32_t s_q8_0; /* -128 * s */
 } vecdot_act_sum;
 
 /* Converts one row of k floats to act_type (F32: a copy; Q8_0 also writes the trailer). */

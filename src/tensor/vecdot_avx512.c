@@ -7,6 +7,7 @@
  */
 #include <immintrin.h>
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "core/half.h"
@@ -282,7 +283,7 @@ ALWAYS_INLINE __m512i pk_bcast32(const uint8_t *p) { return _mm512_set1_epi32((i
 
 /* acc[j] (16 rows) over all nb block columns of group g, for na activation rows. SPLIT uses
  * two integer chains per activation row (decode: hides the vpdpbusd latency). */
-#define DEFINE_PK_TILE(fn, WLOAD, VB, SHIFT)                                                       \
+#define DEFINE_PK_TILE(fn, WLOAD, VB, CORR)                                                       \
     ALWAYS_INLINE void fn(const uint8_t *g, int64_t nb, const pk_acts *A, int na, __m512 *acc) {  \
         const uint8_t *sc = g + (size_t)nb * (VB);                                                 \
         UNROLL_8 for (int j = 0; j < na; j++) acc[j] = _mm512_setzero_ps();                                 \
@@ -293,9 +294,9 @@ ALWAYS_INLINE __m512i pk_bcast32(const uint8_t *p) { return _mm512_set1_epi32((i
                 _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sc + (size_t)b * 2 * PK)));   \
             UNROLL_8 for (int j = 0; j < na; j++) {                                                         \
                 const uint8_t *aq = A->q[j] + (size_t)b * sizeof(quant_block_q8_0) + 2;           \
-                vecdot_act_sum t;                                                                  \
-                memcpy(&t, A->t[j] + (size_t)b * sizeof t, sizeof t);                              \
-                __m512i s0 = _mm512_set1_epi32(-(t.s * (1 << (SHIFT))));                           \
+                /* scale and offset term broadcast straight from the trailer (load ports only) */  \
+                const uint8_t *t = A->t[j] + (size_t)b * sizeof(vecdot_act_sum);                   \
+                __m512i s0 = _mm512_set1_epi32((int)ld_u32(t + (CORR)));                           \
                 if (na < 4) {                                                                      \
                     __m512i s1 = _mm512_setzero_si512();                                           \
                     UNROLL_8 for (int c = 0; c < 8; c += 2) {                                               \
@@ -307,14 +308,14 @@ ALWAYS_INLINE __m512i pk_bcast32(const uint8_t *p) { return _mm512_set1_epi32((i
                     UNROLL_8 for (int c = 0; c < 8; c++)                                                    \
                         s0 = _mm512_dpbusd_epi32(s0, w[c], pk_bcast32(aq + 4 * c));                \
                 }                                                                                  \
-                const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(t.d));                           \
+                const __m512 d = _mm512_mul_ps(dw, _mm512_castsi512_ps(_mm512_set1_epi32((int)ld_u32(t)))); \
                 acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), d, acc[j]);                       \
             }                                                                                      \
         }                                                                                          \
     }
 
-DEFINE_PK_TILE(pk_tile_q8_0, pk_wload_q8_0, 512, 7)
-DEFINE_PK_TILE(pk_tile_q4_0, pk_wload_q4_0, 256, 3)
+DEFINE_PK_TILE(pk_tile_q8_0, pk_wload_q8_0, 512, offsetof(vecdot_act_sum, s_q8_0))
+DEFINE_PK_TILE(pk_tile_q4_0, pk_wload_q4_0, 256, offsetof(vecdot_act_sum, s_q4_0))
 
 /* Tuning (measured with bench_vecdot on the reference VM): decode reads PK_NG groups side by
  * side and prefetches every cache line PK_PF bytes ahead in each stream (about +15% single-
@@ -327,16 +328,15 @@ DEFINE_PK_TILE(pk_tile_q4_0, pk_wload_q4_0, 256, 3)
 
 /* Decode (one activation row): PK_NG groups side by side, so one thread reads several streams
  * at once; per group exactly the arithmetic of the na = 1 tile. */
-#define DEFINE_PK_DEC(fn, WLOAD, VB, SHIFT)                                                        \
+#define DEFINE_PK_DEC(fn, WLOAD, VB, CORR)                                                        \
     ALWAYS_INLINE void fn(const uint8_t *const *g, int ng, int64_t nb, const pk_acts *A,           \
                           __m512 *acc) {                                                           \
         UNROLL_8 for (int i = 0; i < ng; i++) acc[i] = _mm512_setzero_ps();                                 \
         for (int64_t b = 0; b < nb; b++) {                                                         \
             const uint8_t *aq = A->q[0] + (size_t)b * sizeof(quant_block_q8_0) + 2;               \
-            vecdot_act_sum t;                                                                      \
-            memcpy(&t, A->t[0] + (size_t)b * sizeof t, sizeof t);                                  \
-            const __m512i s_init = _mm512_set1_epi32(-(t.s * (1 << (SHIFT))));                     \
-            const __m512 da = _mm512_set1_ps(t.d);                                                 \
+            const uint8_t *t = A->t[0] + (size_t)b * sizeof(vecdot_act_sum);                       \
+            const __m512i s_init = _mm512_set1_epi32((int)ld_u32(t + (CORR)));                     \
+            const __m512 da = _mm512_castsi512_ps(_mm512_set1_epi32((int)ld_u32(t)));              \
             UNROLL_8 for (int i = 0; i < ng; i++) {                                                         \
                 UNROLL_8 for (int l = 0; l < (VB); l += 64)                                             \
                     _mm_prefetch((const char *)g[i] + (size_t)b * (VB) + PK_PF + l, _MM_HINT_T0);  \
@@ -355,8 +355,8 @@ DEFINE_PK_TILE(pk_tile_q4_0, pk_wload_q4_0, 256, 3)
             }                                                                                      \
         }                                                                                          \
     }
-DEFINE_PK_DEC(pk_dec_q8_0, pk_wload_q8_0, 512, 7)
-DEFINE_PK_DEC(pk_dec_q4_0, pk_wload_q4_0, 256, 3)
+DEFINE_PK_DEC(pk_dec_q8_0, pk_wload_q8_0, 512, offsetof(vecdot_act_sum, s_q8_0))
+DEFINE_PK_DEC(pk_dec_q4_0, pk_wload_q4_0, 256, offsetof(vecdot_act_sum, s_q4_0))
 
 /* One group x na activation rows starting at j, stored under the row mask. */
 #define PK_TILE_CASE(TILE, N)                                                                      \
@@ -454,8 +454,8 @@ void vecdot_avx512_quantize_q8_0(const float *x, void *yv, int64_t k) {
         const __m512i q1 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v1, vid)));
         _mm_storeu_si128((__m128i *)y[b].qs, _mm512_cvtepi32_epi8(q0));
         _mm_storeu_si128((__m128i *)(y[b].qs + 16), _mm512_cvtepi32_epi8(q1));
-        const vecdot_act_sum e = {half_to_f32(y[b].d),
-                                  _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1))};
+        const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+        const vecdot_act_sum e = {half_to_f32(y[b].d), sum, -8 * sum, -128 * sum};
         memcpy(tr + (size_t)b * sizeof e, &e, sizeof e);
     }
 }

@@ -249,8 +249,8 @@ static void test_dispatch(void **state) {
     assert_null(vecdot_get(DT_Q2_K));
     assert_null(vecdot_get(DT_COUNT + 5));
     assert_string_equal(vecdot_isa_name(ISA_AVX2), "avx2");
-    /* Q8_0 activation rows: 2 blocks (68 bytes, rounded up to 80) + a trailer of 2 x 8 bytes */
-    assert_int_equal(vecdot_act_row_bytes(DT_Q8_0, 64), 96);
+    /* Q8_0 activation rows: 2 blocks (68 bytes, rounded up to 80) + a trailer of 2 x 16 bytes */
+    assert_int_equal(vecdot_act_row_bytes(DT_Q8_0, 64), 112);
     assert_int_equal(vecdot_act_row_bytes(DT_Q8_K, 256), 292);
     assert_int_equal(vecdot_act_row_bytes(DT_Q8_0, 33), 0);
 }
@@ -302,6 +302,8 @@ static void test_act_q8_0(void **state) {
             int32_t sum = 0;
             for (int i = 0; i < 32; i++) sum += blk[b].qs[i];
             assert_int_equal(e.s, sum);
+            assert_int_equal(e.s_q4_0, -8 * sum);
+            assert_int_equal(e.s_q8_0, -128 * sum);
             assert_true(e.d == half_to_f32(blk[b].d));
         }
         free(got);
