@@ -20,6 +20,7 @@
 
 #include "core/half.h"
 #include "engine/attn.h"
+#include "engine/ew.h"
 #include "engine/pool.h"
 #include "tensor/dtype.h"
 #include "tensor/vecdot.h"
@@ -33,6 +34,7 @@ struct engine {
     int qkv_dim;              /* q_dim + 2 * kv_dim: one row of qkv */
     pool *pool;
     const attn_ops *attn;
+    const ew_ops *ew;
 
     /* KV cache: element [layer][seq][pos][kv_dim], f16 (uint16_t) or f32 */
     void *k_cache, *v_cache;
@@ -113,6 +115,7 @@ engine *engine_init(const model *m, const engine_params *pin, sh_err *err) {
     e->qkv_dim = e->q_dim + 2 * e->kv_dim;
     e->kv_elem = p.kv_f32 ? 4 : 2;
     e->attn = attn_get();
+    e->ew = ew_get();
     e->k_embd_out = vecdot_get(m->output.type);
 
     size_t nb = (size_t)p.n_batch;
@@ -498,7 +501,7 @@ static void forward_thread(void *ctx, int ith, int nth) {
             matmul_rows(e, &ly->w_up, act, nr, lo, hi, e->hb2, ffn);
             for (int i = 0; i < nr; i++) {
                 float *g = e->hb + (size_t)i * ffn, *u = e->hb2 + (size_t)i * ffn;
-                for (int64_t r = lo; r < hi; r++) g[r] = g[r] / (1.0f + expf(-g[r])) * u[r];
+                e->ew->silu_mul(g + lo, u + lo, hi - lo);
             }
         }
         pool_barrier(e->pool);

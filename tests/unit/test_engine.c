@@ -11,6 +11,7 @@
 #include "core/half.h"
 #include "engine/attn.h"
 #include "engine/engine.h"
+#include "engine/ew.h"
 #include "gguf/gguf.h"
 #include "gguf/gguf_writer.h"
 #include "model/model.h"
@@ -426,6 +427,34 @@ static void test_attn_wsum(void **state) {
     }
 }
 
+/* silu(g) * u: close to the expf formula (also far into both tails), and each element's
+ * result independent of its position and of the array length (the vector tail). */
+static void test_ew_silu(void **state) {
+    (void)state;
+    const ew_ops *op = ew_get();
+    enum { N = 83 };
+    float g[N], u[N], a[N], b[N];
+    uint64_t seed = 23;
+    for (int i = 0; i < N; i++) {
+        g[i] = tu_randf(&seed) * (i % 7 == 0 ? 120.0f : 12.0f);
+        u[i] = tu_randf(&seed) * 2;
+    }
+    g[0] = 0.0f, g[1] = -100.0f, g[2] = 100.0f, g[3] = -87.0f;
+    memcpy(a, g, sizeof a);
+    op->silu_mul(a, u, N);
+    for (int i = 0; i < N; i++) {
+        const double ref = (double)g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+        if (fabs(a[i] - ref) > 1e-6 * fabs(ref) + 1e-30)
+            fail_msg("silu_mul(%.9g) * %.9g = %.9g, expected %.9g", g[i], u[i], a[i], ref);
+    }
+    for (int off = 1; off < 12; off += 5) /* shifted and shortened: the same bits */
+        for (int len = 1; len + off <= N; len += 13) {
+            memcpy(b, g + off, (size_t)len * sizeof(float));
+            op->silu_mul(b, u + off, len);
+            assert_memory_equal(b, a + off, (size_t)len * sizeof(float));
+        }
+}
+
 /* Repacked (default) and file-layout (no_repack) weights: both close to the f32 reference,
  * each bit-identical between one prefill batch and token-by-token decoding. */
 static void test_repack(void **state) {
@@ -815,6 +844,7 @@ int main(void) {
         cmocka_unit_test(test_quantized),
         cmocka_unit_test(test_repack),
         cmocka_unit_test(test_attn_wsum),
+        cmocka_unit_test(test_ew_silu),
         cmocka_unit_test(test_prefill_vs_decode),
         cmocka_unit_test(test_batch_invariance),
         cmocka_unit_test(test_seq_copy),
