@@ -310,12 +310,27 @@ static bool grab(engine *e, int phase, int64_t n, int64_t chunk, int64_t *lo, in
     return true;
 }
 
-/* Chunk of rows for a matmul of `rows` output rows: about 8 chunks per thread, a multiple of
- * 16 rows. */
-static int64_t row_chunk(int64_t rows, int nth) {
-    int64_t c = rows / ((int64_t)nth * 8);
-    c = (c + 15) & ~(int64_t)15;
-    return c < 16 ? 16 : c;
+/* Guided work sharing for matmul rows: each grab takes 1/(2 nth) of the rows still left
+ * (rounded up to a multiple of 16, the packed layout's group, and at least 16), so chunks
+ * start large (few atomic operations) and shrink towards the end, where the threads then
+ * finish within a 16-row chunk of each other instead of one large chunk (the other thread
+ * waits at the barrier meanwhile, and in decode the memory bus idles). The counter holds the
+ * next free row. */
+static bool grab_rows(engine *e, int phase, int64_t n, int nth, int64_t *lo, int64_t *hi) {
+    atomic_llong *c = &e->counters[phase];
+    long long pos = atomic_load_explicit(c, memory_order_relaxed);
+    for (;;) {
+        if (pos >= n) return false;
+        int64_t chunk = (n - pos) / (2 * nth);
+        chunk = chunk < 16 ? 16 : (chunk + 15) & ~(int64_t)15;
+        const long long end = pos + chunk < n ? pos + chunk : n;
+        if (atomic_compare_exchange_weak_explicit(c, &pos, end, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            *lo = pos;
+            *hi = end;
+            return true;
+        }
+    }
 }
 
 /* ============================================================ the forward pass ===== */
@@ -450,7 +465,6 @@ static void forward_thread(void *ctx, int ith, int nth) {
     int n_sub = (4 * nth + n * hp->n_kv_heads - 1) / (n * hp->n_kv_heads);
     if (n_sub > group) n_sub = group;
     if (n_sub < 1) n_sub = 1;
-    int64_t ch_dim = row_chunk(dim, nth), ch_ffn = row_chunk(ffn, nth);
     for (int l = 0; l < hp->n_layers; l++) {
         const model_layer *ly = &m->layers[l];
         /* In the last layer only the entries that want logits need anything after their K and
@@ -483,7 +497,7 @@ static void forward_thread(void *ctx, int ith, int nth) {
         ROWS_SHARED(nr, quantize_rows(e, &ly->wo, act, e->att, e->q_dim, lo, hi));
 
         /* output projection and residual, by rows of Wo */
-        for (int ph = phase++; grab(e, ph, dim, ch_dim, &lo, &hi);) {
+        for (int ph = phase++; grab_rows(e, ph, dim, nth, &lo, &hi);) {
             matmul_rows(e, &ly->wo, act, nr, lo, hi, e->tmp, dim);
             for (int i = 0; i < nr; i++) {
                 float *x = e->x + XROW(i) * dim, *t = e->tmp + (size_t)i * dim;
@@ -496,7 +510,7 @@ static void forward_thread(void *ctx, int ith, int nth) {
         ROWS_SHARED(nr, norm_rows(e, ly->ffn_norm, &ly->w_gate, act, map, lo, hi, scratch));
 
         /* gate and up by rows, then silu(gate) * up */
-        for (int ph = phase++; grab(e, ph, ffn, ch_ffn, &lo, &hi);) {
+        for (int ph = phase++; grab_rows(e, ph, ffn, nth, &lo, &hi);) {
             matmul_rows(e, &ly->w_gate, act, nr, lo, hi, e->hb, ffn);
             matmul_rows(e, &ly->w_up, act, nr, lo, hi, e->hb2, ffn);
             for (int i = 0; i < nr; i++) {
@@ -509,7 +523,7 @@ static void forward_thread(void *ctx, int ith, int nth) {
         ROWS_SHARED(nr, quantize_rows(e, &ly->w_down, act, e->hb, ffn, lo, hi));
 
         /* down projection and residual */
-        for (int ph = phase++; grab(e, ph, dim, ch_dim, &lo, &hi);) {
+        for (int ph = phase++; grab_rows(e, ph, dim, nth, &lo, &hi);) {
             matmul_rows(e, &ly->w_down, act, nr, lo, hi, e->tmp, dim);
             for (int i = 0; i < nr; i++) {
                 float *x = e->x + XROW(i) * dim, *t = e->tmp + (size_t)i * dim;
@@ -530,7 +544,7 @@ static void forward_thread(void *ctx, int ith, int nth) {
         vecdot_quantize_act(ko->act_type, scratch, e->act + o * e->act_row, dim);
     }
     pool_barrier(e->pool);
-    for (int ph = phase++; grab(e, ph, hp->n_vocab, row_chunk(hp->n_vocab, nth), &lo, &hi);)
+    for (int ph = phase++; grab_rows(e, ph, hp->n_vocab, nth, &lo, &hi);)
         matmul_rows(e, &m->output, e->act, e->n_out, lo, hi, e->logits, hp->n_vocab);
 }
 

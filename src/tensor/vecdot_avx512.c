@@ -323,7 +323,7 @@ DEFINE_PK_TILE(pk_tile_q4_0, pk_wload_q4_0, 256, offsetof(vecdot_act_sum, s_q4_0
  * L2, were no better); prefill keeps blocks of groups of at most PK_L2_BYTES of weights in L2
  * while each tile of activation rows stays in L1 (128 KiB: +5-10% over 1 group at a time). */
 #define PK_NG 2
-#define PK_PF 2048
+#define PK_PF 1024
 #define PK_L2_BYTES (128 << 10)
 
 /* Decode (one activation row): PK_NG groups side by side, so one thread reads several streams
