@@ -36,7 +36,24 @@ static void wsum_f32(float *y, const float *p, const float *x, size_t stride, in
     for (int t = 0; t < nt; t++) axpy_f32(y, p[t], x + (size_t)t * stride, n);
 }
 
-static const attn_ops attn_ops_scalar = {dot_f16, dot_f32, axpy_f16, axpy_f32, wsum_f16, wsum_f32};
+
+/* dots: the dot product inlined into the loop over positions; 64 and 128 (the usual head
+ * sizes) as constants so the compiler unrolls the dot and hoists the loads of q. */
+#define DEFINE_DOTS(name, T, DOT)                                                                  \
+    static void name(float *s, const float *q, const T *k, size_t stride, int nt, int n,          \
+                     float scale) {                                                                \
+        if (n == 64)                                                                               \
+            for (int t = 0; t < nt; t++) s[t] = DOT(q, k + (size_t)t * stride, 64) * scale;        \
+        else if (n == 128)                                                                         \
+            for (int t = 0; t < nt; t++) s[t] = DOT(q, k + (size_t)t * stride, 128) * scale;       \
+        else                                                                                       \
+            for (int t = 0; t < nt; t++) s[t] = DOT(q, k + (size_t)t * stride, n) * scale;         \
+    }
+DEFINE_DOTS(dots_f16, uint16_t, dot_f16)
+DEFINE_DOTS(dots_f32, float, dot_f32)
+
+static const attn_ops attn_ops_scalar = {dot_f16,  dot_f32,  axpy_f16, axpy_f32,
+                                         wsum_f16, wsum_f32, dots_f16, dots_f32};
 
 /* vecdot's AVX2 level is compiled with the same flags (AVX2, FMA, F16C) and only chosen when
  * the CPU and OS support all of them, so its ISA decision is ours too (SHOAL_ISA included). */

@@ -24,6 +24,12 @@ typedef struct attn_ops {
      * the sums in registers instead of a store and reload per t */
     void (*wsum_f16)(float *y, const float *p, const uint16_t *x, size_t stride, int nt, int n);
     void (*wsum_f32)(float *y, const float *p, const float *x, size_t stride, int nt, int n);
+    /* s[t] = dot(q, k + t * stride, n) * scale for t < nt: bit-identical to nt dot calls (the
+     * same function inlined, so common head sizes keep q in registers) */
+    void (*dots_f16)(float *s, const float *q, const uint16_t *k, size_t stride, int nt, int n,
+                     float scale);
+    void (*dots_f32)(float *s, const float *q, const float *k, size_t stride, int nt, int n,
+                     float scale);
 } attn_ops;
 
 /* The best implementation for this CPU (static, never NULL). */

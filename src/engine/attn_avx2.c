@@ -105,4 +105,21 @@ static inline float id_f32(float v) { return v; }
 DEFINE_WSUM(wsum_f16, uint16_t, load8_f16, half_to_f32)
 DEFINE_WSUM(wsum_f32, float, _mm256_loadu_ps, id_f32)
 
-const attn_ops attn_ops_avx2 = {dot_f16, dot_f32, axpy_f16, axpy_f32, wsum_f16, wsum_f32};
+
+/* dots: the dot product inlined into the loop over positions; 64 and 128 (the usual head
+ * sizes) as constants so the compiler unrolls the dot and hoists the loads of q. */
+#define DEFINE_DOTS(name, T, DOT)                                                                  \
+    static void name(float *s, const float *q, const T *k, size_t stride, int nt, int n,          \
+                     float scale) {                                                                \
+        if (n == 64)                                                                               \
+            for (int t = 0; t < nt; t++) s[t] = DOT(q, k + (size_t)t * stride, 64) * scale;        \
+        else if (n == 128)                                                                         \
+            for (int t = 0; t < nt; t++) s[t] = DOT(q, k + (size_t)t * stride, 128) * scale;       \
+        else                                                                                       \
+            for (int t = 0; t < nt; t++) s[t] = DOT(q, k + (size_t)t * stride, n) * scale;         \
+    }
+DEFINE_DOTS(dots_f16, uint16_t, dot_f16)
+DEFINE_DOTS(dots_f32, float, dot_f32)
+
+const attn_ops attn_ops_avx2 = {dot_f16,  dot_f32,  axpy_f16, axpy_f32,
+                                wsum_f16, wsum_f32, dots_f16, dots_f32};

@@ -374,9 +374,9 @@ static void qkv_unit(engine *e, const model_layer *ly, const uint8_t *act, int l
 }
 
 /* Attention of entry i for query heads [h0, h1), which share one KV head, over positions
- * 0..pos of the entry's sequence, into row orow of att. The heads walk the cache together, so each cached K / V row
- * is read from memory once for all of them (GQA); each head's arithmetic is exactly what it
- * would be alone. scores holds (h1 - h0) * n_ctx floats. */
+ * 0..pos of the entry's sequence, into row orow of att. Head by head over all positions (the
+ * scores with q in registers, the weighted sum of V with the sums in registers); the heads of
+ * a GQA group re-read the same K / V rows from cache. scores holds (h1 - h0) * n_ctx floats. */
 static void attend(engine *e, int layer, int i, int orow, int h0, int h1, float *scores) {
     const model_hparams *hp = &e->hp;
     const attn_ops *op = e->attn;
@@ -387,13 +387,15 @@ static void attend(engine *e, int layer, int i, int orow, int h0, int h1, float 
     float scale = 1.0f / sqrtf((float)hd);
     const uint8_t *kb = kv_at(e, e->k_cache, layer, seq, 0);
     const uint8_t *vb = kv_at(e, e->v_cache, layer, seq, 0);
-    size_t row = (size_t)e->kv_dim * e->kv_elem, off = (size_t)g * hd * e->kv_elem;
+    size_t off = (size_t)g * hd * e->kv_elem;
     size_t sn = (size_t)e->n_ctx;
-    for (int t = 0; t <= pos; t++) {
-        const void *k = kb + t * row + off;
-        for (int h = 0; h < nh; h++)
-            scores[h * sn + t] = (e->kv_f32 ? op->dot_f32(q + h * hd, k, hd)
-                                            : op->dot_f16(q + h * hd, k, hd)) * scale;
+    for (int h = 0; h < nh; h++) {
+        if (e->kv_f32)
+            op->dots_f32(scores + h * sn, q + h * hd, (const float *)(kb + off), e->kv_dim,
+                         pos + 1, hd, scale);
+        else
+            op->dots_f16(scores + h * sn, q + h * hd, (const uint16_t *)(kb + off), e->kv_dim,
+                         pos + 1, hd, scale);
     }
     for (int h = 0; h < nh; h++) {
         float *sc = scores + h * sn, mx = -INFINITY, sum = 0;

@@ -401,12 +401,12 @@ static void test_quantized(void **state) {
     }
 }
 
-/* attn wsum (sums over positions in registers) is bit-identical to zeroing and one axpy per
- * position, for every length path (32-wide, 8-wide, scalar tail). */
+/* attn dots / wsum (loops over positions with q or the sums in registers) are bit-identical to
+ * one dot per position / zeroing and one axpy per position, for every length path. */
 static void test_attn_wsum(void **state) {
     (void)state;
     const attn_ops *op = attn_get();
-    enum { NT = 13, N = 75, STRIDE = 80 };
+    enum { NT = 13, N = 130, STRIDE = 136 };
     float p[NT], xf[NT * STRIDE], a[N], b[N];
     uint16_t xh[NT * STRIDE];
     uint64_t seed = 17;
@@ -414,6 +414,18 @@ static void test_attn_wsum(void **state) {
     for (int i = 0; i < NT * STRIDE; i++) {
         xf[i] = tu_randf(&seed) * 3;
         xh[i] = half_from_f32(xf[i]);
+    }
+    float q[N], sa[NT], sb[NT];
+    for (int i = 0; i < N; i++) q[i] = tu_randf(&seed);
+    static const int ns[] = {64, 128, 1, 38, 75};
+    for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++) { /* dots = one dot per position */
+        const int n = ns[c];
+        for (int t = 0; t < NT; t++) sa[t] = op->dot_f16(q, xh + t * STRIDE, n) * 0.125f;
+        op->dots_f16(sb, q, xh, STRIDE, NT, n, 0.125f);
+        assert_memory_equal(sa, sb, sizeof sa);
+        for (int t = 0; t < NT; t++) sa[t] = op->dot_f32(q, xf + t * STRIDE, n) * 0.125f;
+        op->dots_f32(sb, q, xf, STRIDE, NT, n, 0.125f);
+        assert_memory_equal(sa, sb, sizeof sa);
     }
     for (int n = 1; n <= N; n += 37) {
         memset(a, 0, sizeof a);
