@@ -52,8 +52,12 @@ static void wsum_f32(float *y, const float *p, const float *x, size_t stride, in
 DEFINE_DOTS(dots_f16, uint16_t, dot_f16)
 DEFINE_DOTS(dots_f32, float, dot_f32)
 
+static void to_f16(uint16_t *dst, const float *src, int n) {
+    for (int i = 0; i < n; i++) dst[i] = half_from_f32(src[i]);
+}
+
 static const attn_ops attn_ops_scalar = {dot_f16,  dot_f32,  axpy_f16, axpy_f32,
-                                         wsum_f16, wsum_f32, dots_f16, dots_f32};
+                                         wsum_f16, wsum_f32, dots_f16, dots_f32, to_f16};
 
 /* vecdot's AVX2 level is compiled with the same flags (AVX2, FMA, F16C) and only chosen when
  * the CPU and OS support all of them, so its ISA decision is ours too (SHOAL_ISA included). */

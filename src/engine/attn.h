@@ -30,6 +30,9 @@ typedef struct attn_ops {
                      float scale);
     void (*dots_f32)(float *s, const float *q, const float *k, size_t stride, int nt, int n,
                      float scale);
+    /* dst[i] = f16(src[i]) for i < n, rounding to nearest even (as half_from_f32 for every
+     * finite value; the AVX2 version uses F16C): the f16 KV cache stores */
+    void (*to_f16)(uint16_t *dst, const float *src, int n);
 } attn_ops;
 
 /* The best implementation for this CPU (static, never NULL). */

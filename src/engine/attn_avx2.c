@@ -121,5 +121,13 @@ DEFINE_WSUM(wsum_f32, float, _mm256_loadu_ps, id_f32)
 DEFINE_DOTS(dots_f16, uint16_t, dot_f16)
 DEFINE_DOTS(dots_f32, float, dot_f32)
 
+static void to_f16(uint16_t *dst, const float *src, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) dst[i] = half_from_f32(src[i]);
+}
+
 const attn_ops attn_ops_avx2 = {dot_f16,  dot_f32,  axpy_f16, axpy_f32,
-                                wsum_f16, wsum_f32, dots_f16, dots_f32};
+                                wsum_f16, wsum_f32, dots_f16, dots_f32, to_f16};

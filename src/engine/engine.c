@@ -367,8 +367,7 @@ static void qkv_unit(engine *e, const model_layer *ly, const uint8_t *act, int l
         if (e->kv_f32) {
             memcpy(dst, v, (size_t)hd * sizeof(float));
         } else {
-            uint16_t *h = dst;
-            for (int d = 0; d < hd; d++) h[d] = half_from_f32(v[d]);
+            e->attn->to_f16(dst, v, hd);
         }
     }
 }
@@ -488,11 +487,17 @@ static void forward_thread(void *ctx, int ith, int nth) {
 
         /* attention by (row, KV head, subset of its query heads) */
         int items = hp->n_kv_heads * n_sub;
-        for (int ph = phase++; grab(e, ph, (int64_t)nr * items, 1, &lo, &hi);) {
-            int r = (int)(lo / items), u = (int)(lo % items);
-            int g = u / n_sub, s = u % n_sub;
-            int h0 = g * group + group * s / n_sub, h1 = g * group + group * (s + 1) / n_sub;
-            attend(e, l, (int)XROW(r), r, h0, h1, scratch);
+        /* a few items per grab in a batch (hundreds of items, one atomic operation each
+         * would add up), one at a time in decode */
+        const int64_t n_items = (int64_t)nr * items;
+        const int64_t ch_items = n_items / (16 * nth) > 1 ? n_items / (16 * nth) : 1;
+        for (int ph = phase++; grab(e, ph, n_items, ch_items, &lo, &hi);) {
+            for (int64_t it = lo; it < hi; it++) {
+                int r = (int)(it / items), u = (int)(it % items);
+                int g = u / n_sub, s = u % n_sub;
+                int h0 = g * group + group * s / n_sub, h1 = g * group + group * (s + 1) / n_sub;
+                attend(e, l, (int)XROW(r), r, h0, h1, scratch);
+            }
         }
         pool_barrier(e->pool);
 
