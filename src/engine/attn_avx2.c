@@ -14,7 +14,9 @@ static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-static float dot_f16(const float *q, const uint16_t *k, int n) {
+/* always inlined into dots_f16 / dots_f32 (the table gets an out-of-line copy as well) */
+#define ATTN_INLINE static inline __attribute__((always_inline))
+ATTN_INLINE float dot_f16(const float *q, const uint16_t *k, int n) {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     int i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -32,7 +34,7 @@ static float dot_f16(const float *q, const uint16_t *k, int n) {
     return s;
 }
 
-static float dot_f32(const float *q, const float *k, int n) {
+ATTN_INLINE float dot_f32(const float *q, const float *k, int n) {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     int i = 0;
     for (; i + 16 <= n; i += 16) {
