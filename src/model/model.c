@@ -280,14 +280,22 @@ static bool want_pack(const model_mat *w) {
     return k && k->matmul_packed && vecdot_packed_group_bytes(w->type, w->n_cols) > 0;
 }
 
-/* Copies the matrices that have a packed kernel into one huge-page-backed anonymous mapping. */
+/* Bytes a matrix takes in the repacked buffer: its packed form, or a plain copy (types without
+ * a packed layout still gain from huge pages: no TLB misses while streaming), 64-aligned. */
+static size_t repacked_bytes(const model_mat *w) {
+    const size_t b = want_pack(w) ? vecdot_packed_bytes(w->type, w->n_cols, w->n_rows)
+                                  : (size_t)w->n_rows * w->row_bytes;
+    return (b + 63) & ~(size_t)63;
+}
+
+/* Copies every matrix the engine multiplies with into one huge-page-backed anonymous mapping:
+ * packed when its kernel has a packed layout, else in the file's layout. */
 static int repack(model *m, gguf_ctx *g, sh_err *err) {
     model_mat **mats = malloc(((size_t)m->hp.n_layers * 7 + 1) * sizeof *mats);
     if (!mats) return sh_errf(err, "out of memory");
     const int n = all_mats(m, mats);
     size_t total = 0;
-    for (int i = 0; i < n; i++)
-        if (want_pack(mats[i])) total += vecdot_packed_bytes(mats[i]->type, mats[i]->n_cols, mats[i]->n_rows);
+    for (int i = 0; i < n; i++) total += repacked_bytes(mats[i]);
     if (total == 0) {
         free(mats);
         return 0;
@@ -313,17 +321,23 @@ static int repack(model *m, gguf_ctx *g, sh_err *err) {
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         model_mat *w = mats[i];
-        if (!want_pack(w)) continue;
-        vecdot_pack(w->type, w->n_cols, w->data, w->row_bytes, w->n_rows, 0, w->n_rows, buf + off);
-        w->packed = buf + off;
-        w->packed_stride = vecdot_packed_group_bytes(w->type, w->n_cols);
-        off += vecdot_packed_bytes(w->type, w->n_cols, w->n_rows);
-        m->n_packed++;
+        const void *file = w->data;
+        if (want_pack(w)) {
+            vecdot_pack(w->type, w->n_cols, file, w->row_bytes, w->n_rows, 0, w->n_rows, buf + off);
+            w->packed = buf + off;
+            w->packed_stride = vecdot_packed_group_bytes(w->type, w->n_cols);
+            m->n_packed++;
+        } else {
+            memcpy(buf + off, file, (size_t)w->n_rows * w->row_bytes);
+            w->data = buf + off;
+            m->n_copied++;
+        }
+        off += repacked_bytes(w);
         /* the file's copy is no longer read (except token rows of tied embeddings, which fault
          * back in): drop it from this process (whole pages inside the tensor only) */
         if (g->mapped) {
-            uintptr_t a = ((uintptr_t)w->data + page - 1) & ~(page - 1);
-            uintptr_t b = ((uintptr_t)w->data + (size_t)w->n_rows * w->row_bytes) & ~(page - 1);
+            uintptr_t a = ((uintptr_t)file + page - 1) & ~(page - 1);
+            uintptr_t b = ((uintptr_t)file + (size_t)w->n_rows * w->row_bytes) & ~(page - 1);
             if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
         }
     }

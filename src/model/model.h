@@ -9,7 +9,9 @@
  * Repacking (the default): weights whose kernel has a packed layout (tensor/vecdot.h; Q8_0 and
  * Q4_0 with AVX-512) are copied at load time into that layout, in anonymous memory backed by
  * transparent huge pages, which is what makes the engine's matmuls fast (interleaved rows for
- * the register-blocked kernels, one sequential stream per 16 rows, no TLB misses). The cost:
+ * the register-blocked kernels, one sequential stream per 16 rows, no TLB misses). The other
+ * matrices the engine multiplies with are copied there too, in the file's layout (huge pages
+ * only). The cost:
  * those weights are private to the process (about the size of the file's weights, plus
  * padding to 16 rows) and loading reads the whole file once. The file's pages of repacked
  * tensors are released from the mapping afterwards (MADV_DONTNEED; they stay in the page
@@ -45,7 +47,9 @@ typedef enum model_rope { MODEL_ROPE_NORM = 0, MODEL_ROPE_NEOX = 1 } model_rope;
  * terms n_cols = ne[0] (the input size of y = W x) and n_rows = ne[1] (the output size). */
 typedef struct model_mat {
     const char *name;   /* tensor name, owned by the gguf context */
-    const void *data;   /* into the mapping; n_rows * row_bytes bytes */
+    const void *data;   /* n_rows * row_bytes bytes in the file's layout: into the mapping, or
+                         * with repacking a private huge-page copy when the type has no
+                         * packed layout (never for tok_embd) */
     uint32_t type;      /* ggml type id (tensor/dtype.h) */
     int64_t n_cols;     /* elements per row */
     int64_t n_rows;     /* rows */
@@ -106,6 +110,7 @@ typedef struct model {
     void *pack_buf;         /* anonymous mapping holding every packed matrix, or NULL */
     size_t pack_bytes;      /* its size */
     int n_packed;           /* matrices repacked */
+    int n_copied;           /* matrices copied in the file's layout (no packed kernel) */
 } model;
 
 /* Opens and validates the model at path. NULL with "PATH: problem" in err on failure

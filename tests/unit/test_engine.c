@@ -492,6 +492,8 @@ static void test_repack(void **state) {
             const vecdot_kernel *k = vecdot_get(m->layers[0].wq.type);
             const bool packs = !no_repack && k->matmul_packed != NULL;
             assert_int_equal(m->n_packed > 0, packs);
+            /* with repacking, every matrix is either packed or copied to huge pages */
+            assert_int_equal(m->n_packed + m->n_copied, no_repack ? 0 : 7 * m->hp.n_layers + 1);
             assert_int_equal(m->layers[0].w_down.packed != NULL, packs);
             assert_null(m->tok_embd.packed); /* looked up by rows: never packed */
             engine *e = mk_engine(m, 1, 2, false);
