@@ -279,8 +279,18 @@ ALWAYS_INLINE void pk_wload_q4_0(const uint8_t *g, int64_t b, __m512i w[8]) {
     }
 }
 
-ALWAYS_INLINE __m512i pk_bcast32(const uint8_t *p) { return _mm512_set1_epi32((int)ld_u32(p)); }
+typedef int32_t __attribute__((aligned(1), may_alias)) pk_i32u; /* any address */
 
+/* acc += vpdpbusd(w, 4 bytes at p broadcast to every lane), with the bytes as the embedded-
+ * broadcast memory operand: one fused uop, where the intrinsics version compiles to a separate
+ * broadcast load per product (the prefill tile is bound by the front end otherwise). The 4
+ * bytes need no alignment. */
+ALWAYS_INLINE __m512i pk_dp_bcast(__m512i acc, __m512i w, const uint8_t *p) {
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0"
+            : "+v"(acc)
+            : "v"(w), "m"(*(const pk_i32u *)(const void *)p));
+    return acc;
+}
 /* acc[j] (16 rows) over all nb block columns of group g, for na activation rows. SPLIT uses
  * two integer chains per activation row (decode: hides the vpdpbusd latency). */
 #define DEFINE_PK_TILE(fn, WLOAD, VB, CORR)                                                       \
@@ -300,13 +310,13 @@ ALWAYS_INLINE __m512i pk_bcast32(const uint8_t *p) { return _mm512_set1_epi32((i
                 if (na < 4) {                                                                      \
                     __m512i s1 = _mm512_setzero_si512();                                           \
                     UNROLL_8 for (int c = 0; c < 8; c += 2) {                                               \
-                        s0 = _mm512_dpbusd_epi32(s0, w[c], pk_bcast32(aq + 4 * c));                \
-                        s1 = _mm512_dpbusd_epi32(s1, w[c + 1], pk_bcast32(aq + 4 * c + 4));        \
+                        s0 = pk_dp_bcast(s0, w[c], aq + 4 * c);                \
+                        s1 = pk_dp_bcast(s1, w[c + 1], aq + 4 * c + 4);        \
                     }                                                                              \
                     s0 = _mm512_add_epi32(s0, s1);                                                 \
                 } else {                                                                           \
                     UNROLL_8 for (int c = 0; c < 8; c++)                                                    \
-                        s0 = _mm512_dpbusd_epi32(s0, w[c], pk_bcast32(aq + 4 * c));                \
+                        s0 = pk_dp_bcast(s0, w[c], aq + 4 * c);                \
                 }                                                                                  \
                 const __m512 d = _mm512_mul_ps(dw, _mm512_castsi512_ps(_mm512_set1_epi32((int)ld_u32(t)))); \
                 acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), d, acc[j]);                       \
@@ -346,8 +356,8 @@ DEFINE_PK_TILE(pk_tile_q4_0, pk_wload_q4_0, 256, offsetof(vecdot_act_sum, s_q4_0
                     _mm256_loadu_si256((const __m256i *)(g[i] + nb * (VB) + (size_t)b * 2 * PK))); \
                 __m512i s0 = s_init, s1 = _mm512_setzero_si512();                                  \
                 UNROLL_8 for (int c = 0; c < 8; c += 2) {                                                   \
-                    s0 = _mm512_dpbusd_epi32(s0, w[c], pk_bcast32(aq + 4 * c));                    \
-                    s1 = _mm512_dpbusd_epi32(s1, w[c + 1], pk_bcast32(aq + 4 * c + 4));            \
+                    s0 = pk_dp_bcast(s0, w[c], aq + 4 * c);                    \
+                    s1 = pk_dp_bcast(s1, w[c + 1], aq + 4 * c + 4);            \
                 }                                                                                  \
                 s0 = _mm512_add_epi32(s0, s1);                                                     \
                 const __m512 d = _mm512_mul_ps(dw, da);                                            \
