@@ -259,6 +259,16 @@ DEFINE_Q32_MATMUL(mm512_q5_1, quant_block_q5_1, rows2_q5_1, 1)
 
 #define PK VECDOT_PACK_ROWS
 
+/* Tuning (measured with bench_vecdot on the reference VM): decode reads PK_NG groups side by
+ * side, and every pass that streams weights from memory (decode, the first activation tile of
+ * a small batch) prefetches each cache line PK_PF bytes ahead; 1 to 4 streams, 0.5 to 8 KiB
+ * ahead, into L1 or L2 were all within a few percent, a read loop gets no more out of DRAM.
+ * Prefill keeps blocks of groups of at most PK_L2_BYTES of weights in L2 while each tile of
+ * activation rows stays in L1 (128 KiB: +5-10% over one group at a time). */
+#define PK_NG 2
+#define PK_PF 1024
+#define PK_L2_BYTES (128 << 10)
+
 typedef struct {
     const uint8_t *q[8];         /* activation rows (blocks of 34 bytes: fp16 d, 32 x int8) */
     const uint8_t *t[8];         /* their trailers (vecdot_act_sum per block) */
@@ -294,10 +304,14 @@ ALWAYS_INLINE __m512i pk_dp_bcast(__m512i acc, __m512i w, const uint8_t *p) {
 /* acc[j] (16 rows) over all nb block columns of group g, for na activation rows. SPLIT uses
  * two integer chains per activation row (decode: hides the vpdpbusd latency). */
 #define DEFINE_PK_TILE(fn, WLOAD, VB, CORR)                                                       \
-    ALWAYS_INLINE void fn(const uint8_t *g, int64_t nb, const pk_acts *A, int na, __m512 *acc) {  \
+    ALWAYS_INLINE void fn(const uint8_t *g, int64_t nb, const pk_acts *A, int na, __m512 *acc,    \
+                          int pf) {                                                                \
         const uint8_t *sc = g + (size_t)nb * (VB);                                                 \
         UNROLL_8 for (int j = 0; j < na; j++) acc[j] = _mm512_setzero_ps();                                 \
         for (int64_t b = 0; b < nb; b++) {                                                         \
+            if (pf) /* first pass over these weights (small batches): they come from memory */     \
+                UNROLL_8 for (int l = 0; l < (VB); l += 64)                                        \
+                    _mm_prefetch((const char *)g + (size_t)b * (VB) + PK_PF + l, _MM_HINT_T0);    \
             __m512i w[8];                                                                          \
             WLOAD(g, b, w);                                                                        \
             const __m512 dw =                                                                      \
@@ -327,14 +341,6 @@ ALWAYS_INLINE __m512i pk_dp_bcast(__m512i acc, __m512i w, const uint8_t *p) {
 DEFINE_PK_TILE(pk_tile_q8_0, pk_wload_q8_0, 512, offsetof(vecdot_act_sum, s_q8_0))
 DEFINE_PK_TILE(pk_tile_q4_0, pk_wload_q4_0, 256, offsetof(vecdot_act_sum, s_q4_0))
 
-/* Tuning (measured with bench_vecdot on the reference VM): decode reads PK_NG groups side by
- * side and prefetches every cache line PK_PF bytes ahead in each stream (about +15% single-
- * thread bandwidth over the hardware prefetcher alone; 4 streams or 4-8 KiB ahead, to L1 or
- * L2, were no better); prefill keeps blocks of groups of at most PK_L2_BYTES of weights in L2
- * while each tile of activation rows stays in L1 (128 KiB: +5-10% over 1 group at a time). */
-#define PK_NG 2
-#define PK_PF 1024
-#define PK_L2_BYTES (128 << 10)
 
 /* Decode (one activation row): PK_NG groups side by side, so one thread reads several streams
  * at once; per group exactly the arithmetic of the na = 1 tile. */
@@ -372,7 +378,7 @@ DEFINE_PK_DEC(pk_dec_q4_0, pk_wload_q4_0, 256, offsetof(vecdot_act_sum, s_q4_0))
 #define PK_TILE_CASE(TILE, N)                                                                      \
     case N: {                                                                                      \
         __m512 acc[N];                                                                             \
-        TILE(g, nb, &A, N, acc);                                                                   \
+        TILE(g, nb, &A, N, acc, j == 0);                                                           \
         UNROLL_8 for (int i = 0; i < N; i++) _mm512_mask_storeu_ps(out + (j + i) * os + g0, m, acc[i]);    \
         break;                                                                                     \
     }
