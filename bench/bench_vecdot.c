@@ -11,7 +11,8 @@
  *
  * Usage: bench_vecdot [TYPE...]   (default: all types); SHOAL_ISA does not apply here, every
  * level the CPU supports is measured. BENCH_K (row length, default 4096) and BENCH_N (matmul
- * activation rows, default 32) change the shapes. Not a test: numbers depend on the machine and its load.
+ * activation rows, default 32) change the shapes. Not a test: numbers depend on the machine
+ * and its load.
  */
 #include <pthread.h>
 #include <stdint.h>

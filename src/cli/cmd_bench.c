@@ -15,7 +15,9 @@
 #include "model/model.h"
 
 static void usage(FILE *f) {
-    fputs("usage: shoal bench -m MODEL [-p 128] [-n 64] [-r 3] [-t N] [--kv-f32] [--no-repack] [--json]\n", f);
+    fputs("usage: shoal bench -m MODEL [-p 128] [-n 64] [-r 3] [-t N] [--kv-f32] [--no-repack]\n"
+          "                   [--json]\n",
+          f);
 }
 
 static double now_ms(void) {

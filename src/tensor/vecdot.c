@@ -233,12 +233,18 @@ SCALAR_MATMUL(q5_k)
 SCALAR_MATMUL(q6_k)
 
 static const vecdot_kernel scalar_kernels[] = {
-    {DT_F32, DT_F32, ISA_SCALAR, matmul_f32, NULL},    {DT_F16, DT_F32, ISA_SCALAR, matmul_f16, NULL},
-    {DT_BF16, DT_F32, ISA_SCALAR, matmul_bf16, NULL},  {DT_Q8_0, DT_Q8_0, ISA_SCALAR, matmul_q8_0, NULL},
-    {DT_Q4_0, DT_Q8_0, ISA_SCALAR, matmul_q4_0, NULL}, {DT_Q4_1, DT_Q8_0, ISA_SCALAR, matmul_q4_1, NULL},
-    {DT_Q5_0, DT_Q8_0, ISA_SCALAR, matmul_q5_0, NULL}, {DT_Q5_1, DT_Q8_0, ISA_SCALAR, matmul_q5_1, NULL},
-    {DT_Q4_K, DT_Q8_K, ISA_SCALAR, matmul_q4_k, NULL}, {DT_Q5_K, DT_Q8_K, ISA_SCALAR, matmul_q5_k, NULL},
-    {DT_Q6_K, DT_Q8_K, ISA_SCALAR, matmul_q6_k, NULL}, {0, 0, ISA_SCALAR, NULL, NULL},
+    {DT_F32, DT_F32, ISA_SCALAR, matmul_f32, NULL},
+    {DT_F16, DT_F32, ISA_SCALAR, matmul_f16, NULL},
+    {DT_BF16, DT_F32, ISA_SCALAR, matmul_bf16, NULL},
+    {DT_Q8_0, DT_Q8_0, ISA_SCALAR, matmul_q8_0, NULL},
+    {DT_Q4_0, DT_Q8_0, ISA_SCALAR, matmul_q4_0, NULL},
+    {DT_Q4_1, DT_Q8_0, ISA_SCALAR, matmul_q4_1, NULL},
+    {DT_Q5_0, DT_Q8_0, ISA_SCALAR, matmul_q5_0, NULL},
+    {DT_Q5_1, DT_Q8_0, ISA_SCALAR, matmul_q5_1, NULL},
+    {DT_Q4_K, DT_Q8_K, ISA_SCALAR, matmul_q4_k, NULL},
+    {DT_Q5_K, DT_Q8_K, ISA_SCALAR, matmul_q5_k, NULL},
+    {DT_Q6_K, DT_Q8_K, ISA_SCALAR, matmul_q6_k, NULL},
+    {0, 0, ISA_SCALAR, NULL, NULL},
 };
 
 /* ============================================================ dispatch ===== */
@@ -384,8 +390,8 @@ void vecdot_pack(uint32_t wtype, int64_t k, const void *W, size_t w_stride, int6
         for (int r = 0; r < VECDOT_PACK_ROWS; r++) {
             const int64_t row = g0 + r;
             if (wtype == DT_Q8_0) {
-                const quant_block_q8_0 *w =
-                    row < n_rows ? (const void *)((const uint8_t *)W + (size_t)row * w_stride) : NULL;
+                const uint8_t *src = (const uint8_t *)W + (size_t)row * w_stride;
+                const quant_block_q8_0 *w = row < n_rows ? (const void *)src : NULL;
                 for (int64_t b = 0; b < nb; b++) {
                     uint8_t *v = g + (size_t)b * vb + (size_t)r * 4;
                     for (int c = 0; c < 8; c++)

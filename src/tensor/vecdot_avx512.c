@@ -303,36 +303,37 @@ ALWAYS_INLINE __m512i pk_dp_bcast(__m512i acc, __m512i w, const uint8_t *p) {
 }
 /* acc[j] (16 rows) over all nb block columns of group g, for na activation rows. SPLIT uses
  * two integer chains per activation row (decode: hides the vpdpbusd latency). */
-#define DEFINE_PK_TILE(fn, WLOAD, VB, CORR)                                                       \
-    ALWAYS_INLINE void fn(const uint8_t *g, int64_t nb, const pk_acts *A, int na, __m512 *acc,    \
+#define DEFINE_PK_TILE(fn, WLOAD, VB, CORR)                                                        \
+    ALWAYS_INLINE void fn(const uint8_t *g, int64_t nb, const pk_acts *A, int na, __m512 *acc,     \
                           int pf) {                                                                \
         const uint8_t *sc = g + (size_t)nb * (VB);                                                 \
-        UNROLL_8 for (int j = 0; j < na; j++) acc[j] = _mm512_setzero_ps();                                 \
+        UNROLL_8 for (int j = 0; j < na; j++) acc[j] = _mm512_setzero_ps();                        \
         for (int64_t b = 0; b < nb; b++) {                                                         \
             if (pf) /* first pass over these weights (small batches): they come from memory */     \
                 UNROLL_8 for (int l = 0; l < (VB); l += 64)                                        \
-                    _mm_prefetch((const char *)g + (size_t)b * (VB) + PK_PF + l, _MM_HINT_T0);    \
+                    _mm_prefetch((const char *)g + (size_t)b * (VB) + PK_PF + l, _MM_HINT_T0);     \
             __m512i w[8];                                                                          \
             WLOAD(g, b, w);                                                                        \
             const __m512 dw =                                                                      \
                 _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sc + (size_t)b * 2 * PK)));   \
-            UNROLL_8 for (int j = 0; j < na; j++) {                                                         \
-                const uint8_t *aq = A->q[j] + (size_t)b * sizeof(quant_block_q8_0) + 2;           \
+            UNROLL_8 for (int j = 0; j < na; j++) {                                                \
+                const uint8_t *aq = A->q[j] + (size_t)b * sizeof(quant_block_q8_0) + 2;            \
                 /* scale and offset term broadcast straight from the trailer (load ports only) */  \
                 const uint8_t *t = A->t[j] + (size_t)b * sizeof(vecdot_act_sum);                   \
                 __m512i s0 = _mm512_set1_epi32((int)ld_u32(t + (CORR)));                           \
                 if (na < 4) {                                                                      \
                     __m512i s1 = _mm512_setzero_si512();                                           \
-                    UNROLL_8 for (int c = 0; c < 8; c += 2) {                                               \
-                        s0 = pk_dp_bcast(s0, w[c], aq + 4 * c);                \
-                        s1 = pk_dp_bcast(s1, w[c + 1], aq + 4 * c + 4);        \
+                    UNROLL_8 for (int c = 0; c < 8; c += 2) {                                      \
+                        s0 = pk_dp_bcast(s0, w[c], aq + 4 * c);                                    \
+                        s1 = pk_dp_bcast(s1, w[c + 1], aq + 4 * c + 4);                            \
                     }                                                                              \
                     s0 = _mm512_add_epi32(s0, s1);                                                 \
                 } else {                                                                           \
-                    UNROLL_8 for (int c = 0; c < 8; c++)                                                    \
-                        s0 = pk_dp_bcast(s0, w[c], aq + 4 * c);                \
+                    UNROLL_8 for (int c = 0; c < 8; c++)                                           \
+                        s0 = pk_dp_bcast(s0, w[c], aq + 4 * c);                                    \
                 }                                                                                  \
-                const __m512 d = _mm512_mul_ps(dw, _mm512_castsi512_ps(_mm512_set1_epi32((int)ld_u32(t)))); \
+                const __m512 da = _mm512_castsi512_ps(_mm512_set1_epi32((int)ld_u32(t)));         \
+                const __m512 d = _mm512_mul_ps(dw, da);                                            \
                 acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), d, acc[j]);                       \
             }                                                                                      \
         }                                                                                          \
@@ -344,26 +345,26 @@ DEFINE_PK_TILE(pk_tile_q4_0, pk_wload_q4_0, 256, offsetof(vecdot_act_sum, s_q4_0
 
 /* Decode (one activation row): PK_NG groups side by side, so one thread reads several streams
  * at once; per group exactly the arithmetic of the na = 1 tile. */
-#define DEFINE_PK_DEC(fn, WLOAD, VB, CORR)                                                        \
+#define DEFINE_PK_DEC(fn, WLOAD, VB, CORR)                                                         \
     ALWAYS_INLINE void fn(const uint8_t *const *g, int ng, int64_t nb, const pk_acts *A,           \
                           __m512 *acc) {                                                           \
-        UNROLL_8 for (int i = 0; i < ng; i++) acc[i] = _mm512_setzero_ps();                                 \
+        UNROLL_8 for (int i = 0; i < ng; i++) acc[i] = _mm512_setzero_ps();                        \
         for (int64_t b = 0; b < nb; b++) {                                                         \
-            const uint8_t *aq = A->q[0] + (size_t)b * sizeof(quant_block_q8_0) + 2;               \
+            const uint8_t *aq = A->q[0] + (size_t)b * sizeof(quant_block_q8_0) + 2;                \
             const uint8_t *t = A->t[0] + (size_t)b * sizeof(vecdot_act_sum);                       \
             const __m512i s_init = _mm512_set1_epi32((int)ld_u32(t + (CORR)));                     \
             const __m512 da = _mm512_castsi512_ps(_mm512_set1_epi32((int)ld_u32(t)));              \
-            UNROLL_8 for (int i = 0; i < ng; i++) {                                                         \
-                UNROLL_8 for (int l = 0; l < (VB); l += 64)                                             \
+            UNROLL_8 for (int i = 0; i < ng; i++) {                                                \
+                UNROLL_8 for (int l = 0; l < (VB); l += 64)                                        \
                     _mm_prefetch((const char *)g[i] + (size_t)b * (VB) + PK_PF + l, _MM_HINT_T0);  \
                 __m512i w[8];                                                                      \
                 WLOAD(g[i], b, w);                                                                 \
                 const __m512 dw = _mm512_cvtph_ps(                                                 \
                     _mm256_loadu_si256((const __m256i *)(g[i] + nb * (VB) + (size_t)b * 2 * PK))); \
                 __m512i s0 = s_init, s1 = _mm512_setzero_si512();                                  \
-                UNROLL_8 for (int c = 0; c < 8; c += 2) {                                                   \
-                    s0 = pk_dp_bcast(s0, w[c], aq + 4 * c);                    \
-                    s1 = pk_dp_bcast(s1, w[c + 1], aq + 4 * c + 4);            \
+                UNROLL_8 for (int c = 0; c < 8; c += 2) {                                          \
+                    s0 = pk_dp_bcast(s0, w[c], aq + 4 * c);                                        \
+                    s1 = pk_dp_bcast(s1, w[c + 1], aq + 4 * c + 4);                                \
                 }                                                                                  \
                 s0 = _mm512_add_epi32(s0, s1);                                                     \
                 const __m512 d = _mm512_mul_ps(dw, da);                                            \
@@ -379,12 +380,13 @@ DEFINE_PK_DEC(pk_dec_q4_0, pk_wload_q4_0, 256, offsetof(vecdot_act_sum, s_q4_0))
     case N: {                                                                                      \
         __m512 acc[N];                                                                             \
         TILE(g, nb, &A, N, acc, j == 0);                                                           \
-        UNROLL_8 for (int i = 0; i < N; i++) _mm512_mask_storeu_ps(out + (j + i) * os + g0, m, acc[i]);    \
+        UNROLL_8 for (int i = 0; i < N; i++)                                                       \
+            _mm512_mask_storeu_ps(out + (j + i) * os + g0, m, acc[i]);                             \
         break;                                                                                     \
     }
 
 #define DEFINE_PK_MATMUL(name, TILE, DEC)                                                          \
-    static void name(int64_t k, const void *W, size_t gs, int64_t r0, int64_t r1, const void *Av, \
+    static void name(int64_t k, const void *W, size_t gs, int64_t r0, int64_t r1, const void *Av,  \
                      size_t as, int64_t n, float *out, int64_t os) {                               \
         const int64_t nb = k / QUANT_QK;                                                           \
         const size_t toff = vecdot_act_trailer_offset(nb);                                         \
@@ -402,31 +404,31 @@ DEFINE_PK_DEC(pk_dec_q4_0, pk_wload_q4_0, 256, offsetof(vecdot_act_sum, s_q4_0))
                 else DEC(g, 1, nb, &A, acc), ng = 1;                                               \
                 for (int i = 0; i < ng; i++) {                                                     \
                     const int64_t gi = g0 + i * PK;                                                \
-                    const int64_t lo = r0 > gi ? r0 - gi : 0, hi = r1 - gi < PK ? r1 - gi : PK;   \
-                    const __mmask16 m = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));        \
+                    const int64_t lo = r0 > gi ? r0 - gi : 0, hi = r1 - gi < PK ? r1 - gi : PK;    \
+                    const __mmask16 m = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));         \
                     _mm512_mask_storeu_ps(out + gi, m, acc[i]);                                    \
                 }                                                                                  \
                 g0 += (ng - PK_NG) * PK;                                                           \
             }                                                                                      \
             return;                                                                                \
         }                                                                                          \
-        /* blocks of groups whose weights stay in L2 (PK_L2_BYTES); within a block, each tile of \
-         * activation rows (in L1) meets every group of the block */                             \
+        /* blocks of groups whose weights stay in L2 (PK_L2_BYTES); within a block, each tile of   \
+         * activation rows (in L1) meets every group of the block */                               \
         int64_t gblk = (int64_t)(PK_L2_BYTES / gs);                                                \
         if (gblk < 1) gblk = 1;                                                                    \
         for (int64_t b0 = r0 / PK * PK; b0 < r1; b0 += gblk * PK) {                                \
             const int64_t b1 = b0 + gblk * PK < r1 ? b0 + gblk * PK : r1;                          \
             for (int64_t j = 0; j < n;) {                                                          \
-                const int na = n - j >= 8 ? 8 : n - j >= 4 ? 4 : 1;                               \
+                const int na = n - j >= 8 ? 8 : n - j >= 4 ? 4 : 1;                                \
                 pk_acts A;                                                                         \
                 for (int i = 0; i < na; i++) {                                                     \
                     A.q[i] = (const uint8_t *)Av + (size_t)(j + i) * as;                           \
                     A.t[i] = A.q[i] + toff;                                                        \
                 }                                                                                  \
                 for (int64_t g0 = b0; g0 < b1; g0 += PK) {                                         \
-                    const uint8_t *g = (const uint8_t *)W + (size_t)(g0 / PK) * gs;               \
-                    const int64_t lo = r0 > g0 ? r0 - g0 : 0, hi = b1 - g0 < PK ? b1 - g0 : PK;   \
-                    const __mmask16 m = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));        \
+                    const uint8_t *g = (const uint8_t *)W + (size_t)(g0 / PK) * gs;                \
+                    const int64_t lo = r0 > g0 ? r0 - g0 : 0, hi = b1 - g0 < PK ? b1 - g0 : PK;    \
+                    const __mmask16 m = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));         \
                     switch (na) {                                                                  \
                         PK_TILE_CASE(TILE, 8)                                                      \
                         PK_TILE_CASE(TILE, 4)                                                      \
@@ -461,7 +463,8 @@ void vecdot_avx512_quantize_q8_0(const float *x, void *yv, int64_t k) {
     for (int64_t b = 0; b < nb; b++, x += QUANT_QK) {
         const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
         /* the same float operations as quant_quantize_row_q8_0 (max is exact in any order) */
-        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        const float amax =
+            _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
         const float d = amax / 127;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[b].d = half_from_f32(d);
@@ -479,11 +482,17 @@ void vecdot_avx512_quantize_q8_0(const float *x, void *yv, int64_t k) {
 /* ============================================================ table ===== */
 
 const vecdot_kernel vecdot_avx512_kernels[] = {
-    {DT_F32, DT_F32, ISA_AVX512, mm_f32, NULL},      {DT_F16, DT_F32, ISA_AVX512, mm_f16, NULL},
-    {DT_BF16, DT_F32, ISA_AVX512, mm_bf16, NULL},    {DT_Q8_0, DT_Q8_0, ISA_AVX512, mm512_q8_0, mmp_q8_0},
-    {DT_Q4_0, DT_Q8_0, ISA_AVX512, mm512_q4_0, mmp_q4_0},   {DT_Q4_1, DT_Q8_0, ISA_AVX512, mm512_q4_1, NULL},
-    {DT_Q5_0, DT_Q8_0, ISA_AVX512, mm512_q5_0, NULL},   {DT_Q5_1, DT_Q8_0, ISA_AVX512, mm512_q5_1, NULL},
-    {DT_Q4_K, DT_Q8_K, ISA_AVX512, mm_q4_k, NULL},   {DT_Q5_K, DT_Q8_K, ISA_AVX512, mm_q5_k, NULL},
-    {DT_Q6_K, DT_Q8_K, ISA_AVX512, mm_q6_k, NULL},   {0, 0, ISA_AVX512, NULL, NULL},
+    {DT_F32, DT_F32, ISA_AVX512, mm_f32, NULL},
+    {DT_F16, DT_F32, ISA_AVX512, mm_f16, NULL},
+    {DT_BF16, DT_F32, ISA_AVX512, mm_bf16, NULL},
+    {DT_Q8_0, DT_Q8_0, ISA_AVX512, mm512_q8_0, mmp_q8_0},
+    {DT_Q4_0, DT_Q8_0, ISA_AVX512, mm512_q4_0, mmp_q4_0},
+    {DT_Q4_1, DT_Q8_0, ISA_AVX512, mm512_q4_1, NULL},
+    {DT_Q5_0, DT_Q8_0, ISA_AVX512, mm512_q5_0, NULL},
+    {DT_Q5_1, DT_Q8_0, ISA_AVX512, mm512_q5_1, NULL},
+    {DT_Q4_K, DT_Q8_K, ISA_AVX512, mm_q4_k, NULL},
+    {DT_Q5_K, DT_Q8_K, ISA_AVX512, mm_q5_k, NULL},
+    {DT_Q6_K, DT_Q8_K, ISA_AVX512, mm_q6_k, NULL},
+    {0, 0, ISA_AVX512, NULL, NULL},
 };
 

@@ -399,9 +399,11 @@ static void test_packed_vs_scalar(void **state) {
                                                   cut[c], cut[c + 1], p.A + j * p.a_stride,
                                                   p.a_stride, 1, one + j * p.n_rows, p.n_rows);
                     for (int64_t i = 0; i < p.n_rows * na; i++)
-                        if (memcmp(&o[i], &one[i], sizeof(float)) != 0 && !(isnan(o[i]) && isnan(one[i])))
+                        if (memcmp(&o[i], &one[i], sizeof(float)) != 0 &&
+                            !(isnan(o[i]) && isnan(one[i])))
                             fail_msg("packed %s/%s k=%lld: result depends on n_act or row split",
-                                     vecdot_isa_name(kn->isa), dtype_name(types[t]), (long long)p.k);
+                                     vecdot_isa_name(kn->isa), dtype_name(types[t]),
+                                     (long long)p.k);
                     free(one);
                     free(o);
                     free(e);
