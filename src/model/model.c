@@ -5,6 +5,7 @@
 #include "model/model.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -288,8 +289,45 @@ static size_t repacked_bytes(const model_mat *w) {
     return (b + 63) & ~(size_t)63;
 }
 
+/* One loader thread's share of the repacking: matrices i = ith, ith + nth, ... */
+typedef struct pack_job {
+    model_mat **mats;
+    const size_t *off; /* offset of each matrix in buf */
+    int n, ith, nth;
+    uint8_t *buf;
+    bool drop;         /* release the file's pages afterwards (a real file mapping) */
+} pack_job;
+
+static void *pack_thread(void *arg) {
+    const pack_job *j = arg;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (int i = j->ith; i < j->n; i += j->nth) {
+        model_mat *w = j->mats[i];
+        const void *file = w->data;
+        uint8_t *dst = j->buf + j->off[i];
+        if (want_pack(w)) {
+            vecdot_pack(w->type, w->n_cols, file, w->row_bytes, w->n_rows, 0, w->n_rows, dst);
+            w->packed = dst;
+            w->packed_stride = vecdot_packed_group_bytes(w->type, w->n_cols);
+        } else {
+            memcpy(dst, file, (size_t)w->n_rows * w->row_bytes);
+            w->data = dst;
+        }
+        /* the file's copy is no longer read (except token rows of tied embeddings, which fault
+         * back in): drop it from this process (whole pages inside the tensor only) */
+        if (j->drop) {
+            uintptr_t a = ((uintptr_t)file + page - 1) & ~(page - 1);
+            uintptr_t b = ((uintptr_t)file + (size_t)w->n_rows * w->row_bytes) & ~(page - 1);
+            if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+        }
+    }
+    return NULL;
+}
+
 /* Copies every matrix the engine multiplies with into one huge-page-backed anonymous mapping:
- * packed when its kernel has a packed layout, else in the file's layout. */
+ * packed when its kernel has a packed layout, else in the file's layout. Matrices are spread
+ * over up to 8 threads (reading the file, zeroing fresh huge pages and packing all scale with
+ * cores: m374 Q8_0 loads in half the time with 2). */
 static int repack(model *m, gguf_ctx *g, sh_err *err) {
     model_mat **mats = malloc(((size_t)m->hp.n_layers * 7 + 1) * sizeof *mats);
     if (!mats) return sh_errf(err, "out of memory");
@@ -317,30 +355,31 @@ static int repack(model *m, gguf_ctx *g, sh_err *err) {
     madvise(buf, bytes, MADV_HUGEPAGE);
     m->pack_buf = buf;
     m->pack_bytes = bytes;
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    size_t off = 0;
-    for (int i = 0; i < n; i++) {
-        model_mat *w = mats[i];
-        const void *file = w->data;
-        if (want_pack(w)) {
-            vecdot_pack(w->type, w->n_cols, file, w->row_bytes, w->n_rows, 0, w->n_rows, buf + off);
-            w->packed = buf + off;
-            w->packed_stride = vecdot_packed_group_bytes(w->type, w->n_cols);
-            m->n_packed++;
-        } else {
-            memcpy(buf + off, file, (size_t)w->n_rows * w->row_bytes);
-            w->data = buf + off;
-            m->n_copied++;
-        }
-        off += repacked_bytes(w);
-        /* the file's copy is no longer read (except token rows of tied embeddings, which fault
-         * back in): drop it from this process (whole pages inside the tensor only) */
-        if (g->mapped) {
-            uintptr_t a = ((uintptr_t)file + page - 1) & ~(page - 1);
-            uintptr_t b = ((uintptr_t)file + (size_t)w->n_rows * w->row_bytes) & ~(page - 1);
-            if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
-        }
+    size_t *off = malloc((size_t)n * sizeof *off);
+    if (!off) {
+        free(mats);
+        return sh_errf(err, "out of memory");
     }
+    for (int i = 0; i < n; i++) {
+        off[i] = i ? off[i - 1] + repacked_bytes(mats[i - 1]) : 0;
+        if (want_pack(mats[i])) m->n_packed++;
+        else m->n_copied++;
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int nth = ncpu < 1 ? 1 : ncpu > 8 ? 8 : (int)ncpu;
+    if (nth > n) nth = n;
+    pack_job jobs[8];
+    pthread_t tid[8];
+    int started = 1; /* job 0 runs on this thread; a thread that cannot start leaves its share
+                      * to this one */
+    for (int t = 0; t < nth; t++)
+        jobs[t] = (pack_job){mats, off, n, t, nth, buf, g->mapped};
+    for (int t = 1; t < nth; t++, started++)
+        if (pthread_create(&tid[t], NULL, pack_thread, &jobs[t])) break;
+    pack_thread(&jobs[0]);
+    for (int t = 1; t < started; t++) pthread_join(tid[t], NULL);
+    for (int t = started; t < nth; t++) pack_thread(&jobs[t]);
+    free(off);
     free(mats);
     return 0;
 }
