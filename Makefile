@@ -15,9 +15,9 @@ CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2 -g
 SAN     ?=
-PKGS    := jansson libcrypto libmicrohttpd libcurl
+PKGS    := jansson libcrypto libmicrohttpd libcurl yaml-0.1
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lcrypto -lmicrohttpd -lcurl)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lcrypto -lmicrohttpd -lcurl -lyaml)
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wpointer-arith -Wformat=2 -Wvla -Wno-unused-parameter
@@ -44,7 +44,8 @@ LIB      := $(BUILD)/libshoal.a
 BIN      := $(BUILD)/shoal
 TESTS    := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit asan fuzz fuzz-build clang clean format bench-vecdot bench-tokenizer
+.PHONY: all deps run test unit asan fuzz fuzz-build clang clean format bench-vecdot bench-tokenizer \
+        bench-upstream
 all: $(BIN)
 
 $(BUILD)/obj/%.o: %.c
@@ -114,6 +115,14 @@ bench-tokenizer: $(LIB)
 	@mkdir -p $(BUILD)/bench
 	$(CC) $(CFLAGS) -o $(BUILD)/bench/bench_tokenizer bench/bench_tokenizer.c $(LIB) $(LDLIBS)
 	$(BUILD)/bench/bench_tokenizer tests/data/vocab/*.gguf
+
+# upstream client round trips (a benchmark, not a test): p50/p99 us of BENCH_N small POSTs to
+# an in-process server, next to a plain curl_easy_perform baseline
+BENCH_N ?= 20000
+bench-upstream: $(LIB)
+	@mkdir -p $(BUILD)/bench
+	$(CC) $(CFLAGS) -o $(BUILD)/bench/bench_upstream bench/bench_upstream.c $(LIB) $(LDLIBS)
+	$(BUILD)/bench/bench_upstream $(BENCH_N)
 
 format:
 	clang-format -i $$(find src tests -name '*.[ch]')

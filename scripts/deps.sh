@@ -10,6 +10,7 @@ PKGS=(
   libssl-dev                                       # libcrypto: SHA-256
   libmicrohttpd-dev                                # the HTTP server
   libcurl4-openssl-dev                             # HTTP client (tests, cluster)
+  libyaml-dev                                      # cluster.yaml
   curl                                             # integration tests talk HTTP
 )
 # Node.js and npm run the official openai client in the integration tests; a machine that has

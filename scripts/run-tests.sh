@@ -3,7 +3,8 @@
 #
 #   run-tests.sh unit BIN...   run cmocka binaries, sum their results
 #   run-tests.sh all           unit tests, integration tests, unit tests under ASan+UBSan,
-#                              and a short libFuzzer run of every fuzz target
+#                              the server and router integration tests with an ASan+UBSan
+#                              shoal, and a short libFuzzer run of every fuzz target
 #
 # Every part's passes and failures are added up; the last line is "N passed, M failed" and the
 # exit status is non-zero when anything failed. A binary or script that dies without printing
@@ -76,6 +77,24 @@ case "$mode" in
       run_units "asan:" build/asan/tests/test_*
     else
       FAIL=$((FAIL + 1)); FAILED_NAMES+=("asan-build"); tail -n 30 "$LOG_DIR/asan-build.log"
+    fi
+    echo "== the server and the router under AddressSanitizer + UndefinedBehaviorSanitizer"
+    # the integration tests again with an instrumented shoal; every sanitizer report a process
+    # writes (errors, and leaks found when a server exits) is one more failure
+    SANLOG=$(pwd)/$LOG_DIR/sanitizer
+    rm -rf "$SANLOG"; mkdir -p "$SANLOG"
+    if make --no-print-directory -s BUILD=build/asan SAN=1 build/asan/shoal >"$LOG_DIR/asan-shoal-build.log" 2>&1; then
+      for s in tests/integration/test_serve.sh tests/integration/test_cluster.sh; do
+        ASAN_OPTIONS=log_path=$SANLOG/asan UBSAN_OPTIONS=log_path=$SANLOG/ubsan:print_stacktrace=1 \
+          SHOAL=$(pwd)/build/asan/shoal run_script "asan:$(basename "$s" .sh)" bash "$s"
+      done
+      for r in "$SANLOG"/*; do
+        [ -e "$r" ] || continue
+        FAIL=$((FAIL + 1)); FAILED_NAMES+=("sanitizer-report:$(basename "$r")")
+        echo "FAIL sanitizer report $r"; head -n 30 "$r"
+      done
+    else
+      FAIL=$((FAIL + 1)); FAILED_NAMES+=("asan-shoal-build"); tail -n 30 "$LOG_DIR/asan-shoal-build.log"
     fi
     echo "== fuzz smoke (${FUZZ_SMOKE_SECONDS:-20} s per target)"
     if make --no-print-directory -s fuzz-build >"$LOG_DIR/fuzz-build.log" 2>&1; then

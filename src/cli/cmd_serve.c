@@ -12,12 +12,20 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cluster/config.h"
+#include "cluster/join.h"
 #include "serve/server.h"
 
 #define MAX_MODELS 16
 
 static void usage(FILE *f) {
     fputs("usage: shoal serve -m MODEL.gguf [-m NAME=MODEL.gguf ...] [options]\n"
+          "       shoal serve --config cluster.yaml [options]   (a router: see docs/cluster.md)\n"
+          "  --config FILE        cluster config: local models, remote nodes, routing (YAML)\n"
+          "  --join URL           announce this node to the router at URL and heartbeat\n"
+          "  --token T            the router's join token (with --join)\n"
+          "  --advertise URL      how the router reaches this node (http://HOST:PORT of --host/--port)\n"
+          "  --node-name NAME     this node's name at the router (host:port)\n"
           "  --host ADDR          listen address (127.0.0.1; a non-loopback address needs a key)\n"
           "  --port N             port (8080; 0 picks a free one and prints it)\n"
           "  --api-key KEY        require Authorization: Bearer KEY (all but /health)\n"
@@ -64,8 +72,9 @@ static int is_loopback(const char *h) {
     return !strncmp(h, "127.", 4) || !strcmp(h, "::1");
 }
 
-/* NAME=PATH, or PATH (the name is the file name without directory and .gguf). */
-static void model_arg(char *v, server_model *m) {
+/* NAME=PATH, or PATH (the name is the file name without directory and .gguf; then *owned is
+ * the malloc'd name, for the caller to free). */
+static void model_arg(char *v, server_model *m, char **owned) {
     char *eq = strchr(v, '=');
     if (eq && eq != v) {
         *eq = 0;
@@ -79,16 +88,19 @@ static void model_arg(char *v, server_model *m) {
     char *name = strdup(base);
     size_t n = strlen(name);
     if (n > 5 && !strcmp(name + n - 5, ".gguf")) name[n - 5] = 0;
-    m->name = name; /* lives until exit */
+    m->name = name;
+    *owned = name;
 }
 
-int cmd_serve(int argc, char **argv) {
+static int serve_main(int argc, char **argv, char **owned_names) {
     server_params p = {.host = "127.0.0.1", .port = 8080};
     server_model models[MAX_MODELS];
     int n_models = 0, insecure = 0;
     long drain_s = 30, x;
     char *key_from_file = NULL;
-    const char *log_file = NULL;
+    const char *log_file = NULL, *config = NULL, *join_url = NULL, *token = NULL, *advertise = NULL,
+               *node_name = NULL;
+    bool host_set = false, port_set = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -108,9 +120,15 @@ int cmd_serve(int argc, char **argv) {
         int rc = 0;
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             if (n_models == MAX_MODELS) return cli_error("at most %d models", MAX_MODELS);
-            model_arg(v, &models[n_models++]);
-        } else if (!strcmp(a, "--host")) p.host = v;
-        else if (!strcmp(a, "--port")) rc = cli_long(a, v, 0, 65535, &x), p.port = (uint16_t)x;
+            model_arg(v, &models[n_models], &owned_names[n_models]);
+            n_models++;
+        } else if (!strcmp(a, "--host")) p.host = v, host_set = true;
+        else if (!strcmp(a, "--port")) rc = cli_long(a, v, 0, 65535, &x), p.port = (uint16_t)x, port_set = true;
+        else if (!strcmp(a, "--config")) config = v;
+        else if (!strcmp(a, "--join")) join_url = v;
+        else if (!strcmp(a, "--token")) token = v;
+        else if (!strcmp(a, "--advertise")) advertise = v;
+        else if (!strcmp(a, "--node-name")) node_name = v;
         else if (!strcmp(a, "--api-key")) p.api_key = v;
         else if (!strcmp(a, "--api-key-file")) {
             if (!(key_from_file = read_key_file(v))) return 1;
@@ -130,10 +148,24 @@ int cmd_serve(int argc, char **argv) {
         }
         if (rc) return rc;
     }
-    if (!n_models) {
+    cluster_config *cc = NULL;
+    sh_err err = {{0}};
+    if (config) {
+        if (n_models) return cli_error("--config lists the models: give no -m with it");
+        if (join_url) return cli_error("--config makes this process a router; --join is for nodes");
+        if (!(cc = ccfg_load(config, &err))) return cli_error("%s", err.msg);
+        p.cluster = cc;
+        if (cc->host && !host_set) p.host = cc->host;
+        if (cc->port > 0 && !port_set) p.port = (uint16_t)cc->port;
+        if (cc->api_key && !p.api_key) p.api_key = cc->api_key;
+        if (cc->slots && !p.n_slots) p.n_slots = cc->slots;
+        if (cc->ctx && !p.n_ctx) p.n_ctx = cc->ctx;
+        if (cc->threads && !p.n_threads) p.n_threads = cc->threads;
+    } else if (!n_models) {
         usage(stderr);
-        return cli_error("give at least one model: -m MODEL.gguf");
+        return cli_error("give at least one model (-m MODEL.gguf) or a cluster config (--config FILE)");
     }
+    if ((token || advertise || node_name) && !join_url) return cli_error("--token, --advertise and --node-name go with --join");
     if (p.api_key && !p.api_key[0]) return cli_error("--api-key is empty");
     if (!is_loopback(p.host) && !p.api_key && !insecure)
         return cli_error("--host %s is reachable from other machines: give --api-key / --api-key-file "
@@ -150,23 +182,63 @@ int cmd_serve(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    sh_err err = {{0}};
     server *s = server_init(&p, models, n_models, &err);
-    if (!s) return cli_error("%s", err.msg);
-    fprintf(stderr, "shoal: serving %d model%s on http://%s%s%s:%u (", n_models, n_models > 1 ? "s" : "",
+    if (!s) {
+        ccfg_free(cc);
+        return cli_error("%s", err.msg);
+    }
+    if (cc) fprintf(stderr, "shoal: routing on http://%s%s%s:%u (", strchr(p.host, ':') ? "[" : "", p.host,
+                    strchr(p.host, ':') ? "]" : "", server_port(s));
+    else fprintf(stderr, "shoal: serving %d model%s on http://%s%s%s:%u (", n_models, n_models > 1 ? "s" : "",
             strchr(p.host, ':') ? "[" : "", p.host, strchr(p.host, ':') ? "]" : "", server_port(s));
     for (int i = 0; i < n_models; i++) fprintf(stderr, "%s%s", i ? ", " : "", models[i].name);
+    if (cc) {
+        fprintf(stderr, "%d local model%s, %d node%s, %d model name%s", cc->n_locals,
+                cc->n_locals == 1 ? "" : "s", cc->n_nodes, cc->n_nodes == 1 ? "" : "s", cc->n_models,
+                cc->n_models == 1 ? "" : "s");
+        for (int i = 0; i < cc->n_models; i++) fprintf(stderr, "%s%s", i ? ", " : ": ", cc->models[i].name);
+    }
     fprintf(stderr, ")%s\n", p.api_key ? ", API key required" : "");
     fflush(stderr);
+
+    joiner *jn = NULL;
+    if (join_url) {
+        char self[300];
+        if (!advertise) {
+            if (!strcmp(p.host, "0.0.0.0") || !strcmp(p.host, "::"))
+                fprintf(stderr, "shoal: warning: --host %s: give --advertise so the router knows how to reach this node\n", p.host);
+            snprintf(self, sizeof self, "http://%s%s%s:%u", strchr(p.host, ':') ? "[" : "", p.host,
+                     strchr(p.host, ':') ? "]" : "", server_port(s));
+            advertise = self;
+        }
+        const char *names[MAX_MODELS];
+        for (int i = 0; i < n_models; i++) names[i] = models[i].name;
+        joiner_params jp = {.router_url = join_url, .token = token, .self_url = advertise, .name = node_name,
+                            .api_key = p.api_key, .models = names, .n_models = n_models};
+        if (!(jn = joiner_start(&jp, &err))) {
+            server_free(s);
+            return cli_error("%s", err.msg);
+        }
+    }
 
     int sig = 0;
     sigwait(&set, &sig);
     fprintf(stderr, "shoal: %s: draining (up to %lds)\n", sig == SIGTERM ? "SIGTERM" : "SIGINT", drain_s);
+    joiner_set_draining(jn);
     int left = server_drain(s, (double)drain_s);
     if (left) fprintf(stderr, "shoal: %d request(s) still running after %lds; stopping them\n", left, drain_s);
+    joiner_free(jn);
     server_free(s);
+    ccfg_free(cc);
     if (p.log) fclose(p.log);
     free(key_from_file);
     fprintf(stderr, "shoal: stopped\n");
     return 0;
+}
+
+int cmd_serve(int argc, char **argv) {
+    char *owned_names[MAX_MODELS] = {0}; /* model names made from file names, on every return path */
+    int rc = serve_main(argc, argv, owned_names);
+    for (int i = 0; i < MAX_MODELS; i++) free(owned_names[i]);
+    return rc;
 }

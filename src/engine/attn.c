@@ -3,6 +3,8 @@
  */
 #include "engine/attn.h"
 
+#include <math.h>
+
 #include "core/half.h"
 #include "tensor/vecdot.h"
 
@@ -56,8 +58,43 @@ static void to_f16(uint16_t *dst, const float *src, int n) {
     for (int i = 0; i < n; i++) dst[i] = half_from_f32(src[i]);
 }
 
-static const attn_ops attn_ops_scalar = {dot_f16,  dot_f32,  axpy_f16, axpy_f32,
-                                         wsum_f16, wsum_f32, dots_f16, dots_f32, to_f16};
+static float dot_f16h(const uint16_t *q, const uint16_t *k, int n) {
+    float s = 0;
+    for (int i = 0; i < n; i++) s += half_to_f32(q[i]) * half_to_f32(k[i]);
+    return s;
+}
+
+/* fmaf, as the AVX2 version's vfmadd: both give the same f16 results */
+static void mad_f16h(uint16_t *y, float a, const uint16_t *x, int n) {
+    for (int i = 0; i < n; i++) y[i] = half_from_f32(fmaf(half_to_f32(x[i]), a, half_to_f32(y[i])));
+}
+
+static void scale_f16h(uint16_t *y, float a, int n) {
+    for (int i = 0; i < n; i++) y[i] = half_from_f32(half_to_f32(y[i]) * a);
+}
+
+static void dots_f16h(float *s, const uint16_t *q, const uint16_t *k, size_t stride, int nt,
+                      int n, float scale) {
+    for (int t = 0; t < nt; t++) s[t] = dot_f16h(q, k + (size_t)t * stride, n) * scale;
+}
+
+static void wsum_f16h(float *y, const float *ms, const float *vs, const uint16_t *x,
+                      size_t stride, int nt, int n) {
+    for (int i = 0; i < n; i++) {
+        uint16_t acc = 0;
+        for (int t = 0; t < nt; t++) {
+            if (ms[t] != 1.0f) acc = half_from_f32(half_to_f32(acc) * ms[t]);
+            const float xv = half_to_f32(x[(size_t)t * stride + i]);
+            acc = half_from_f32(fmaf(xv, vs[t], half_to_f32(acc)));
+        }
+        y[i] = half_to_f32(acc);
+    }
+}
+
+static const attn_ops attn_ops_scalar = {
+    dot_f16, dot_f32, axpy_f16, axpy_f32, wsum_f16, wsum_f32, dots_f16, dots_f32, to_f16,
+    dot_f16h, mad_f16h, scale_f16h, dots_f16h, wsum_f16h,
+};
 
 /* vecdot's AVX2 level is compiled with the same flags (AVX2, FMA, F16C) and only chosen when
  * the CPU and OS support all of them, so its ISA decision is ours too (SHOAL_ISA included). */

@@ -2,6 +2,10 @@
  * engine/attn — the inner loops of attention over the KV cache: dot products of a query with
  * cached keys and weighted sums of cached values, for f16 and f32 caches.
  *
+ * The f16 cache uses the *_f16h functions, which work on f16 queries and an f16 accumulator the
+ * way llama.cpp's CPU flash attention does (see docs/engine.md); the f32 cache uses the f32
+ * query / f32 accumulator functions.
+ *
  * attn_get() picks the AVX2+F16C+FMA versions (attn_avx2.c) when vecdot's ISA level allows
  * AVX2, else the portable scalar ones. Every version of one function gives the same result
  * for the same inputs regardless of which entries share a batch.
@@ -33,6 +37,22 @@ typedef struct attn_ops {
     /* dst[i] = f16(src[i]) for i < n, rounding to nearest even (as half_from_f32 for every
      * finite value; the AVX2 version uses F16C): the f16 KV cache stores */
     void (*to_f16)(uint16_t *dst, const float *src, int n);
+    /* sum_i q[i] * k[i] with both in f16 (every product is exact in float) */
+    float (*dot_f16h)(const uint16_t *q, const uint16_t *k, int n);
+    /* y[i] = fp16(fma(x[i], a, y[i])): an f16 accumulator, rounded after every update */
+    void (*mad_f16h)(uint16_t *y, float a, const uint16_t *x, int n);
+    /* y[i] = fp16(y[i] * a) */
+    void (*scale_f16h)(uint16_t *y, float a, int n);
+    /* s[t] = dot_f16h(q, k + t * stride, n) * scale for t < nt: bit-identical to nt dot_f16h
+     * calls (the same function inlined, so common head sizes keep q in registers) */
+    void (*dots_f16h)(float *s, const uint16_t *q, const uint16_t *k, size_t stride, int nt,
+                      int n, float scale);
+    /* The f16 accumulator over nt rows x[t * stride + i], i < n, starting from 0: for t = 0, 1,
+     * ...: if ms[t] != 1, acc = fp16(acc * ms[t]) (scale_f16h); then acc = fp16(fma(x, vs[t],
+     * acc)) (mad_f16h); y[i] = the final acc as a float. Bit-identical to those calls on a
+     * zeroed f16 buffer (scaling an f16 value by 1 is exact), with acc in registers. */
+    void (*wsum_f16h)(float *y, const float *ms, const float *vs, const uint16_t *x,
+                      size_t stride, int nt, int n);
 } attn_ops;
 
 /* The best implementation for this CPU (static, never NULL). */

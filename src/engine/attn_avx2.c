@@ -3,6 +3,7 @@
  * by the Makefile; chosen at run time by attn_get()).
  */
 #include <immintrin.h>
+#include <math.h>
 
 #include "core/half.h"
 #include "engine/attn.h"
@@ -131,5 +132,86 @@ static void to_f16(uint16_t *dst, const float *src, int n) {
     for (; i < n; i++) dst[i] = half_from_f32(src[i]);
 }
 
-const attn_ops attn_ops_avx2 = {dot_f16,  dot_f32,  axpy_f16, axpy_f32,
-                                wsum_f16, wsum_f32, dots_f16, dots_f32, to_f16};
+ATTN_INLINE float dot_f16h(const uint16_t *q, const uint16_t *k, int n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(q + i))),
+                             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(q + i + 8))),
+                             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i + 8))), a1);
+    }
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(q + i))),
+                             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))), a0);
+    float s = hsum8(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) s += half_to_f32(q[i]) * half_to_f32(k[i]);
+    return s;
+}
+
+static void mad_f16h(uint16_t *y, float a, const uint16_t *x, int n) {
+    const __m256 va = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 xv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
+        const __m256 yv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i)));
+        _mm_storeu_si128((__m128i *)(y + i),
+                         _mm256_cvtps_ph(_mm256_fmadd_ps(xv, va, yv), _MM_FROUND_TO_NEAREST_INT));
+    }
+    for (; i < n; i++) y[i] = half_from_f32(fmaf(half_to_f32(x[i]), a, half_to_f32(y[i])));
+}
+
+static void scale_f16h(uint16_t *y, float a, int n) {
+    const __m256 va = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 yv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i)));
+        _mm_storeu_si128((__m128i *)(y + i),
+                         _mm256_cvtps_ph(_mm256_mul_ps(yv, va), _MM_FROUND_TO_NEAREST_INT));
+    }
+    for (; i < n; i++) y[i] = half_from_f32(half_to_f32(y[i]) * a);
+}
+
+/* dots_f16h: dot_f16h inlined, 64 and 128 as constants (q stays in registers) */
+static void dots_f16h(float *s, const uint16_t *q, const uint16_t *k, size_t stride, int nt,
+                      int n, float scale) {
+    if (n == 64)
+        for (int t = 0; t < nt; t++) s[t] = dot_f16h(q, k + (size_t)t * stride, 64) * scale;
+    else if (n == 128)
+        for (int t = 0; t < nt; t++) s[t] = dot_f16h(q, k + (size_t)t * stride, 128) * scale;
+    else
+        for (int t = 0; t < nt; t++) s[t] = dot_f16h(q, k + (size_t)t * stride, n) * scale;
+}
+
+/* fp16 rounding of every lane, back as floats (what a store to and load from the f16
+ * accumulator of mad_f16h / scale_f16h gives) */
+static inline __m256 round_f16(__m256 v) {
+    return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+}
+
+/* NR registers of 8 elements each, over all t: per element the operations of scale_f16h and
+ * mad_f16h in the same order, the accumulator rounded to f16 after each */
+#define UNROLL_8 _Pragma("GCC unroll 8")
+#define WSUM_F16H_CHUNK(NR)                                                                            for (; i + 8 * (NR) <= n; i += 8 * (NR)) {                                                             __m256 a[NR];                                                                                      UNROLL_8 for (int r = 0; r < (NR); r++) a[r] = _mm256_setzero_ps();                                       for (int t = 0; t < nt; t++) {                                                                         const uint16_t *xr = x + (size_t)t * stride + i;                                                   if (ms[t] != 1.0f) {                                                                                   const __m256 m = _mm256_set1_ps(ms[t]);                                                            UNROLL_8 for (int r = 0; r < (NR); r++) a[r] = round_f16(_mm256_mul_ps(a[r], m));                    }                                                                                                  const __m256 v = _mm256_set1_ps(vs[t]);                                                            for (int r = 0; r < (NR); r++)                                                                         a[r] = round_f16(_mm256_fmadd_ps(                                                                      _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xr + 8 * r))), v, a[r]));            }                                                                                                  UNROLL_8 for (int r = 0; r < (NR); r++) _mm256_storeu_ps(y + i + 8 * r, a[r]);                 }
+
+static void wsum_f16h(float *y, const float *ms, const float *vs, const uint16_t *x,
+                      size_t stride, int nt, int n) {
+    int i = 0;
+    WSUM_F16H_CHUNK(8)
+    WSUM_F16H_CHUNK(4)
+    WSUM_F16H_CHUNK(1)
+    for (; i < n; i++) {
+        uint16_t acc = 0;
+        for (int t = 0; t < nt; t++) {
+            if (ms[t] != 1.0f) acc = half_from_f32(half_to_f32(acc) * ms[t]);
+            const float xv = half_to_f32(x[(size_t)t * stride + i]);
+            acc = half_from_f32(fmaf(xv, vs[t], half_to_f32(acc)));
+        }
+        y[i] = half_to_f32(acc);
+    }
+}
+
+const attn_ops attn_ops_avx2 = {
+    dot_f16, dot_f32, axpy_f16, axpy_f32, wsum_f16, wsum_f32, dots_f16, dots_f32, to_f16,
+    dot_f16h, mad_f16h, scale_f16h, dots_f16h, wsum_f16h,
+};

@@ -54,7 +54,7 @@ struct engine {
     atomic_llong *counters;   /* [n_phases] work counters of one forward pass */
     int n_phases;             /* 5 per layer + 1 */
     float *rope_cs;           /* [n_batch][n_rot] cos, sin pairs for each entry's position */
-    float *scratch;           /* [n_threads][scratch_n] per-thread scores / norm rows */
+    float *scratch;           /* [n_threads][scratch_n] per-thread attention / norm rows */
     int scratch_n;            /* floats per thread in scratch */
     float *logits;            /* [n_logits][n_vocab] */
     int *out_row;             /* [n_batch] row of logits for each entry, or -1 */
@@ -131,9 +131,11 @@ engine *engine_init(const model *m, const engine_params *pin, sh_err *err) {
     if (act_bytes_for(&m->output) > act_row) act_row = act_bytes_for(&m->output);
     act_row = (act_row + 63) & ~(size_t)63;
     e->act_row = act_row;
-    /* per thread: attention scores of one KV group's heads, or one norm row */
+    /* per thread: attention scores of one KV group's heads (f32 cache), or one head's weights,
+     * rescale factors and f16 query (f16 cache), or one norm row */
     int group = hp->n_heads / hp->n_kv_heads;
-    e->scratch_n = (max_i(p.n_ctx * group, max_i(hp->dim, hp->ffn)) + 15) & ~15;
+    int att_n = max_i(p.n_ctx * group, 2 * p.n_ctx + hp->head_dim);
+    e->scratch_n = (max_i(att_n, max_i(hp->dim, hp->ffn)) + 15) & ~15;
 
     e->k_cache = malloc(kv_bytes ? kv_bytes : 1);
     e->v_cache = malloc(kv_bytes ? kv_bytes : 1);
@@ -372,11 +374,72 @@ static void qkv_unit(engine *e, const model_layer *ly, const uint8_t *act, int l
     }
 }
 
+/*
+ * Attention with the f16 cache, in the arithmetic of llama.cpp's CPU flash attention (on by
+ * default there, and what it runs per query row with an f16 cache): each query is rounded to
+ * f16 before the dot products, and the softmax runs online (one pass over the positions,
+ * rescaling by exp(old max - new max) when the max grows) into an f16 accumulator that is
+ * rounded after every update; the result is that accumulator times 1 / (sum of weights).
+ * Computing it as the f32 path does (f32 query, two-pass softmax, f32 accumulator) differed
+ * from llama.cpp's defaults by rel L2 0.75-1.25e-3 at the logits; this way by ~1e-7 on prompts
+ * of a few tokens and 1-4e-4 on the 24-token prompt of scripts/compare-llama.sh (the rest grows
+ * with the number of query rows in a batch; llama.cpp also has a tiled f32 kernel for batches,
+ * which this does not mirror). Same contract as attend(); work holds 2 * n_ctx + head_dim
+ * floats.
+ */
+static void attend_f16(engine *e, int layer, int i, int orow, int h0, int h1, float *work) {
+    const model_hparams *hp = &e->hp;
+    const attn_ops *op = e->attn;
+    int hd = hp->head_dim, g = h0 / (hp->n_heads / hp->n_kv_heads), nh = h1 - h0;
+    int seq = seq_of(e->b, i), pos = e->b->pos[i];
+    const float *q = e->qkv + (size_t)i * e->qkv_dim + (size_t)h0 * hd;
+    float *out = e->att + (size_t)orow * e->q_dim + (size_t)h0 * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const size_t sn = (size_t)e->n_ctx;
+    float *vs = work, *ms = work + sn;           /* per position: weight, rescale factor */
+    uint16_t *q16 = (uint16_t *)(work + 2 * sn); /* [hd] the query in f16 */
+    const uint8_t *kb = kv_at(e, e->k_cache, layer, seq, 0);
+    const uint8_t *vb = kv_at(e, e->v_cache, layer, seq, 0);
+    const size_t off = (size_t)g * hd * e->kv_elem;
+    /* Head by head over all positions: the scores (q in registers), then the online softmax's
+     * running max and sum, which give each position's weight vs[t] and the factor ms[t] the
+     * accumulator is rescaled by first (1: none), then the f16 accumulator over the V rows in
+     * registers. Per head, the same operations in the same order as walking the positions with
+     * dot_f16h, scale_f16h and mad_f16h (tested: test_attn). */
+    for (int h = 0; h < nh; h++) {
+        for (int d = 0; d < hd; d++) q16[d] = half_from_f32(q[h * hd + d]);
+        op->dots_f16h(vs, q16, (const uint16_t *)(kb + off), e->kv_dim, pos + 1, hd, scale);
+        float mx = -INFINITY, sum = 0.0f;
+        for (int t = 0; t <= pos; t++) {
+            const float s = vs[t];
+            float m = 1.0f, w = 1.0f;
+            if (s > mx) { /* new max: rescale what is accumulated; this weight is 1 */
+                m = expf(mx - s);
+                mx = s;
+            } else {
+                w = expf(s - mx);
+            }
+            ms[t] = m;
+            vs[t] = w;
+            sum = fmaf(sum, m, w);
+        }
+        float *o = out + (size_t)h * hd;
+        op->wsum_f16h(o, ms, vs, (const uint16_t *)(vb + off), e->kv_dim, pos + 1, hd);
+        const float inv = 1.0f / sum;
+        for (int d = 0; d < hd; d++) o[d] *= inv;
+    }
+}
+
 /* Attention of entry i for query heads [h0, h1), which share one KV head, over positions
- * 0..pos of the entry's sequence, into row orow of att. Head by head over all positions (the
- * scores with q in registers, the weighted sum of V with the sums in registers); the heads of
- * a GQA group re-read the same K / V rows from cache. scores holds (h1 - h0) * n_ctx floats. */
+ * 0..pos of the entry's sequence, into row orow of att. The f32 cache: head by head over all
+ * positions (the scores with q in registers, the weighted sum of V with the sums in registers);
+ * the heads of a GQA group re-read the same K / V rows from cache. scores holds
+ * (h1 - h0) * n_ctx floats. The f16 cache: see attend_f16. */
 static void attend(engine *e, int layer, int i, int orow, int h0, int h1, float *scores) {
+    if (!e->kv_f32) {
+        attend_f16(e, layer, i, orow, h0, h1, scores);
+        return;
+    }
     const model_hparams *hp = &e->hp;
     const attn_ops *op = e->attn;
     int hd = hp->head_dim, g = h0 / (hp->n_heads / hp->n_kv_heads), nh = h1 - h0;
@@ -388,14 +451,9 @@ static void attend(engine *e, int layer, int i, int orow, int h0, int h1, float 
     const uint8_t *vb = kv_at(e, e->v_cache, layer, seq, 0);
     size_t off = (size_t)g * hd * e->kv_elem;
     size_t sn = (size_t)e->n_ctx;
-    for (int h = 0; h < nh; h++) {
-        if (e->kv_f32)
-            op->dots_f32(scores + h * sn, q + h * hd, (const float *)(kb + off), e->kv_dim,
-                         pos + 1, hd, scale);
-        else
-            op->dots_f16(scores + h * sn, q + h * hd, (const uint16_t *)(kb + off), e->kv_dim,
-                         pos + 1, hd, scale);
-    }
+    for (int h = 0; h < nh; h++)
+        op->dots_f32(scores + h * sn, q + h * hd, (const float *)(kb + off), e->kv_dim, pos + 1,
+                     hd, scale);
     for (int h = 0; h < nh; h++) {
         float *sc = scores + h * sn, mx = -INFINITY, sum = 0;
         for (int t = 0; t <= pos; t++)
@@ -409,14 +467,9 @@ static void attend(engine *e, int layer, int i, int orow, int h0, int h1, float 
     }
     /* head by head over all positions, sums in registers (wsum: the same arithmetic as one
      * axpy per position) */
-    for (int h = 0; h < nh; h++) {
-        if (e->kv_f32)
-            op->wsum_f32(out + h * hd, scores + h * sn, (const float *)(vb + off), e->kv_dim,
-                         pos + 1, hd);
-        else
-            op->wsum_f16(out + h * hd, scores + h * sn, (const uint16_t *)(vb + off), e->kv_dim,
-                         pos + 1, hd);
-    }
+    for (int h = 0; h < nh; h++)
+        op->wsum_f32(out + h * hd, scores + h * sn, (const float *)(vb + off), e->kv_dim, pos + 1,
+                     hd);
 }
 
 static void forward_thread(void *ctx, int ith, int nth) {

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "api/oai_req.h"
+#include "cluster/router.h"
 #include "core/hash.h"
 #include "http/chan.h"
 #include "http/http.h"
@@ -43,6 +44,7 @@ struct server {
     srv_model *models;
     int n_models;
     http_server *http;
+    router *rt;                 /* cluster mode (--config), or NULL */
     metrics *met;
     _Atomic bool ready, draining;
     FILE *log;
@@ -627,9 +629,9 @@ static void handle_embeddings(server *s, srv_model *sm, const oai_request *r, ht
     pthread_cond_destroy(&es.cv);
 }
 
-static void handle_generate(server *s, oai_kind kind, http_request *req, http_response *resp) {
-    size_t len;
-    const char *body = http_req_body(req, &len);
+/* body: the request's own, or the router's rewrite of it (cluster mode) */
+static void handle_generate(server *s, oai_kind kind, http_request *req, const char *body, size_t len,
+                            http_response *resp) {
     oai_request r;
     oai_error e;
     if (oai_parse_request(kind, body, len, &r, &e)) {
@@ -683,6 +685,9 @@ static void handle_generate(server *s, oai_kind kind, http_request *req, http_re
         oai_errorf(&e, 500, "server_error", NULL, "out of memory");
         goto fail;
     }
+    /* the channel starts with a reference for each side, but here both sides reach it through
+     * g, which is itself reference-counted: g keeps one, dropped in gen_release */
+    if (g->ch) chan_release(g->ch);
 
     sched_req_params rp = {.prompt = ids.ids, .n_prompt = (int)ids.n, .max_tokens = r.max_tokens,
                            .stop = (const char *const *)r.stop, .n_stop = (int)r.n_stop,
@@ -814,6 +819,13 @@ static void on_request(void *ud, http_request *req, http_response *resp) {
         handle_health(s, resp);
         return; /* health checks are not logged: they would drown the log */
     }
+    if (s->rt && !strcmp(path, "/v1/cluster/join")) {
+        /* nodes authenticate with the join token, not the clients' API key */
+        if (!post) goto bad_method;
+        router_join(s->rt, req, resp);
+        simple_log(s, req, resp->status);
+        return;
+    }
     if (!authorized(s, req)) {
         oai_errorf(&e, 401, "invalid_request_error", NULL, "missing or wrong API key (Authorization: Bearer KEY)");
         e.code = "invalid_api_key";
@@ -834,12 +846,23 @@ static void on_request(void *ud, http_request *req, http_response *resp) {
             simple_log(s, req, 503);
             return;
         }
-        handle_generate(s, (oai_kind)kind, req, resp);
+        if (s->rt) {
+            router_handle(s->rt, kind, req, resp);
+            simple_log(s, req, resp->status);
+            return;
+        }
+        size_t len;
+        const char *body = http_req_body(req, &len);
+        handle_generate(s, (oai_kind)kind, req, body, len, resp);
         return;
     }
     if (!strcmp(path, "/v1/models")) {
         if (!get) goto bad_method;
-        handle_models(s, resp);
+        if (s->rt) router_models(s->rt, resp);
+        else handle_models(s, resp);
+    } else if (s->rt && !strcmp(path, "/v1/cluster")) {
+        if (!get) goto bad_method;
+        router_cluster(s->rt, resp);
     } else if (!strcmp(path, "/metrics")) {
         if (!get) goto bad_method;
         handle_metrics(s, resp);
@@ -867,8 +890,23 @@ static void model_free_one(srv_model *sm) {
     free(sm->name);
 }
 
+static void local_generate(void *ud, int local, int kind, http_request *req, const char *body, size_t len,
+                           http_response *resp) {
+    (void)local; /* the body names the local model */
+    handle_generate(ud, (oai_kind)kind, req, body, len, resp);
+}
+
 server *server_init(const server_params *p, const server_model *models, int n_models, sh_err *err) {
-    if (n_models < 1) {
+    const cluster_config *cc = p->cluster;
+    server_model cm[256];
+    if (cc) {
+        /* cluster mode: the config's local models, then the router over them and the nodes */
+        if (n_models) return sh_errf(err, "give models either with -m or in the cluster config, not both"), NULL;
+        for (int i = 0; i < cc->n_locals && i < 256; i++) cm[i] = (server_model){cc->locals[i].name, cc->locals[i].path};
+        models = cm;
+        n_models = cc->n_locals < 256 ? cc->n_locals : 256;
+    }
+    if (n_models < 1 && !cc) {
         sh_errf(err, "no model given (-m MODEL.gguf)");
         return NULL;
     }
@@ -878,7 +916,7 @@ server *server_init(const server_params *p, const server_model *models, int n_mo
     s->log = p->log ? p->log : stderr;
     pthread_mutex_init(&s->log_mu, NULL);
     s->met = metrics_init();
-    s->models = calloc((size_t)n_models, sizeof *s->models);
+    s->models = calloc((size_t)(n_models ? n_models : 1), sizeof *s->models);
     if (!s->met || !s->models) {
         sh_errf(err, "out of memory");
         goto fail;
@@ -914,6 +952,10 @@ server *server_init(const server_params *p, const server_model *models, int n_mo
             goto fail;
         }
     }
+    if (cc) {
+        router_local_ops ops = {.generate = local_generate, .ud = s};
+        if (!(s->rt = router_init(cc, &ops, s->met, err))) goto fail;
+    }
     http_config hc = {.host = p->host, .port = p->port, .max_body = p->max_body};
     if (!(s->http = http_server_start(&hc, on_request, s, err))) goto fail;
     atomic_store(&s->ready, true);
@@ -948,6 +990,7 @@ void server_free(server *s) {
     if (s->http) http_server_quiesce(s->http);
     for (int i = 0; i < s->n_models; i++) sched_free(s->models[i].sc), s->models[i].sc = NULL;
     http_server_stop(s->http);
+    router_free(s->rt);
     for (int i = 0; i < s->n_models; i++) model_free_one(&s->models[i]);
     free(s->models);
     metrics_free(s->met);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "cluster/config.h"
 #include "core/err.h"
 
 typedef struct server_model {
@@ -36,12 +37,16 @@ typedef struct server_params {
                                  * detected from each file's tokenizer.chat_template */
     bool log_prompts;           /* include prompts and outputs in the request log */
     FILE *log;                  /* request log (JSON lines); NULL: stderr */
+    const cluster_config *cluster; /* cluster mode: the config's local models are loaded (give no
+                                 * models to server_init) and requests are routed over them and the
+                                 * config's nodes (cluster/router.h); borrowed, outlives the server */
 } server_params;
 
 typedef struct server server;
 
 /* Loads every model, starts their schedulers and the HTTP listener. The first model is the
- * default for requests without "model". */
+ * default for requests without "model". In cluster mode (p->cluster) models must be NULL / 0:
+ * the config lists them, and the router adds GET /v1/cluster and POST /v1/cluster/join. */
 server *server_init(const server_params *p, const server_model *models, int n_models,
                     sh_err *err);
 

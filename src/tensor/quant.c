@@ -204,6 +204,21 @@ void quant_quantize_row_q8_0(const float *x, quant_block_q8_0 *y, int64_t k) {
     }
 }
 
+/* The activation variant: what llama.cpp's x86 build runs when it converts activations for
+ * Q8_0 / Q4_0 / Q5_0 weights (its SIMD quantizer, which differs from the reference above in
+ * two roundings: the multiplier is 127 / amax instead of 1 / d, and ties go to even). A level
+ * that lands on the other side of a rounding boundary moves an activation by one step, which a
+ * random-weight model amplifies into logit differences of ~1e-2. */
+void quant_quantize_row_q8_0_act(const float *x, quant_block_q8_0 *y, int64_t k) {
+    for (int64_t b = 0; b < k / QUANT_QK; b++, x += QUANT_QK) {
+        float amax = 0.0f;
+        for (int j = 0; j < QUANT_QK; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+        const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+        y[b].d = half_from_f32(amax / 127.f);
+        for (int j = 0; j < QUANT_QK; j++) y[b].qs[j] = (int8_t)round_even(x[j] * id);
+    }
+}
+
 void quant_dequantize_row_q8_0(const quant_block_q8_0 *x, float *y, int64_t k) {
     for (int64_t b = 0; b < k / QUANT_QK; b++, y += QUANT_QK) {
         const float d = half_to_f32(x[b].d);
@@ -510,6 +525,37 @@ void quant_dequantize_row_q6_k(const quant_block_q6_k *x, float *y, int64_t k) {
     }
 }
 
+/* ============================================================ Q8_1 (activations) ===== */
+
+/* What llama.cpp's x86 build does when it converts activations for Q4_1 / Q5_1 weights (its
+ * SIMD quantizer, not quantize_row_q8_1_ref): the multiplier is 127 / amax rather than 1 / d,
+ * rounding is to nearest even, and the block sum is scaled by the float d before its own fp16
+ * rounding. Matching those steps matters: the minimum term m * s of every block uses s as
+ * stored, and a model with random weights turns a systematic 2^-11 relative difference in s
+ * into logit differences of ~2e-2. */
+void quant_quantize_row_q8_1(const float *x, quant_block_q8_1 *y, int64_t k) {
+    for (int64_t b = 0; b < k / QUANT_QK; b++, x += QUANT_QK) {
+        float amax = 0.0f;
+        for (int j = 0; j < QUANT_QK; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+        const float d = amax / 127.f;
+        const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+        int sum = 0;
+        for (int j = 0; j < QUANT_QK; j++) {
+            y[b].qs[j] = (int8_t)round_even(x[j] * id);
+            sum += y[b].qs[j];
+        }
+        y[b].d = half_from_f32(d);
+        y[b].s = half_from_f32(d * (float)sum);
+    }
+}
+
+void quant_dequantize_row_q8_1(const quant_block_q8_1 *x, float *y, int64_t k) {
+    for (int64_t b = 0; b < k / QUANT_QK; b++, y += QUANT_QK) {
+        const float d = half_to_f32(x[b].d);
+        for (int j = 0; j < QUANT_QK; j++) y[j] = (float)x[b].qs[j] * d;
+    }
+}
+
 /* ============================================================ Q8_K (activations) ===== */
 
 void quant_quantize_row_q8_k(const float *x, quant_block_q8_k *y, int64_t k) {
@@ -542,7 +588,8 @@ void quant_dequantize_row_q8_k(const quant_block_q8_k *x, float *y, int64_t k) {
 bool quant_supported(uint32_t type) {
     switch (type) {
     case DT_F32: case DT_F16: case DT_BF16: case DT_Q4_0: case DT_Q4_1: case DT_Q5_0:
-    case DT_Q5_1: case DT_Q8_0: case DT_Q4_K: case DT_Q5_K: case DT_Q6_K: case DT_Q8_K:
+    case DT_Q5_1: case DT_Q8_0: case DT_Q8_1: case DT_Q4_K: case DT_Q5_K: case DT_Q6_K:
+    case DT_Q8_K:
         return true;
     default:
         return false;
@@ -560,6 +607,7 @@ int quant_quantize_row(uint32_t type, const float *x, void *y, int64_t k) {
     case DT_Q5_0: quant_quantize_row_q5_0(x, y, k); break;
     case DT_Q5_1: quant_quantize_row_q5_1(x, y, k); break;
     case DT_Q8_0: quant_quantize_row_q8_0(x, y, k); break;
+    case DT_Q8_1: quant_quantize_row_q8_1(x, y, k); break;
     case DT_Q4_K: quant_quantize_row_q4_k(x, y, k); break;
     case DT_Q5_K: quant_quantize_row_q5_k(x, y, k); break;
     case DT_Q6_K: quant_quantize_row_q6_k(x, y, k); break;
@@ -580,6 +628,7 @@ int quant_dequantize_row(uint32_t type, const void *x, float *y, int64_t k) {
     case DT_Q5_0: quant_dequantize_row_q5_0(x, y, k); break;
     case DT_Q5_1: quant_dequantize_row_q5_1(x, y, k); break;
     case DT_Q8_0: quant_dequantize_row_q8_0(x, y, k); break;
+    case DT_Q8_1: quant_dequantize_row_q8_1(x, y, k); break;
     case DT_Q4_K: quant_dequantize_row_q4_k(x, y, k); break;
     case DT_Q5_K: quant_dequantize_row_q5_k(x, y, k); break;
     case DT_Q6_K: quant_dequantize_row_q6_k(x, y, k); break;

@@ -25,6 +25,8 @@
  *              128h+64+l (high), ql[64h+32+l] elements 128h+32+l and 128h+96+l; bits 2i, 2i+1
  *              of qh[32h+l] are the top two bits of element 128h+32i+l; int8 scales[s] per 16
  *              elements; x = d*sc*(q-32).
+ *   Q8_1:      activation blocks for the Q4_1 / Q5_1 kernels: qs[j] = element j, fp16 d, and
+ *              fp16 s = d * sum(qs) (the block sum the weight minimum multiplies).
  *   Q8_K:      activation blocks for the K-quant kernels: float d, 256 int8, and bsums[i] =
  *              sum of qs[16i..16i+15].
  */
@@ -66,6 +68,13 @@ typedef struct {
     int8_t qs[QUANT_QK];         /* x = d * q */
 } quant_block_q8_0;
 
+/* Activations only (what llama.cpp pairs with Q4_1 / Q5_1 weights). s is rounded to fp16
+ * from the unrounded scale times the integer sum, so it is not exactly fp16(d) * sum(qs). */
+typedef struct {
+    uint16_t d, s;               /* fp16 scale and fp16(scale * sum(qs)) */
+    int8_t qs[QUANT_QK];         /* x = d * q */
+} quant_block_q8_1;
+
 typedef struct {
     uint16_t d, dmin;            /* super-block scales of the 6-bit scales and mins */
     uint8_t scales[12];          /* 8 x (6-bit scale, 6-bit min) */
@@ -97,6 +106,7 @@ _Static_assert(sizeof(quant_block_q4_1) == 20, "Q4_1 block is 20 bytes");
 _Static_assert(sizeof(quant_block_q5_0) == 22, "Q5_0 block is 22 bytes");
 _Static_assert(sizeof(quant_block_q5_1) == 24, "Q5_1 block is 24 bytes");
 _Static_assert(sizeof(quant_block_q8_0) == 34, "Q8_0 block is 34 bytes");
+_Static_assert(sizeof(quant_block_q8_1) == 36, "Q8_1 block is 36 bytes");
 _Static_assert(sizeof(quant_block_q4_k) == 144, "Q4_K block is 144 bytes");
 _Static_assert(sizeof(quant_block_q5_k) == 176, "Q5_K block is 176 bytes");
 _Static_assert(sizeof(quant_block_q6_k) == 210, "Q6_K block is 210 bytes");
@@ -105,7 +115,7 @@ _Static_assert(sizeof(quant_block_q8_k) == 292, "Q8_K block is 292 bytes");
 /* ============================================================ generic entry points ===== */
 
 /* True when quant_quantize_row / quant_dequantize_row handle type (F32, F16, BF16, Q4_0,
- * Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, Q8_K). */
+ * Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q4_K, Q5_K, Q6_K, Q8_K). */
 bool quant_supported(uint32_t type);
 
 /* Converts k floats to a row of type `type` (k a multiple of the type's block size; y holds
@@ -134,12 +144,20 @@ void quant_quantize_row_q5_1(const float *x, quant_block_q5_1 *y, int64_t k);
 void quant_dequantize_row_q5_1(const quant_block_q5_1 *x, float *y, int64_t k);
 void quant_quantize_row_q8_0(const float *x, quant_block_q8_0 *y, int64_t k);
 void quant_dequantize_row_q8_0(const quant_block_q8_0 *x, float *y, int64_t k);
+/* Q8_0 for activations, as llama.cpp's x86 CPU path converts them (scale 127 / amax, ties to
+ * even); the same layout as Q8_0, so it dequantizes with quant_dequantize_row_q8_0. */
+void quant_quantize_row_q8_0_act(const float *x, quant_block_q8_0 *y, int64_t k);
 void quant_quantize_row_q4_k(const float *x, quant_block_q4_k *y, int64_t k);
 void quant_dequantize_row_q4_k(const quant_block_q4_k *x, float *y, int64_t k);
 void quant_quantize_row_q5_k(const float *x, quant_block_q5_k *y, int64_t k);
 void quant_dequantize_row_q5_k(const quant_block_q5_k *x, float *y, int64_t k);
 void quant_quantize_row_q6_k(const float *x, quant_block_q6_k *y, int64_t k);
 void quant_dequantize_row_q6_k(const quant_block_q6_k *x, float *y, int64_t k);
+/* Q8_1 is an activation format. The quantizer follows llama.cpp's x86 CPU path (the one its
+ * kernels see), not its scalar reference: scale 127 / amax, ties rounded to even, and
+ * s = fp16((amax / 127) * sum(qs)). Dequantizing gives d * q (s carries no extra values). */
+void quant_quantize_row_q8_1(const float *x, quant_block_q8_1 *y, int64_t k);
+void quant_dequantize_row_q8_1(const quant_block_q8_1 *x, float *y, int64_t k);
 /* Q8_K is an activation format: symmetric 8-bit with one float scale per 256 elements. */
 void quant_quantize_row_q8_k(const float *x, quant_block_q8_k *y, int64_t k);
 void quant_dequantize_row_q8_k(const quant_block_q8_k *x, float *y, int64_t k);

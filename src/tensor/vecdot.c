@@ -69,19 +69,19 @@ static float dot_q4_0(const void *w, const void *a, int64_t k) {
     return s;
 }
 
-/* Q4_1 / Q5_1: sum (d*q + m) * a  =  d * sum(q*a) + m * sum(a), both scaled by the act scale */
+/* Q4_1 / Q5_1 against Q8_1 activations: sum (dw*q + m) * da*a  =  dw*da * sum(q*a) + m * s,
+ * where s is the activation block's stored fp16 da * sum(a). Using the stored s (rather than
+ * recomputing da * sum(a) in float) is what llama.cpp does; see quant_quantize_row_q8_1. */
 static float dot_q4_1(const void *w, const void *a, int64_t k) {
     const quant_block_q4_1 *x = w;
-    const quant_block_q8_0 *y = a;
+    const quant_block_q8_1 *y = a;
     float s = 0;
     for (int64_t b = 0; b < k / QUANT_QK; b++) {
-        int sum = 0, sa = 0;
-        for (int j = 0; j < 16; j++) {
+        int sum = 0;
+        for (int j = 0; j < 16; j++)
             sum += (x[b].qs[j] & 0xF) * y[b].qs[j] + (x[b].qs[j] >> 4) * y[b].qs[j + 16];
-            sa += y[b].qs[j] + y[b].qs[j + 16];
-        }
-        const float da = half_to_f32(y[b].d);
-        s += half_to_f32(x[b].d) * da * (float)sum + half_to_f32(x[b].m) * da * (float)sa;
+        s += half_to_f32(x[b].d) * half_to_f32(y[b].d) * (float)sum +
+             half_to_f32(x[b].m) * half_to_f32(y[b].s);
     }
     return s;
 }
@@ -109,19 +109,18 @@ static float dot_q5_0(const void *w, const void *a, int64_t k) {
 
 static float dot_q5_1(const void *w, const void *a, int64_t k) {
     const quant_block_q5_1 *x = w;
-    const quant_block_q8_0 *y = a;
+    const quant_block_q8_1 *y = a;
     float s = 0;
     for (int64_t b = 0; b < k / QUANT_QK; b++) {
         const uint32_t qh = qh32(x[b].qh);
-        int sum = 0, sa = 0;
+        int sum = 0;
         for (int j = 0; j < 16; j++) {
             int lo = (x[b].qs[j] & 0xF) | (int)((qh >> j) & 1) << 4;
             int hi = (x[b].qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
             sum += lo * y[b].qs[j] + hi * y[b].qs[j + 16];
-            sa += y[b].qs[j] + y[b].qs[j + 16];
         }
-        const float da = half_to_f32(y[b].d);
-        s += half_to_f32(x[b].d) * da * (float)sum + half_to_f32(x[b].m) * da * (float)sa;
+        s += half_to_f32(x[b].d) * half_to_f32(y[b].d) * (float)sum +
+             half_to_f32(x[b].m) * half_to_f32(y[b].s);
     }
     return s;
 }
@@ -238,9 +237,9 @@ static const vecdot_kernel scalar_kernels[] = {
     {DT_BF16, DT_F32, ISA_SCALAR, matmul_bf16, NULL},
     {DT_Q8_0, DT_Q8_0, ISA_SCALAR, matmul_q8_0, NULL},
     {DT_Q4_0, DT_Q8_0, ISA_SCALAR, matmul_q4_0, NULL},
-    {DT_Q4_1, DT_Q8_0, ISA_SCALAR, matmul_q4_1, NULL},
+    {DT_Q4_1, DT_Q8_1, ISA_SCALAR, matmul_q4_1, NULL},
     {DT_Q5_0, DT_Q8_0, ISA_SCALAR, matmul_q5_0, NULL},
-    {DT_Q5_1, DT_Q8_0, ISA_SCALAR, matmul_q5_1, NULL},
+    {DT_Q5_1, DT_Q8_1, ISA_SCALAR, matmul_q5_1, NULL},
     {DT_Q4_K, DT_Q8_K, ISA_SCALAR, matmul_q4_k, NULL},
     {DT_Q5_K, DT_Q8_K, ISA_SCALAR, matmul_q5_k, NULL},
     {DT_Q6_K, DT_Q8_K, ISA_SCALAR, matmul_q6_k, NULL},
@@ -324,14 +323,8 @@ size_t vecdot_act_row_bytes(uint32_t act_type, int64_t k) {
     return (size_t)n;
 }
 
-void vecdot_quantize_act(uint32_t act_type, const float *x, void *y, int64_t k) {
-    if (act_type == DT_Q8_0 && k % QUANT_QK == 0 && vecdot_best_isa() >= ISA_AVX512) {
-        vecdot_avx512_quantize_q8_0(x, y, k);
-        return;
-    }
-    int rc = quant_quantize_row(act_type, x, y, k);
-    SH_ASSERT(rc == 0 && "activation type and k must match a kernel's act_type");
-    if (act_type != DT_Q8_0) return;
+void vecdot_scalar_quantize_q8_0(const float *x, void *y, int64_t k) {
+    quant_quantize_row_q8_0_act(x, y, k);
     /* the trailer: the packed kernels need sum(a) per block (exact, shared by every weight row)
      * and save the fp16 conversion of the scale in their inner loop */
     const int64_t nb = k / QUANT_QK;
@@ -344,6 +337,19 @@ void vecdot_quantize_act(uint32_t act_type, const float *x, void *y, int64_t k) 
         e.s_q8_0 = -128 * e.s;
         memcpy(t + (size_t)b * sizeof e, &e, sizeof e); /* rows need not be aligned */
     }
+}
+
+void vecdot_quantize_act(uint32_t act_type, const float *x, void *y, int64_t k) {
+    /* Q8_0 activations round like llama.cpp's CPU path, not like its (weight) reference
+     * quantizer (see quant_quantize_row_q8_0_act), and carry the trailer; the AVX-512 version
+     * gives the same bytes. Q8_1 and Q8_K exist only as activations. */
+    if (act_type == DT_Q8_0 && k >= 0 && k % QUANT_QK == 0) {
+        if (vecdot_best_isa() >= ISA_AVX512) vecdot_avx512_quantize_q8_0(x, y, k);
+        else vecdot_scalar_quantize_q8_0(x, y, k);
+        return;
+    }
+    int rc = quant_quantize_row(act_type, x, y, k);
+    SH_ASSERT(rc == 0 && "activation type and k must match a kernel's act_type");
 }
 
 /* ============================================================ packed layout ===== */

@@ -3,8 +3,10 @@
  *
  * The engine multiplies a weight matrix W (rows of k elements in type wtype, as stored in the
  * GGUF file) by n_act activation rows. Activations are first converted once to the kernel's
- * act_type (F32 for float weights; Q8_0 / Q8_K style 8-bit blocks for quantized weights, so the
- * inner loop is an integer dot product) with vecdot_quantize_act(). Then, for a range of weight
+ * act_type (F32 for float weights; 8-bit blocks for quantized weights, so the inner loop is an
+ * integer dot product: Q8_0 for Q8_0 / Q4_0 / Q5_0, Q8_1 (Q8_0 plus an fp16 block sum) for
+ * Q4_1 / Q5_1, Q8_K for the K-quants — the pairing llama.cpp's CPU backend uses, rounded the
+ * way its x86 quantizers round) with vecdot_quantize_act(). Then, for a range of weight
  * rows [r0, r1) (the engine splits rows across threads):
  *
  *     out[j * out_stride + r] = dot(W row r, A row j)      for r in [r0, r1), j in [0, n_act)
@@ -105,7 +107,9 @@ typedef struct vecdot_act_sum {
     int32_t s_q8_0; /* -128 * s */
 } vecdot_act_sum;
 
-/* Converts one row of k floats to act_type (F32: a copy; Q8_0 also writes the trailer). */
+/* Converts one row of k floats to act_type (F32: a copy). Q8_0 uses the activation rounding
+ * (quant_quantize_row_q8_0_act), not the weight quantizer's, and also writes the trailer; the
+ * SIMD version writes the same bytes as the scalar one. */
 void vecdot_quantize_act(uint32_t act_type, const float *x, void *y, int64_t k);
 
 #endif

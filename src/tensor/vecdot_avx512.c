@@ -98,6 +98,10 @@ ALWAYS_INLINE __m512i dot2_q8_0(__m512i w, __m512i a) {
     const __m512i s = _mm512_mask_sub_epi8(a, _mm512_movepi8_mask(w), z, a);
     return _mm512_dpbusd_epi32(z, _mm512_abs_epi8(w), s);
 }
+/* the int8 levels of two consecutive activation blocks (Q8_0 or Q8_1) */
+#define ACT2(p)                                                                                    \
+    _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(p)[0].qs)),    \
+                       _mm256_loadu_si256((const __m256i *)(p)[1].qs), 1)
 ALWAYS_INLINE __m256i dot1_q4_0(__m256i w, __m256i a) { return wdot_off8(w, a); }
 ALWAYS_INLINE __m256i dot1_q8_0(__m256i w, __m256i a) { return wdot_s8(w, a); }
 
@@ -163,7 +167,7 @@ ALWAYS_INLINE __m128 wmin2_q5_1(const quant_block_q5_1 *w) {
             _mm_cvtsi32_si128((int)((uint32_t)w[b].d | (uint32_t)w[b + 1].d << 16)));              \
         const __m128 mw = WMIN2(&w[b]);                                                            \
         UNROLL_G for (int g = 0; g < na; g++) {                                                    \
-            const __m512i aq = w2_q8_0(&A->q[g][b]);                                               \
+            const __m512i aq = ACT2(&A->q[g][b]);                                                  \
             const __m128 da = pre ? _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)&A->d[g][b]))\
                                   : _mm_setr_ps(_cvtsh_ss(A->q[g][b].d),                           \
                                                 _cvtsh_ss(A->q[g][b + 1].d), 0, 0);                \
@@ -171,15 +175,15 @@ ALWAYS_INLINE __m128 wmin2_q5_1(const quant_block_q5_1 *w) {
             ACC[g] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(DOT2(wq, aq)), ACC[g]);                 \
             if (ASYM) {                                                                            \
                 const __m128 sa = pre ? _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)&A->s[g][b]))\
-                                      : _mm_setr_ps(act_sum_scaled(&A->q[g][b]),                   \
-                                                    act_sum_scaled(&A->q[g][b + 1]), 0, 0);        \
+                                      : _mm_setr_ps(ACT_SUM(&A->q[g][b]),                          \
+                                                    ACT_SUM(&A->q[g][b + 1]), 0, 0);               \
                 SM[g] = _mm_fmadd_ps(mw, sa, SM[g]);                                               \
             }                                                                                      \
         }                                                                                          \
     } while (0)
 
-#define DEFINE_PAIR_ROWS(fn, bt, W2, DOT2, WMIN2, WVEC1, DOT1, WMIN1, ASYM)                        \
-    ALWAYS_INLINE void fn(int64_t k, const bt *w, const act_rows *A, int na, float *res,           \
+#define DEFINE_PAIR_ROWS(fn, bt, AS, W2, DOT2, WMIN2, WVEC1, DOT1, WMIN1, ASYM)                    \
+    ALWAYS_INLINE void fn(int64_t k, const bt *w, const act_rows_##AS *A, int na, float *res,      \
                           int pre) {                                                               \
         __m512 acc0[G], acc1[G];                                                                   \
         __m128 sm0[G], sm1[G]; /* minimum terms of the asymmetric types, lanes 0 and 1 */          \
@@ -223,21 +227,21 @@ ALWAYS_INLINE __m128 wmin2_q5_1(const quant_block_q5_1 *w) {
         }                                                                                          \
     }
 
-DEFINE_PAIR_ROWS(rows2_q8_0, quant_block_q8_0, w2_q8_0, dot2_q8_0, wmin2_none, wvec_q8_0,
+DEFINE_PAIR_ROWS(rows2_q8_0, quant_block_q8_0, q8_0, w2_q8_0, dot2_q8_0, wmin2_none, wvec_q8_0,
                  dot1_q8_0, wmin_none, 0)
-DEFINE_PAIR_ROWS(rows2_q4_0, quant_block_q4_0, w2_q4_0, dot2_q4_0, wmin2_none, wvec_q4_0,
+DEFINE_PAIR_ROWS(rows2_q4_0, quant_block_q4_0, q8_0, w2_q4_0, dot2_q4_0, wmin2_none, wvec_q4_0,
                  dot1_q4_0, wmin_none, 0)
-DEFINE_PAIR_ROWS(rows2_q5_0, quant_block_q5_0, w2_q5_0, dot2_q5_0, wmin2_none, wvec_q5_0,
+DEFINE_PAIR_ROWS(rows2_q5_0, quant_block_q5_0, q8_0, w2_q5_0, dot2_q5_0, wmin2_none, wvec_q5_0,
                  dot1_q5_0, wmin_none, 0)
-DEFINE_PAIR_ROWS(rows2_q4_1, quant_block_q4_1, w2_q4_1, dot2_u8, wmin2_q4_1, wvec_q4_1, dot1_u8,
-                 wmin_q4_1, 1)
-DEFINE_PAIR_ROWS(rows2_q5_1, quant_block_q5_1, w2_q5_1, dot2_u8, wmin2_q5_1, wvec_q5_1, dot1_u8,
-                 wmin_q5_1, 1)
-DEFINE_Q32_MATMUL(mm512_q8_0, quant_block_q8_0, rows2_q8_0, 0)
-DEFINE_Q32_MATMUL(mm512_q4_0, quant_block_q4_0, rows2_q4_0, 0)
-DEFINE_Q32_MATMUL(mm512_q5_0, quant_block_q5_0, rows2_q5_0, 0)
-DEFINE_Q32_MATMUL(mm512_q4_1, quant_block_q4_1, rows2_q4_1, 1)
-DEFINE_Q32_MATMUL(mm512_q5_1, quant_block_q5_1, rows2_q5_1, 1)
+DEFINE_PAIR_ROWS(rows2_q4_1, quant_block_q4_1, q8_1, w2_q4_1, dot2_u8, wmin2_q4_1, wvec_q4_1,
+                 dot1_u8, wmin_q4_1, 1)
+DEFINE_PAIR_ROWS(rows2_q5_1, quant_block_q5_1, q8_1, w2_q5_1, dot2_u8, wmin2_q5_1, wvec_q5_1,
+                 dot1_u8, wmin_q5_1, 1)
+DEFINE_Q32_MATMUL(mm512_q8_0, quant_block_q8_0, q8_0, rows2_q8_0, 0)
+DEFINE_Q32_MATMUL(mm512_q4_0, quant_block_q4_0, q8_0, rows2_q4_0, 0)
+DEFINE_Q32_MATMUL(mm512_q5_0, quant_block_q5_0, q8_0, rows2_q5_0, 0)
+DEFINE_Q32_MATMUL(mm512_q4_1, quant_block_q4_1, q8_1, rows2_q4_1, 1)
+DEFINE_Q32_MATMUL(mm512_q5_1, quant_block_q5_1, q8_1, rows2_q5_1, 1)
 
 /* ============================================================ packed Q8_0 / Q4_0 ===== */
 
@@ -445,35 +449,32 @@ DEFINE_PK_MATMUL(mmp_q4_0, pk_tile_q4_0, pk_dec_q4_0)
 
 /* ============================================================ activation rows ===== */
 
-/* roundf() semantics (halves away from zero), exactly: truncate, then step away from zero when
- * the dropped fraction (exact in float) is at least one half. */
-ALWAYS_INLINE __m512 round_away(__m512 v) {
-    const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    const __m512 f = _mm512_abs_ps(_mm512_sub_ps(v, t));
-    const __mmask16 up = _mm512_cmp_ps_mask(f, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
-    const __m512 one = _mm512_or_ps(_mm512_set1_ps(1.0f),
-                                    _mm512_and_ps(v, _mm512_set1_ps(-0.0f))); /* +-1 */
-    return _mm512_mask_add_ps(t, up, t, one);
-}
-
+/* Blocks as quant_quantize_row_q8_0_act, which rounds like llama.cpp's x86 quantizer: the same
+ * float operations per element (x * (127 / amax), rounded to nearest with ties to even, which
+ * is what vcvtps2dq does with the explicit rounding mode), so the bytes are those of the scalar
+ * version. amax is exact in any order; the running max keeps its accumulator as the second
+ * operand of vmaxps, which (like the scalar comparison) never picks up a NaN. */
 void vecdot_avx512_quantize_q8_0(const float *x, void *yv, int64_t k) {
     quant_block_q8_0 *y = yv;
     const int64_t nb = k / QUANT_QK;
     uint8_t *tr = (uint8_t *)yv + vecdot_act_trailer_offset(nb);
     for (int64_t b = 0; b < nb; b++, x += QUANT_QK) {
         const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
-        /* the same float operations as quant_quantize_row_q8_0 (max is exact in any order) */
-        const float amax =
-            _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-        const float d = amax / 127;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        y[b].d = half_from_f32(d);
+        const __m512 m0 = _mm512_max_ps(_mm512_abs_ps(v0), _mm512_setzero_ps());
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v1), m0));
+        const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+        y[b].d = half_from_f32(amax / 127.f);
         const __m512 vid = _mm512_set1_ps(id);
-        const __m512i q0 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v0, vid)));
-        const __m512i q1 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v1, vid)));
-        _mm_storeu_si128((__m128i *)y[b].qs, _mm512_cvtepi32_epi8(q0));
-        _mm_storeu_si128((__m128i *)(y[b].qs + 16), _mm512_cvtepi32_epi8(q1));
-        const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+        const __m512i q0 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v0, vid),
+                                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m512i q1 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v1, vid),
+                                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m128i b0 = _mm512_cvtepi32_epi8(q0), b1 = _mm512_cvtepi32_epi8(q1);
+        _mm_storeu_si128((__m128i *)y[b].qs, b0);
+        _mm_storeu_si128((__m128i *)(y[b].qs + 16), b1);
+        /* the sum of the stored int8 levels, as the scalar trailer takes it */
+        const int32_t sum = _mm512_reduce_add_epi32(
+            _mm512_add_epi32(_mm512_cvtepi8_epi32(b0), _mm512_cvtepi8_epi32(b1)));
         const vecdot_act_sum e = {half_to_f32(y[b].d), sum, -8 * sum, -128 * sum};
         memcpy(tr + (size_t)b * sizeof e, &e, sizeof e);
     }
@@ -487,9 +488,9 @@ const vecdot_kernel vecdot_avx512_kernels[] = {
     {DT_BF16, DT_F32, ISA_AVX512, mm_bf16, NULL},
     {DT_Q8_0, DT_Q8_0, ISA_AVX512, mm512_q8_0, mmp_q8_0},
     {DT_Q4_0, DT_Q8_0, ISA_AVX512, mm512_q4_0, mmp_q4_0},
-    {DT_Q4_1, DT_Q8_0, ISA_AVX512, mm512_q4_1, NULL},
+    {DT_Q4_1, DT_Q8_1, ISA_AVX512, mm512_q4_1, NULL},
     {DT_Q5_0, DT_Q8_0, ISA_AVX512, mm512_q5_0, NULL},
-    {DT_Q5_1, DT_Q8_0, ISA_AVX512, mm512_q5_1, NULL},
+    {DT_Q5_1, DT_Q8_1, ISA_AVX512, mm512_q5_1, NULL},
     {DT_Q4_K, DT_Q8_K, ISA_AVX512, mm_q4_k, NULL},
     {DT_Q5_K, DT_Q8_K, ISA_AVX512, mm_q5_k, NULL},
     {DT_Q6_K, DT_Q8_K, ISA_AVX512, mm_q6_k, NULL},

@@ -111,6 +111,40 @@ static void test_known_q8_0(void **state) {
     assert_int_equal(q.qs[31], 119);  /* 119.0625 */
 }
 
+/* The activation quantizers round like llama.cpp's x86 path: multiplier 127 / amax, ties to
+ * even (the weight quantizer above rounds ties away from zero). Q8_1 also stores
+ * s = fp16((amax / 127) * sum(q)), rounded from the unrounded scale. */
+static void test_known_act_q8(void **state) {
+    (void)state;
+    float x[32] = {127.0f, 2.5f, -2.5f, 3.5f, 0.5f}; /* amax 127: multiplier exactly 1 */
+    quant_block_q8_0 w, a;
+    quant_block_q8_1 a1;
+    quant_quantize_row_q8_0(x, &w, 32);
+    quant_quantize_row_q8_0_act(x, &a, 32);
+    quant_quantize_row_q8_1(x, &a1, 32);
+    static const int8_t away[5] = {127, 3, -3, 4, 1}, even[5] = {127, 2, -2, 4, 0};
+    for (int j = 0; j < 5; j++) {
+        assert_int_equal(w.qs[j], away[j]);
+        assert_int_equal(a.qs[j], even[j]);
+        assert_int_equal(a1.qs[j], even[j]);
+    }
+    assert_int_equal(a.d, 0x3C00);   /* 1.0 */
+    assert_int_equal(a1.d, 0x3C00);
+    assert_int_equal(a1.s, 0x5818);  /* 131 = 127 + 2 - 2 + 4 */
+    float dq[32];
+    quant_dequantize_row_q8_1(&a1, dq, 32);
+    assert_true(dq[1] == 2.0f && dq[3] == 4.0f);
+
+    /* amax 100: d = 100/127 is not an fp16 value; s comes from the float d */
+    for (int j = 0; j < 32; j++) x[j] = (float)(j * 3 % 17) - 5.0f;
+    x[7] = 100.0f;
+    quant_quantize_row_q8_1(x, &a1, 32);
+    int sum = 0;
+    for (int j = 0; j < 32; j++) sum += a1.qs[j];
+    assert_int_equal(a1.d, half_from_f32(100.0f / 127.f));
+    assert_int_equal(a1.s, half_from_f32(100.0f / 127.f * (float)sum));
+}
+
 static void test_known_q4_0(void **state) {
     (void)state;
     float x[32];
@@ -265,7 +299,7 @@ int main(void) {
         cmocka_unit_test(test_known_q4_0),      cmocka_unit_test(test_known_q4_1),
         cmocka_unit_test(test_known_q5_0_bits), cmocka_unit_test(test_k_layouts),
         cmocka_unit_test(test_q8_k_bsums),      cmocka_unit_test(test_f16_exhaustive),
-        cmocka_unit_test(test_generic),
+        cmocka_unit_test(test_generic),         cmocka_unit_test(test_known_act_q8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

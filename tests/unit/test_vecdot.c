@@ -1,6 +1,7 @@
 /*
  * test_vecdot — the matmul kernels: scalar reference against a double-precision dot of the
- * dequantized rows, every SIMD kernel against the scalar one (float reassociation only),
+ * dequantized rows (for Q8_1 activations, with each block's minimum term taken from the stored
+ * fp16 block sum, as the format defines it), every SIMD kernel against the scalar one (float reassociation only),
  * batch invariance (n_act and row split never change a result), untouched outputs.
  */
 #include "testutil.h"
@@ -11,6 +12,7 @@
 #include "tensor/dtype.h"
 #include "tensor/quant.h"
 #include "tensor/vecdot.h"
+#include "tensor/vecdot_impl.h"
 
 static const uint32_t all_types[] = {DT_F32,  DT_F16,  DT_BF16, DT_Q8_0, DT_Q4_0, DT_Q4_1,
                                      DT_Q5_0, DT_Q5_1, DT_Q4_K, DT_Q5_K, DT_Q6_K};
@@ -26,6 +28,24 @@ typedef struct {
     uint8_t *W, *A;
     double *exact, *mag; /* [n_act][n_rows] */
 } problem;
+
+/* Q4_1 / Q5_1 against Q8_1: the minimum m of a weight block multiplies the activation block's
+ * stored s = fp16(d * sum(q)), not the sum of the dequantized activations. Returns
+ * sum over blocks of m * (s - sum(a)) for weight row r and activation row j (a dequantized). */
+static double q8_1_min_correction(const problem *p, int64_t r, int64_t j, const float *a) {
+    const uint8_t *wrow = p->W + r * p->w_stride;
+    const quant_block_q8_1 *arow = (const void *)(p->A + j * p->a_stride);
+    const size_t wb = dtype_block_bytes(p->wtype);
+    double c = 0;
+    for (int64_t b = 0; b < p->k / QUANT_QK; b++) {
+        uint16_t m; /* Q4_1 and Q5_1 blocks both start with fp16 d, m */
+        memcpy(&m, wrow + (size_t)b * wb + 2, sizeof m);
+        double sa = 0;
+        for (int i = 0; i < QUANT_QK; i++) sa += a[b * QUANT_QK + i];
+        c += (double)half_to_f32(m) * ((double)half_to_f32(arow[b].s) - sa);
+    }
+    return c;
+}
 
 static void problem_make(problem *p, uint32_t wtype, int64_t k, int64_t n_rows, int64_t n_act,
                          uint64_t seed) {
@@ -68,6 +88,7 @@ static void problem_make(problem *p, uint32_t wtype, int64_t k, int64_t n_rows, 
                 s += t;
                 m += fabs(t);
             }
+            if (p->atype == DT_Q8_1) s += q8_1_min_correction(p, r, j, ad + j * k);
             p->exact[j * n_rows + r] = s;
             p->mag[j * n_rows + r] = m;
         }
@@ -276,26 +297,32 @@ static void test_known_answer(void **state) {
 }
 
 /* Q8_0 activation rows from vecdot_quantize_act (SIMD when available): the blocks are those
- * of the reference quantizer byte for byte (halves round away from zero), the trailer holds
- * each block's scale and sum. */
+ * of the activation quantizer byte for byte (llama.cpp's x86 rounding: multiplier 127 / amax,
+ * ties to even, unlike the weight quantizer's halves away from zero), the trailer holds each
+ * block's scale and sum. */
 static void test_act_q8_0(void **state) {
     (void)state;
     uint64_t seed = 5;
     for (int64_t k = 32; k <= 320; k += 96) {
         float x[320];
         for (int64_t i = 0; i < k; i++) x[i] = tu_randf(&seed) * 10.0f;
-        x[0] = 127.0f; /* block 0: d = 1, so these land exactly on halves */
+        x[0] = 127.0f; /* block 0: multiplier 1, so these land exactly on halves */
         x[1] = 2.5f, x[2] = -3.5f, x[3] = 0.5f, x[4] = -0.5f, x[5] = 126.5f;
         for (int i = 32; i < 64 && i < k; i++) x[i] = 0.0f; /* an all-zero block */
         const int64_t nb = k / 32;
         const size_t bytes = vecdot_act_row_bytes(DT_Q8_0, k);
         uint8_t *got = calloc(1, bytes + 2), *ref = calloc(1, bytes);
+        quant_block_q8_0 w;
         vecdot_quantize_act(DT_Q8_0, x, got + 2, k); /* a row not 4-byte aligned */
-        quant_quantize_row_q8_0(x, (quant_block_q8_0 *)ref, k);
+        quant_quantize_row_q8_0_act(x, (quant_block_q8_0 *)ref, k);
+        quant_quantize_row_q8_0(x, &w, 32);
         assert_memory_equal(got + 2, ref, (size_t)nb * sizeof(quant_block_q8_0));
         const quant_block_q8_0 *blk = (const quant_block_q8_0 *)ref;
-        assert_int_equal(blk[0].qs[1], 3);
-        assert_int_equal(blk[0].qs[2], -4);
+        static const int8_t even[6] = {127, 2, -4, 0, 0, 126}, away[6] = {127, 3, -4, 1, -1, 127};
+        for (int j = 0; j < 6; j++) {
+            assert_int_equal(blk[0].qs[j], even[j]);
+            assert_int_equal(w.qs[j], away[j]);
+        }
         for (int64_t b = 0; b < nb; b++) {
             vecdot_act_sum e;
             memcpy(&e, got + 2 + vecdot_act_trailer_offset(nb) + (size_t)b * sizeof e, sizeof e);
@@ -309,6 +336,64 @@ static void test_act_q8_0(void **state) {
         free(got);
         free(ref);
     }
+}
+
+/* The scalar and AVX-512 Q8_0 activation quantizers write the same bytes (blocks and trailer)
+ * whatever the CPU picks, on blocks built to hit the rounding boundaries: exact halves with an
+ * exact multiplier, values one ulp either side of (n + 0.5) / multiplier with an inexact one,
+ * magnitudes from 2^-60 to 2^60, signed zeros, subnormals, all-zero and one-element blocks. */
+static void test_act_q8_0_scalar_vs_simd(void **state) {
+    (void)state;
+    enum { NB = 600, K = NB * 32 };
+    float *x = malloc(K * sizeof(float));
+    uint64_t seed = 99;
+    for (int b = 0; b < NB; b++) {
+        float *v = x + b * 32;
+        const int kind = b % 6;
+        const float amax = ldexpf(1.0f + (tu_randf(&seed) + 1.0f) * 0.49f, (b % 121) - 60);
+        const float id = 127.f / amax;
+        for (int j = 0; j < 32; j++) {
+            const float r = tu_randf(&seed); /* [-1, 1) */
+            switch (kind) {
+            case 0: v[j] = r * amax; break;
+            case 1: /* exact multiplier 1: halves */
+                v[j] = (float)((int)(r * 126.0f)) + (j % 2 ? 0.5f : -0.5f);
+                break;
+            case 2: { /* one ulp around a rounding boundary */
+                const float t = ((float)(int)(r * 126.0f) + 0.5f) / id;
+                v[j] = j % 3 == 0 ? t : nextafterf(t, j % 3 == 1 ? INFINITY : -INFINITY);
+                break;
+            }
+            case 3: v[j] = j % 2 ? -0.0f : ldexpf(r, -140); break; /* subnormals, -0 */
+            case 4: v[j] = 0.0f; break;
+            default: v[j] = j == 7 ? -amax : 0.0f; break;
+            }
+        }
+        if (kind == 1) v[31] = b % 2 ? 127.0f : -127.0f;
+        if (kind == 2) v[5] = b % 2 ? amax : -amax;
+    }
+    const size_t bytes = vecdot_act_row_bytes(DT_Q8_0, K);
+    uint8_t *a = calloc(1, bytes), *s = calloc(1, bytes), *ref = calloc(1, bytes);
+    quant_quantize_row_q8_0_act(x, (quant_block_q8_0 *)ref, K);
+    vecdot_scalar_quantize_q8_0(x, s, K);
+    assert_memory_equal(s, ref, (size_t)NB * sizeof(quant_block_q8_0));
+    vecdot_quantize_act(DT_Q8_0, x, a, K); /* whichever the CPU runs */
+    assert_memory_equal(a, s, bytes);
+    if (vecdot_best_isa() >= ISA_AVX512) {
+        memset(a, 0x5A, bytes);
+        vecdot_avx512_quantize_q8_0(x, a, K);
+        for (int b = 0; b < NB; b++)
+            if (memcmp(a + b * 34, s + b * 34, 34) != 0)
+                fail_msg("block %d (kind %d): AVX-512 and scalar Q8_0 activations differ", b,
+                         b % 6);
+        assert_memory_equal(a, s, bytes);
+    } else {
+        print_message("no AVX-512: only the scalar quantizer checked\n");
+    }
+    free(x);
+    free(a);
+    free(s);
+    free(ref);
 }
 
 /* ============================================================ packed layout ===== */
@@ -424,6 +509,7 @@ int main(void) {
         cmocka_unit_test(test_batch_invariance),
         cmocka_unit_test(test_scale_buffer_paths),
         cmocka_unit_test(test_act_q8_0),
+        cmocka_unit_test(test_act_q8_0_scalar_vs_simd),
         cmocka_unit_test(test_packed_sizes),
         cmocka_unit_test(test_packed_vs_scalar),
     };

@@ -1,0 +1,119 @@
+/*
+ * cluster/config — the cluster configuration (`cluster.yaml`): which models this process loads,
+ * which remote nodes it routes to, the model names of the API with their routing policy and
+ * backends, and the router's timeouts. Parsed with libyaml and validated completely at load, so
+ * that the router never meets an unknown name, a bad URL or a missing model file at run time.
+ *
+ * Contract:
+ *   - ccfg_load / ccfg_parse return a fully validated config, or NULL with one line in err,
+ *     "PATH:LINE: problem" (LINE 1-based; the key or value at fault is named and quoted, with
+ *     control and non-ASCII bytes escaped as \xNN and long values cut with "...").
+ *   - The config owns every string and array in it; ccfg_free frees everything.
+ *   - Every cross-reference is resolved: a backend names an existing local or node; rule,
+ *     default and fallback targets are model *names* (an alias given in the file is replaced by
+ *     its model's name); no fallback loops; no rule target is itself a rules model.
+ *   - Relative paths (local path, api_key_file, join_token_file) are taken relative to the
+ *     directory of the config file (ccfg_load) or the current directory (ccfg_parse); the
+ *     stored local path is the resolved one.
+ *   - Secrets given as *_env / *_file are read at load time; the stored value is the key itself.
+ *   - The input is untrusted: any bytes give a config or an error, never a crash. YAML anchors
+ *     are allowed, aliases (*x) are not (no expansion bombs); one document per file.
+ * Not thread-safe while loading; a loaded config is read-only and may be shared.
+ */
+#ifndef SHOAL_CLUSTER_CONFIG_H
+#define SHOAL_CLUSTER_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cluster/route.h" /* route_policy */
+#include "core/err.h"
+
+#define CCFG_POLICY_RULES ROUTE_POLICY_COUNT /* policy value for "rules" */
+
+/* Limits: beyond them the config is refused with a message naming the limit. */
+#define CCFG_MAX_FILE_BYTES (1 << 20) /* size of the YAML text */
+#define CCFG_MAX_ITEMS 256            /* locals, nodes, models; backends and rules per model */
+#define CCFG_MAX_ALIASES 64           /* aliases per model */
+#define CCFG_MAX_NAME 128             /* bytes of a name (printable ASCII, no spaces) */
+#define CCFG_MAX_PATTERN 1024         /* bytes of a rule's regex */
+#define CCFG_MAX_SECRET 4096          /* bytes of an API key / join token */
+#define CCFG_MAX_DEPTH 32             /* nesting of YAML collections */
+
+typedef struct ccfg_local {   /* a model loaded in this process */
+    char *name;               /* unique among locals */
+    char *path;               /* GGUF file; must exist and be readable at load */
+    int line;
+} ccfg_local;
+
+typedef struct ccfg_node {    /* a remote shoal node */
+    char *name;               /* unique among nodes */
+    char *url;                /* "http://host:port" (no trailing slash; https allowed) */
+    char *api_key;            /* NULL: none. From api_key, or api_key_env (environment variable name),
+                               * or api_key_file (first line) */
+    int line;
+} ccfg_node;
+
+typedef struct ccfg_backend { /* one backend of a model name: exactly one of local / node */
+    char *local;              /* a ccfg_local name, or NULL */
+    char *node;               /* a ccfg_node name, or NULL */
+    char *model;              /* the model id to ask the node for (default: the model name itself;
+                               * for a local backend always NULL) */
+    int capability;           /* latency_budget: larger = more capable (default 0) */
+    int line;
+} ccfg_backend;
+
+typedef struct ccfg_rule {    /* policy "rules": first match wins */
+    char *pattern;            /* POSIX extended regex (case-insensitive) on the request text, or NULL */
+    char *meta_key, *meta_value; /* or metadata key = value (both set), pattern NULL */
+    char *target;             /* model name to route to (must be defined in models) */
+    int line;
+} ccfg_rule;
+
+typedef struct ccfg_model {   /* a model name of the API */
+    char *name;
+    char **aliases; int n_aliases;   /* other names clients may use */
+    int policy;               /* route_policy, or CCFG_POLICY_RULES */
+    ccfg_backend *backends; int n_backends;  /* >= 1 unless policy is rules */
+    ccfg_rule *rules; int n_rules;           /* policy rules only (>= 1) */
+    char *default_target;     /* rules: model name when no rule matches (NULL: 404-style error) */
+    char *fallback;           /* model name answering when this one has no usable backend, or NULL */
+    bool hedge;               /* send a duplicate after hedge_after_ms (0 = the backend's live p95) */
+    double hedge_after_ms;
+    size_t prefix_bytes;      /* prefix_affinity (default 256) */
+    double load_factor;       /* prefix_affinity (default 1.25) */
+    int vnodes;               /* prefix_affinity (default 64) */
+    int line;
+    int default_line, fallback_line; /* where default / fallback were given (0: not given) */
+} ccfg_model;
+
+typedef struct cluster_config {
+    char *host; int port;     /* listen: host NULL / port -1 when not given (CLI decides) */
+    char *api_key;            /* clients' key for this router (api_key / api_key_env / api_key_file), or NULL */
+    char *join_token;         /* nodes joining at run time must present it (join_token / _env / _file), or NULL: joins refused */
+    double health_interval_ms;   /* health: interval_ms (default 500) */
+    double health_timeout_ms;    /* health: timeout_ms (default 400) */
+    int fail_threshold;          /* health: fail_threshold — consecutive failures that open the circuit (default 3) */
+    double cooldown_ms;          /* health: cooldown_ms — open circuit -> half-open probe (default 2000) */
+    int max_attempts;            /* retry: max_attempts — backends tried per request (default 3) */
+    double connect_timeout_ms;   /* retry: connect_timeout_ms (default 500) */
+    double first_byte_timeout_ms;/* retry: first_byte_timeout_ms — no answer by then = failed attempt (default 30000) */
+    double heartbeat_ms;         /* join: heartbeat_ms — how often joined nodes report (default 1000) */
+    double node_ttl_ms;          /* join: ttl_ms — a joined node silent this long is dropped (default 3000) */
+    int slots, ctx, threads;     /* serve: slots / ctx / threads for local models (0 = server default) */
+    ccfg_local *locals; int n_locals;
+    ccfg_node *nodes; int n_nodes;
+    ccfg_model *models; int n_models;
+    char *path;                  /* the file it came from */
+} cluster_config;
+
+/* Reads and validates a config file. NULL with err = "PATH:LINE: problem" on any error. */
+cluster_config *ccfg_load(const char *path, sh_err *err);
+/* The same from memory (name is used in messages). */
+cluster_config *ccfg_parse(const char *text, size_t len, const char *name, sh_err *err);
+void ccfg_free(cluster_config *c);   /* NULL is fine */
+
+/* The model whose name or alias is `name`, or NULL. */
+const ccfg_model *ccfg_find_model(const cluster_config *c, const char *name);
+
+#endif

@@ -1,0 +1,112 @@
+/*
+ * test_attn — the f16-cache attention primitives: the f16-accumulator functions of the chosen
+ * table (scalar under SHOAL_ISA=scalar) and of the AVX2 table against their definition (round
+ * to f16 after every update, as llama.cpp's CPU flash attention does with an f16 cache), and
+ * the AVX2 f16 x f16 dot against an exact sum.
+ */
+#include "testutil.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "core/half.h"
+#include "engine/attn.h"
+#include "tensor/vecdot.h"
+
+#define N 80 /* covers the 16- and 8-wide loops and a scalar tail for n = 1..N */
+
+static void fill_f16(uint16_t *x, int n, uint64_t *seed, float scale) {
+    for (int i = 0; i < n; i++) x[i] = half_from_f32(tu_randf(seed) * scale);
+}
+
+/* mad_f16h / scale_f16h: exactly fp16(fma(x, a, y)) and fp16(y * a), element by element,
+ * for the portable table and (when the CPU has it) the AVX2 one. */
+static void test_f16_accumulator_definition(void **state) {
+    (void)state;
+    const attn_ops *tables[2] = {attn_get(), vecdot_best_isa() >= ISA_AVX2 ? &attn_ops_avx2 : NULL};
+    uint64_t seed = 7;
+    for (int t = 0; t < 2; t++) {
+        if (!tables[t]) continue;
+        for (int n = 1; n <= N; n += 7) {
+            uint16_t x[N], y[N], want[N];
+            fill_f16(x, n, &seed, 4.0f);
+            fill_f16(y, n, &seed, 4.0f);
+            const float a = 0.3712f;
+            for (int i = 0; i < n; i++)
+                want[i] = half_from_f32(fmaf(half_to_f32(x[i]), a, half_to_f32(y[i])));
+            tables[t]->mad_f16h(y, a, x, n);
+            assert_memory_equal(y, want, (size_t)n * sizeof(uint16_t));
+            for (int i = 0; i < n; i++) want[i] = half_from_f32(half_to_f32(y[i]) * 0.625f);
+            tables[t]->scale_f16h(y, 0.625f, n);
+            assert_memory_equal(y, want, (size_t)n * sizeof(uint16_t));
+        }
+    }
+}
+
+/* The f16 x f16 dot: products are exact in float, so the AVX2 sum differs from the scalar one
+ * by reassociation only. */
+static void test_dot_f16h(void **state) {
+    (void)state;
+    if (vecdot_best_isa() < ISA_AVX2) skip();
+    uint64_t seed = 11;
+    for (int n = 1; n <= N; n++) {
+        uint16_t q[N], k[N];
+        fill_f16(q, n, &seed, 2.0f);
+        fill_f16(k, n, &seed, 2.0f);
+        double exact = 0, mag = 0;
+        for (int i = 0; i < n; i++) {
+            const double p = (double)half_to_f32(q[i]) * half_to_f32(k[i]);
+            exact += p;
+            mag += fabs(p);
+        }
+        const float s = attn_ops_avx2.dot_f16h(q, k, n);
+        assert_true(fabs((double)s - exact) <= 1e-6 * mag + 1e-30);
+    }
+}
+
+/* dots_f16h / wsum_f16h (head by head over all positions, q or the accumulator in registers)
+ * against the per-position calls they replace: bit-identical, for the portable table and the
+ * AVX2 one, for lengths that take every chunk width and the scalar tail. */
+static void test_f16h_loops(void **state) {
+    (void)state;
+    const attn_ops *tables[2] = {attn_get(), vecdot_best_isa() >= ISA_AVX2 ? &attn_ops_avx2 : NULL};
+    enum { NT = 13, M = 140, STRIDE = 150 };
+    uint16_t x[NT * STRIDE], q[M], acc[M];
+    float ms[NT], vs[NT], sa[NT], sb[NT], want[M], got[M];
+    uint64_t seed = 31;
+    fill_f16(x, NT * STRIDE, &seed, 3.0f);
+    fill_f16(q, M, &seed, 1.0f);
+    for (int t = 0; t < NT; t++) { /* as the online softmax makes them: one of the two is 1 */
+        const float r = fabsf(tu_randf(&seed));
+        ms[t] = t == 0 ? 0.0f : t % 3 == 1 ? r : 1.0f;
+        vs[t] = ms[t] == 1.0f ? r : 1.0f;
+    }
+    static const int ns[] = {1, 7, 8, 32, 40, 64, 72, 96, 128, 139};
+    for (int tb = 0; tb < 2; tb++) {
+        const attn_ops *op = tables[tb];
+        if (!op) continue;
+        for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++) {
+            const int n = ns[c];
+            for (int t = 0; t < NT; t++) sa[t] = op->dot_f16h(q, x + t * STRIDE, n) * 0.125f;
+            op->dots_f16h(sb, q, x, STRIDE, NT, n, 0.125f);
+            assert_memory_equal(sa, sb, sizeof sa);
+            memset(acc, 0, sizeof acc);
+            for (int t = 0; t < NT; t++) {
+                if (ms[t] != 1.0f) op->scale_f16h(acc, ms[t], n);
+                op->mad_f16h(acc, vs[t], x + t * STRIDE, n);
+            }
+            for (int i = 0; i < n; i++) want[i] = half_to_f32(acc[i]);
+            op->wsum_f16h(got, ms, vs, x, STRIDE, NT, n);
+            assert_memory_equal(got, want, (size_t)n * sizeof(float));
+        }
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_f16_accumulator_definition),
+        cmocka_unit_test(test_dot_f16h),
+        cmocka_unit_test(test_f16h_loops),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
