@@ -71,9 +71,9 @@ size_t vecdot_packed_group_bytes(uint32_t wtype, int64_t k);
 size_t vecdot_packed_bytes(uint32_t wtype, int64_t k, int64_t n_rows);
 
 /* Writes the packed form of n_rows rows of k elements (row stride w_stride bytes) to dst,
- * which holds vecdot_packed_bytes(). Rows [r0, r1) only when called on a sub-range: groups are
- * independent, so r0 must be a multiple of VECDOT_PACK_ROWS (several threads may pack disjoint
- * group ranges). */
+ * which holds vecdot_packed_bytes(). Only the groups of rows [r0, r1) are written: groups are
+ * independent, so r0 must be a multiple of VECDOT_PACK_ROWS unless the range is empty, and
+ * r1 should be one too or n_rows (several threads may pack disjoint group ranges). */
 void vecdot_pack(uint32_t wtype, int64_t k, const void *W, size_t w_stride, int64_t n_rows,
                  int64_t r0, int64_t r1, void *dst);
 
