@@ -15,7 +15,9 @@
 #include "model/model.h"
 
 static void usage(FILE *f) {
-    fputs("usage: shoal bench -m MODEL [-p 128] [-n 64] [-r 3] [-t N] [--kv-f32] [--json]\n", f);
+    fputs("usage: shoal bench -m MODEL [-p 128] [-n 64] [-r 3] [-t N] [--kv-f32] [--no-repack]\n"
+          "                   [--json]\n",
+          f);
 }
 
 static double now_ms(void) {
@@ -65,6 +67,7 @@ static double run_tg(engine *e, int n, int n_vocab, sh_err *err) {
 int cmd_bench(int argc, char **argv) {
     const char *model_path = NULL;
     int p = 128, n = 64, r = 3, n_threads = 0, json = 0, kv_f32 = 0;
+    model_params mp = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -77,6 +80,9 @@ int cmd_bench(int argc, char **argv) {
             continue;
         } else if (!strcmp(a, "--kv-f32")) {
             kv_f32 = 1;
+            continue;
+        } else if (!strcmp(a, "--no-repack")) {
+            mp.no_repack = true;
             continue;
         }
         if (!v) {
@@ -105,7 +111,7 @@ int cmd_bench(int argc, char **argv) {
     engine *e = NULL;
     int32_t *tok = NULL, *pos = NULL;
     double *pp = NULL, *tg = NULL;
-    model *m = model_load(model_path, &err);
+    model *m = model_load_ex(model_path, &mp, &err);
     if (!m) {
         cli_error("%s", err.msg);
         goto done;

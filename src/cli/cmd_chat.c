@@ -33,7 +33,8 @@ static void usage(FILE *f) {
           "                     (default: detected from the model's chat template)\n"
           "  --temp T (0.8)  --top-k K (40)  --top-p P (0.95)  --min-p P (0.05)  --seed S\n"
           "  --repeat-penalty X (1)\n"
-          "  -t N               threads           --ctx N   context size (model's, max 4096)\n",
+          "  -t N               threads           --ctx N   context size (model's, max 4096)\n"
+          "  --no-repack        weights stay in the shared file mapping (slower; see docs/engine.md)\n",
           f);
 }
 
@@ -58,6 +59,7 @@ int cmd_chat(int argc, char **argv) {
     sampler_params sp;
     sampler_params_default(&sp);
     sp.seed = 0x5eed;
+    model_params mp = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -65,6 +67,9 @@ int cmd_chat(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
+        } else if (!strcmp(a, "--no-repack")) {
+            mp.no_repack = true;
+            continue;
         }
         if (!v) {
             usage(stderr);
@@ -108,7 +113,7 @@ int cmd_chat(int argc, char **argv) {
     tok_ids ids = {0};
     tok_buf reply = {0};
 
-    m = model_load(model_path, &err);
+    m = model_load_ex(model_path, &mp, &err);
     if (!m) {
         cli_error("%s", err.msg);
         goto done;

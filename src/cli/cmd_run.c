@@ -27,6 +27,7 @@ static void usage(FILE *f) {
           "  --ctx N            context size (default: max(4096, prompt + n), at most the\n"
           "                     model's trained context)\n"
           "  --kv-f32           f32 KV cache (default f16)\n"
+          "  --no-repack        weights stay in the shared file mapping (slower; see docs/engine.md)\n"
           "  --no-bos           do not add the BOS token to a text prompt\n"
           "  --special          parse special-token text (<s>, <|im_start|>) in the prompt\n"
           "  --ignore-eos       do not stop at an end-of-generation token\n"
@@ -114,6 +115,7 @@ static json_t *json_text(const char *s, size_t n) {
 int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *ids_arg = NULL, *logits_out = NULL;
     int n_gen = 64, n_threads = 0, n_ctx = 0, json = 0, no_bos = 0, kv_f32 = 0, seed_given = 0;
+    model_params mp = {0};
     int special = 0, ignore_eos = 0;
     sampler_params sp;
     sampler_params_default(&sp);
@@ -132,6 +134,9 @@ int cmd_run(int argc, char **argv) {
             continue;
         } else if (!strcmp(a, "--kv-f32")) {
             kv_f32 = 1;
+            continue;
+        } else if (!strcmp(a, "--no-repack")) {
+            mp.no_repack = true;
             continue;
         } else if (!strcmp(a, "--special")) {
             special = 1;
@@ -195,7 +200,7 @@ int cmd_run(int argc, char **argv) {
     tok_ids pids = {0};
     tok_buf text = {0};
     double t0 = now_ms();
-    m = model_load(model_path, &err);
+    m = model_load_ex(model_path, &mp, &err);
     if (!m) {
         cli_error("%s", err.msg);
         goto done;

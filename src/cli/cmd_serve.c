@@ -37,6 +37,7 @@ static void usage(FILE *f) {
           "  --max-queue N        waiting requests before 429 (64)\n"
           "  --chunk N            prompt tokens per prefill chunk (128)\n"
           "  --kv-f32             f32 KV cache (default f16)\n"
+          "  --no-repack          weights stay in the shared file mapping (slower; see docs/engine.md)\n"
           "  --chat-template NAME chat format for every model (chatml, llama3, ...; default: from\n"
           "                       the file's tokenizer.chat_template)\n"
           "  --max-body BYTES     largest request body (4194304; larger: 413)\n"
@@ -108,6 +109,7 @@ static int serve_main(int argc, char **argv, char **owned_names) {
             return 0;
         }
         if (!strcmp(a, "--kv-f32")) { p.kv_f32 = true; continue; }
+        if (!strcmp(a, "--no-repack")) { p.no_repack = true; continue; }
         if (!strcmp(a, "--log-prompts")) { p.log_prompts = true; continue; }
         if (!strcmp(a, "--insecure-no-key")) { insecure = 1; continue; }
         if (!v) {

@@ -28,6 +28,36 @@ static void axpy_f32(float *y, float a, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+static void wsum_f16(float *y, const float *p, const uint16_t *x, size_t stride, int nt, int n) {
+    for (int i = 0; i < n; i++) y[i] = 0;
+    for (int t = 0; t < nt; t++) axpy_f16(y, p[t], x + (size_t)t * stride, n);
+}
+
+static void wsum_f32(float *y, const float *p, const float *x, size_t stride, int nt, int n) {
+    for (int i = 0; i < n; i++) y[i] = 0;
+    for (int t = 0; t < nt; t++) axpy_f32(y, p[t], x + (size_t)t * stride, n);
+}
+
+
+/* dots: the dot product inlined into the loop over positions; 64 and 128 (the usual head
+ * sizes) as constants so the compiler unrolls the dot and hoists the loads of q. */
+#define DEFINE_DOTS(name, T, DOT)                                                                  \
+    static void name(float *s, const float *q, const T *k, size_t stride, int nt, int n,          \
+                     float scale) {                                                                \
+        if (n == 64)                                                                               \
+            for (int t = 0; t < nt; t++) s[t] = DOT(q, k + (size_t)t * stride, 64) * scale;        \
+        else if (n == 128)                                                                         \
+            for (int t = 0; t < nt; t++) s[t] = DOT(q, k + (size_t)t * stride, 128) * scale;       \
+        else                                                                                       \
+            for (int t = 0; t < nt; t++) s[t] = DOT(q, k + (size_t)t * stride, n) * scale;         \
+    }
+DEFINE_DOTS(dots_f16, uint16_t, dot_f16)
+DEFINE_DOTS(dots_f32, float, dot_f32)
+
+static void to_f16(uint16_t *dst, const float *src, int n) {
+    for (int i = 0; i < n; i++) dst[i] = half_from_f32(src[i]);
+}
+
 static float dot_f16h(const uint16_t *q, const uint16_t *k, int n) {
     float s = 0;
     for (int i = 0; i < n; i++) s += half_to_f32(q[i]) * half_to_f32(k[i]);
@@ -43,8 +73,28 @@ static void scale_f16h(uint16_t *y, float a, int n) {
     for (int i = 0; i < n; i++) y[i] = half_from_f32(half_to_f32(y[i]) * a);
 }
 
-static const attn_ops attn_ops_scalar = {dot_f16,  dot_f32,  axpy_f16,  axpy_f32,
-                                         dot_f16h, mad_f16h, scale_f16h};
+static void dots_f16h(float *s, const uint16_t *q, const uint16_t *k, size_t stride, int nt,
+                      int n, float scale) {
+    for (int t = 0; t < nt; t++) s[t] = dot_f16h(q, k + (size_t)t * stride, n) * scale;
+}
+
+static void wsum_f16h(float *y, const float *ms, const float *vs, const uint16_t *x,
+                      size_t stride, int nt, int n) {
+    for (int i = 0; i < n; i++) {
+        uint16_t acc = 0;
+        for (int t = 0; t < nt; t++) {
+            if (ms[t] != 1.0f) acc = half_from_f32(half_to_f32(acc) * ms[t]);
+            const float xv = half_to_f32(x[(size_t)t * stride + i]);
+            acc = half_from_f32(fmaf(xv, vs[t], half_to_f32(acc)));
+        }
+        y[i] = half_to_f32(acc);
+    }
+}
+
+static const attn_ops attn_ops_scalar = {
+    dot_f16, dot_f32, axpy_f16, axpy_f32, wsum_f16, wsum_f32, dots_f16, dots_f32, to_f16,
+    dot_f16h, mad_f16h, scale_f16h, dots_f16h, wsum_f16h,
+};
 
 /* vecdot's AVX2 level is compiled with the same flags (AVX2, FMA, F16C) and only chosen when
  * the CPU and OS support all of them, so its ISA decision is ours too (SHOAL_ISA included). */

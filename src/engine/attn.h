@@ -13,6 +13,7 @@
 #ifndef SHOAL_ENGINE_ATTN_H
 #define SHOAL_ENGINE_ATTN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct attn_ops {
@@ -22,12 +23,36 @@ typedef struct attn_ops {
     /* y[i] += a * x[i] over n elements */
     void (*axpy_f16)(float *y, float a, const uint16_t *x, int n);
     void (*axpy_f32)(float *y, float a, const float *x, int n);
+    /* y[i] = sum over t = 0..nt-1 of p[t] * x[t * stride + i], i < n: bit-identical to zeroing y
+     * and calling axpy for t = 0, 1, ... in order (the same operations per element), but with
+     * the sums in registers instead of a store and reload per t */
+    void (*wsum_f16)(float *y, const float *p, const uint16_t *x, size_t stride, int nt, int n);
+    void (*wsum_f32)(float *y, const float *p, const float *x, size_t stride, int nt, int n);
+    /* s[t] = dot(q, k + t * stride, n) * scale for t < nt: bit-identical to nt dot calls (the
+     * same function inlined, so common head sizes keep q in registers) */
+    void (*dots_f16)(float *s, const float *q, const uint16_t *k, size_t stride, int nt, int n,
+                     float scale);
+    void (*dots_f32)(float *s, const float *q, const float *k, size_t stride, int nt, int n,
+                     float scale);
+    /* dst[i] = f16(src[i]) for i < n, rounding to nearest even (as half_from_f32 for every
+     * finite value; the AVX2 version uses F16C): the f16 KV cache stores */
+    void (*to_f16)(uint16_t *dst, const float *src, int n);
     /* sum_i q[i] * k[i] with both in f16 (every product is exact in float) */
     float (*dot_f16h)(const uint16_t *q, const uint16_t *k, int n);
     /* y[i] = fp16(fma(x[i], a, y[i])): an f16 accumulator, rounded after every update */
     void (*mad_f16h)(uint16_t *y, float a, const uint16_t *x, int n);
     /* y[i] = fp16(y[i] * a) */
     void (*scale_f16h)(uint16_t *y, float a, int n);
+    /* s[t] = dot_f16h(q, k + t * stride, n) * scale for t < nt: bit-identical to nt dot_f16h
+     * calls (the same function inlined, so common head sizes keep q in registers) */
+    void (*dots_f16h)(float *s, const uint16_t *q, const uint16_t *k, size_t stride, int nt,
+                      int n, float scale);
+    /* The f16 accumulator over nt rows x[t * stride + i], i < n, starting from 0: for t = 0, 1,
+     * ...: if ms[t] != 1, acc = fp16(acc * ms[t]) (scale_f16h); then acc = fp16(fma(x, vs[t],
+     * acc)) (mad_f16h); y[i] = the final acc as a float. Bit-identical to those calls on a
+     * zeroed f16 buffer (scaling an f16 value by 1 is exact), with acc in registers. */
+    void (*wsum_f16h)(float *y, const float *ms, const float *vs, const uint16_t *x,
+                      size_t stride, int nt, int n);
 } attn_ops;
 
 /* The best implementation for this CPU (static, never NULL). */

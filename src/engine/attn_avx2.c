@@ -15,7 +15,9 @@ static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-static float dot_f16(const float *q, const uint16_t *k, int n) {
+/* always inlined into dots_f16 / dots_f32 (the table gets an out-of-line copy as well) */
+#define ATTN_INLINE static inline __attribute__((always_inline))
+ATTN_INLINE float dot_f16(const float *q, const uint16_t *k, int n) {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     int i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -33,7 +35,7 @@ static float dot_f16(const float *q, const uint16_t *k, int n) {
     return s;
 }
 
-static float dot_f32(const float *q, const float *k, int n) {
+ATTN_INLINE float dot_f32(const float *q, const float *k, int n) {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     int i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -66,7 +68,71 @@ static void axpy_f32(float *y, float a, const float *x, int n) {
     for (; i < n; i++) y[i] += a * x[i];
 }
 
-static float dot_f16h(const uint16_t *q, const uint16_t *k, int n) {
+/* 32 elements at a time in four registers over all t, then 8 at a time, then the scalar tail of
+ * axpy: per element the same fma / mul-add sequence as the axpy loop. */
+#define DEFINE_WSUM(name, T, LOAD8, SCALAR)                                                        \
+    static void name(float *y, const float *p, const T *x, size_t stride, int nt, int n) {        \
+        int i = 0;                                                                                 \
+        for (; i + 32 <= n; i += 32) {                                                             \
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                            \
+            for (int t = 0; t < nt; t++) {                                                         \
+                const T *r = x + (size_t)t * stride + i;                                           \
+                const __m256 pt = _mm256_set1_ps(p[t]);                                            \
+                a0 = _mm256_fmadd_ps(pt, LOAD8(r), a0);                                            \
+                a1 = _mm256_fmadd_ps(pt, LOAD8(r + 8), a1);                                        \
+                a2 = _mm256_fmadd_ps(pt, LOAD8(r + 16), a2);                                       \
+                a3 = _mm256_fmadd_ps(pt, LOAD8(r + 24), a3);                                       \
+            }                                                                                      \
+            _mm256_storeu_ps(y + i, a0);                                                           \
+            _mm256_storeu_ps(y + i + 8, a1);                                                       \
+            _mm256_storeu_ps(y + i + 16, a2);                                                      \
+            _mm256_storeu_ps(y + i + 24, a3);                                                      \
+        }                                                                                          \
+        for (; i + 8 <= n; i += 8) {                                                               \
+            __m256 a0 = _mm256_setzero_ps();                                                       \
+            for (int t = 0; t < nt; t++)                                                           \
+                a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[t]), LOAD8(x + (size_t)t * stride + i), a0); \
+            _mm256_storeu_ps(y + i, a0);                                                           \
+        }                                                                                          \
+        for (; i < n; i++) {                                                                       \
+            float s = 0;                                                                           \
+            for (int t = 0; t < nt; t++) s += p[t] * SCALAR(x[(size_t)t * stride + i]);            \
+            y[i] = s;                                                                              \
+        }                                                                                          \
+    }
+
+static inline __m256 load8_f16(const uint16_t *x) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x));
+}
+static inline float id_f32(float v) { return v; }
+DEFINE_WSUM(wsum_f16, uint16_t, load8_f16, half_to_f32)
+DEFINE_WSUM(wsum_f32, float, _mm256_loadu_ps, id_f32)
+
+
+/* dots: the dot product inlined into the loop over positions; 64 and 128 (the usual head
+ * sizes) as constants so the compiler unrolls the dot and hoists the loads of q. */
+#define DEFINE_DOTS(name, T, DOT)                                                                  \
+    static void name(float *s, const float *q, const T *k, size_t stride, int nt, int n,          \
+                     float scale) {                                                                \
+        if (n == 64)                                                                               \
+            for (int t = 0; t < nt; t++) s[t] = DOT(q, k + (size_t)t * stride, 64) * scale;        \
+        else if (n == 128)                                                                         \
+            for (int t = 0; t < nt; t++) s[t] = DOT(q, k + (size_t)t * stride, 128) * scale;       \
+        else                                                                                       \
+            for (int t = 0; t < nt; t++) s[t] = DOT(q, k + (size_t)t * stride, n) * scale;         \
+    }
+DEFINE_DOTS(dots_f16, uint16_t, dot_f16)
+DEFINE_DOTS(dots_f32, float, dot_f32)
+
+static void to_f16(uint16_t *dst, const float *src, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) dst[i] = half_from_f32(src[i]);
+}
+
+ATTN_INLINE float dot_f16h(const uint16_t *q, const uint16_t *k, int n) {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     int i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -106,5 +172,46 @@ static void scale_f16h(uint16_t *y, float a, int n) {
     for (; i < n; i++) y[i] = half_from_f32(half_to_f32(y[i]) * a);
 }
 
-const attn_ops attn_ops_avx2 = {dot_f16,  dot_f32,  axpy_f16,  axpy_f32,
-                                dot_f16h, mad_f16h, scale_f16h};
+/* dots_f16h: dot_f16h inlined, 64 and 128 as constants (q stays in registers) */
+static void dots_f16h(float *s, const uint16_t *q, const uint16_t *k, size_t stride, int nt,
+                      int n, float scale) {
+    if (n == 64)
+        for (int t = 0; t < nt; t++) s[t] = dot_f16h(q, k + (size_t)t * stride, 64) * scale;
+    else if (n == 128)
+        for (int t = 0; t < nt; t++) s[t] = dot_f16h(q, k + (size_t)t * stride, 128) * scale;
+    else
+        for (int t = 0; t < nt; t++) s[t] = dot_f16h(q, k + (size_t)t * stride, n) * scale;
+}
+
+/* fp16 rounding of every lane, back as floats (what a store to and load from the f16
+ * accumulator of mad_f16h / scale_f16h gives) */
+static inline __m256 round_f16(__m256 v) {
+    return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+}
+
+/* NR registers of 8 elements each, over all t: per element the operations of scale_f16h and
+ * mad_f16h in the same order, the accumulator rounded to f16 after each */
+#define UNROLL_8 _Pragma("GCC unroll 8")
+#define WSUM_F16H_CHUNK(NR)                                                                            for (; i + 8 * (NR) <= n; i += 8 * (NR)) {                                                             __m256 a[NR];                                                                                      UNROLL_8 for (int r = 0; r < (NR); r++) a[r] = _mm256_setzero_ps();                                       for (int t = 0; t < nt; t++) {                                                                         const uint16_t *xr = x + (size_t)t * stride + i;                                                   if (ms[t] != 1.0f) {                                                                                   const __m256 m = _mm256_set1_ps(ms[t]);                                                            UNROLL_8 for (int r = 0; r < (NR); r++) a[r] = round_f16(_mm256_mul_ps(a[r], m));                    }                                                                                                  const __m256 v = _mm256_set1_ps(vs[t]);                                                            for (int r = 0; r < (NR); r++)                                                                         a[r] = round_f16(_mm256_fmadd_ps(                                                                      _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xr + 8 * r))), v, a[r]));            }                                                                                                  UNROLL_8 for (int r = 0; r < (NR); r++) _mm256_storeu_ps(y + i + 8 * r, a[r]);                 }
+
+static void wsum_f16h(float *y, const float *ms, const float *vs, const uint16_t *x,
+                      size_t stride, int nt, int n) {
+    int i = 0;
+    WSUM_F16H_CHUNK(8)
+    WSUM_F16H_CHUNK(4)
+    WSUM_F16H_CHUNK(1)
+    for (; i < n; i++) {
+        uint16_t acc = 0;
+        for (int t = 0; t < nt; t++) {
+            if (ms[t] != 1.0f) acc = half_from_f32(half_to_f32(acc) * ms[t]);
+            const float xv = half_to_f32(x[(size_t)t * stride + i]);
+            acc = half_from_f32(fmaf(xv, vs[t], half_to_f32(acc)));
+        }
+        y[i] = half_to_f32(acc);
+    }
+}
+
+const attn_ops attn_ops_avx2 = {
+    dot_f16, dot_f32, axpy_f16, axpy_f32, wsum_f16, wsum_f32, dots_f16, dots_f32, to_f16,
+    dot_f16h, mad_f16h, scale_f16h, dots_f16h, wsum_f16h,
+};

@@ -20,6 +20,7 @@
 
 #include "core/half.h"
 #include "engine/attn.h"
+#include "engine/ew.h"
 #include "engine/pool.h"
 #include "tensor/dtype.h"
 #include "tensor/vecdot.h"
@@ -33,6 +34,7 @@ struct engine {
     int qkv_dim;              /* q_dim + 2 * kv_dim: one row of qkv */
     pool *pool;
     const attn_ops *attn;
+    const ew_ops *ew;
 
     /* KV cache: element [layer][seq][pos][kv_dim], f16 (uint16_t) or f32 */
     void *k_cache, *v_cache;
@@ -113,6 +115,7 @@ engine *engine_init(const model *m, const engine_params *pin, sh_err *err) {
     e->qkv_dim = e->q_dim + 2 * e->kv_dim;
     e->kv_elem = p.kv_f32 ? 4 : 2;
     e->attn = attn_get();
+    e->ew = ew_get();
     e->k_embd_out = vecdot_get(m->output.type);
 
     size_t nb = (size_t)p.n_batch;
@@ -128,10 +131,10 @@ engine *engine_init(const model *m, const engine_params *pin, sh_err *err) {
     if (act_bytes_for(&m->output) > act_row) act_row = act_bytes_for(&m->output);
     act_row = (act_row + 63) & ~(size_t)63;
     e->act_row = act_row;
-    /* per thread: attention scores of one KV group's heads (f32 cache) or their f16 queries and
-     * accumulators plus running max and sum (f16 cache), or one norm row */
+    /* per thread: attention scores of one KV group's heads (f32 cache), or one head's weights,
+     * rescale factors and f16 query (f16 cache), or one norm row */
     int group = hp->n_heads / hp->n_kv_heads;
-    int att_n = max_i(p.n_ctx * group, group * hp->head_dim + 2 * group);
+    int att_n = max_i(p.n_ctx * group, 2 * p.n_ctx + hp->head_dim);
     e->scratch_n = (max_i(att_n, max_i(hp->dim, hp->ffn)) + 15) & ~15;
 
     e->k_cache = malloc(kv_bytes ? kv_bytes : 1);
@@ -271,7 +274,11 @@ static void matmul_rows(const engine *e, const model_mat *w, const uint8_t *act,
                         int64_t r0, int64_t r1, float *out, int64_t out_stride) {
     if (r0 >= r1) return;
     const vecdot_kernel *k = vecdot_get(w->type);
-    k->matmul(w->n_cols, w->data, w->row_bytes, r0, r1, act, e->act_row, n, out, out_stride);
+    if (w->packed)
+        k->matmul_packed(w->n_cols, w->packed, w->packed_stride, r0, r1, act, e->act_row, n, out,
+                         out_stride);
+    else
+        k->matmul(w->n_cols, w->data, w->row_bytes, r0, r1, act, e->act_row, n, out, out_stride);
 }
 
 /* Converts rows [lo, hi) of src (row stride `stride` floats) into act for w's kernel. */
@@ -305,12 +312,27 @@ static bool grab(engine *e, int phase, int64_t n, int64_t chunk, int64_t *lo, in
     return true;
 }
 
-/* Chunk of rows for a matmul of `rows` output rows: about 8 chunks per thread, a multiple of
- * 16 rows. */
-static int64_t row_chunk(int64_t rows, int nth) {
-    int64_t c = rows / ((int64_t)nth * 8);
-    c = (c + 15) & ~(int64_t)15;
-    return c < 16 ? 16 : c;
+/* Guided work sharing for matmul rows: each grab takes 1/(2 nth) of the rows still left
+ * (rounded up to a multiple of 16, the packed layout's group, and at least 16), so chunks
+ * start large (few atomic operations) and shrink towards the end, where the threads then
+ * finish within a 16-row chunk of each other instead of one large chunk (the other thread
+ * waits at the barrier meanwhile, and in decode the memory bus idles). The counter holds the
+ * next free row. */
+static bool grab_rows(engine *e, int phase, int64_t n, int nth, int64_t *lo, int64_t *hi) {
+    atomic_llong *c = &e->counters[phase];
+    long long pos = atomic_load_explicit(c, memory_order_relaxed);
+    for (;;) {
+        if (pos >= n) return false;
+        int64_t chunk = (n - pos) / (2 * nth);
+        chunk = chunk < 16 ? 16 : (chunk + 15) & ~(int64_t)15;
+        const long long end = pos + chunk < n ? pos + chunk : n;
+        if (atomic_compare_exchange_weak_explicit(c, &pos, end, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            *lo = pos;
+            *hi = end;
+            return true;
+        }
+    }
 }
 
 /* ============================================================ the forward pass ===== */
@@ -347,8 +369,7 @@ static void qkv_unit(engine *e, const model_layer *ly, const uint8_t *act, int l
         if (e->kv_f32) {
             memcpy(dst, v, (size_t)hd * sizeof(float));
         } else {
-            uint16_t *h = dst;
-            for (int d = 0; d < hd; d++) h[d] = half_from_f32(v[d]);
+            e->attn->to_f16(dst, v, hd);
         }
     }
 }
@@ -363,7 +384,7 @@ static void qkv_unit(engine *e, const model_layer *ly, const uint8_t *act, int l
  * from llama.cpp's defaults by rel L2 0.75-1.25e-3 at the logits; this way by ~1e-7 on prompts
  * of a few tokens and 1-4e-4 on the 24-token prompt of scripts/compare-llama.sh (the rest grows
  * with the number of query rows in a batch; llama.cpp also has a tiled f32 kernel for batches,
- * which this does not mirror). Same contract as attend(); work holds (h1 - h0) * (head_dim + 2)
+ * which this does not mirror). Same contract as attend(); work holds 2 * n_ctx + head_dim
  * floats.
  */
 static void attend_f16(engine *e, int layer, int i, int orow, int h0, int h1, float *work) {
@@ -374,45 +395,46 @@ static void attend_f16(engine *e, int layer, int i, int orow, int h0, int h1, fl
     const float *q = e->qkv + (size_t)i * e->qkv_dim + (size_t)h0 * hd;
     float *out = e->att + (size_t)orow * e->q_dim + (size_t)h0 * hd;
     const float scale = 1.0f / sqrtf((float)hd);
-    float *mx = work, *sum = work + nh;          /* running max and sum of weights per head */
-    uint16_t *q16 = (uint16_t *)(work + 2 * nh); /* [nh][hd] queries in f16 */
-    uint16_t *acc = q16 + (size_t)nh * hd;       /* [nh][hd] f16 accumulators */
-    for (int h = 0; h < nh; h++) {
-        mx[h] = -INFINITY;
-        sum[h] = 0.0f;
-        for (int d = 0; d < hd; d++) q16[h * hd + d] = half_from_f32(q[h * hd + d]);
-    }
-    memset(acc, 0, (size_t)nh * hd * sizeof(uint16_t));
+    const size_t sn = (size_t)e->n_ctx;
+    float *vs = work, *ms = work + sn;           /* per position: weight, rescale factor */
+    uint16_t *q16 = (uint16_t *)(work + 2 * sn); /* [hd] the query in f16 */
     const uint8_t *kb = kv_at(e, e->k_cache, layer, seq, 0);
     const uint8_t *vb = kv_at(e, e->v_cache, layer, seq, 0);
-    size_t row = (size_t)e->kv_dim * e->kv_elem, off = (size_t)g * hd * e->kv_elem;
-    for (int t = 0; t <= pos; t++) {
-        const uint16_t *k = (const uint16_t *)(kb + t * row + off);
-        const uint16_t *v = (const uint16_t *)(vb + t * row + off);
-        for (int h = 0; h < nh; h++) {
-            const float s = op->dot_f16h(q16 + h * hd, k, hd) * scale;
-            float ms = 1.0f, vs = 1.0f;
-            if (s > mx[h]) { /* new max: rescale what is accumulated; this weight is 1 */
-                ms = expf(mx[h] - s);
-                mx[h] = s;
-                op->scale_f16h(acc + h * hd, ms, hd);
-            } else {
-                vs = expf(s - mx[h]);
-            }
-            op->mad_f16h(acc + h * hd, vs, v, hd);
-            sum[h] = fmaf(sum[h], ms, vs);
-        }
-    }
+    const size_t off = (size_t)g * hd * e->kv_elem;
+    /* Head by head over all positions: the scores (q in registers), then the online softmax's
+     * running max and sum, which give each position's weight vs[t] and the factor ms[t] the
+     * accumulator is rescaled by first (1: none), then the f16 accumulator over the V rows in
+     * registers. Per head, the same operations in the same order as walking the positions with
+     * dot_f16h, scale_f16h and mad_f16h (tested: test_attn). */
     for (int h = 0; h < nh; h++) {
-        const float inv = 1.0f / sum[h];
-        for (int d = 0; d < hd; d++) out[h * hd + d] = half_to_f32(acc[h * hd + d]) * inv;
+        for (int d = 0; d < hd; d++) q16[d] = half_from_f32(q[h * hd + d]);
+        op->dots_f16h(vs, q16, (const uint16_t *)(kb + off), e->kv_dim, pos + 1, hd, scale);
+        float mx = -INFINITY, sum = 0.0f;
+        for (int t = 0; t <= pos; t++) {
+            const float s = vs[t];
+            float m = 1.0f, w = 1.0f;
+            if (s > mx) { /* new max: rescale what is accumulated; this weight is 1 */
+                m = expf(mx - s);
+                mx = s;
+            } else {
+                w = expf(s - mx);
+            }
+            ms[t] = m;
+            vs[t] = w;
+            sum = fmaf(sum, m, w);
+        }
+        float *o = out + (size_t)h * hd;
+        op->wsum_f16h(o, ms, vs, (const uint16_t *)(vb + off), e->kv_dim, pos + 1, hd);
+        const float inv = 1.0f / sum;
+        for (int d = 0; d < hd; d++) o[d] *= inv;
     }
 }
 
 /* Attention of entry i for query heads [h0, h1), which share one KV head, over positions
- * 0..pos of the entry's sequence, into row orow of att. The heads walk the cache together, so each cached K / V row
- * is read from memory once for all of them (GQA); each head's arithmetic is exactly what it
- * would be alone. scores holds (h1 - h0) * n_ctx floats (the f16 cache: see attend_f16). */
+ * 0..pos of the entry's sequence, into row orow of att. The f32 cache: head by head over all
+ * positions (the scores with q in registers, the weighted sum of V with the sums in registers);
+ * the heads of a GQA group re-read the same K / V rows from cache. scores holds
+ * (h1 - h0) * n_ctx floats. The f16 cache: see attend_f16. */
 static void attend(engine *e, int layer, int i, int orow, int h0, int h1, float *scores) {
     if (!e->kv_f32) {
         attend_f16(e, layer, i, orow, h0, h1, scores);
@@ -427,14 +449,11 @@ static void attend(engine *e, int layer, int i, int orow, int h0, int h1, float 
     float scale = 1.0f / sqrtf((float)hd);
     const uint8_t *kb = kv_at(e, e->k_cache, layer, seq, 0);
     const uint8_t *vb = kv_at(e, e->v_cache, layer, seq, 0);
-    size_t row = (size_t)e->kv_dim * e->kv_elem, off = (size_t)g * hd * e->kv_elem;
+    size_t off = (size_t)g * hd * e->kv_elem;
     size_t sn = (size_t)e->n_ctx;
-    for (int t = 0; t <= pos; t++) {
-        const void *k = kb + t * row + off;
-        for (int h = 0; h < nh; h++)
-            scores[h * sn + t] = (e->kv_f32 ? op->dot_f32(q + h * hd, k, hd)
-                                            : op->dot_f16(q + h * hd, k, hd)) * scale;
-    }
+    for (int h = 0; h < nh; h++)
+        op->dots_f32(scores + h * sn, q + h * hd, (const float *)(kb + off), e->kv_dim, pos + 1,
+                     hd, scale);
     for (int h = 0; h < nh; h++) {
         float *sc = scores + h * sn, mx = -INFINITY, sum = 0;
         for (int t = 0; t <= pos; t++)
@@ -446,14 +465,11 @@ static void attend(engine *e, int layer, int i, int orow, int h0, int h1, float 
         float inv = 1.0f / sum;
         for (int t = 0; t <= pos; t++) sc[t] *= inv;
     }
-    memset(out, 0, (size_t)nh * hd * sizeof(float));
-    for (int t = 0; t <= pos; t++) {
-        const void *v = vb + t * row + off;
-        for (int h = 0; h < nh; h++) {
-            if (e->kv_f32) op->axpy_f32(out + h * hd, scores[h * sn + t], v, hd);
-            else op->axpy_f16(out + h * hd, scores[h * sn + t], v, hd);
-        }
-    }
+    /* head by head over all positions, sums in registers (wsum: the same arithmetic as one
+     * axpy per position) */
+    for (int h = 0; h < nh; h++)
+        op->wsum_f32(out + h * hd, scores + h * sn, (const float *)(vb + off), e->kv_dim, pos + 1,
+                     hd);
 }
 
 static void forward_thread(void *ctx, int ith, int nth) {
@@ -503,7 +519,6 @@ static void forward_thread(void *ctx, int ith, int nth) {
     int n_sub = (4 * nth + n * hp->n_kv_heads - 1) / (n * hp->n_kv_heads);
     if (n_sub > group) n_sub = group;
     if (n_sub < 1) n_sub = 1;
-    int64_t ch_dim = row_chunk(dim, nth), ch_ffn = row_chunk(ffn, nth);
     for (int l = 0; l < hp->n_layers; l++) {
         const model_layer *ly = &m->layers[l];
         /* In the last layer only the entries that want logits need anything after their K and
@@ -525,18 +540,24 @@ static void forward_thread(void *ctx, int ith, int nth) {
 
         /* attention by (row, KV head, subset of its query heads) */
         int items = hp->n_kv_heads * n_sub;
-        for (int ph = phase++; grab(e, ph, (int64_t)nr * items, 1, &lo, &hi);) {
-            int r = (int)(lo / items), u = (int)(lo % items);
-            int g = u / n_sub, s = u % n_sub;
-            int h0 = g * group + group * s / n_sub, h1 = g * group + group * (s + 1) / n_sub;
-            attend(e, l, (int)XROW(r), r, h0, h1, scratch);
+        /* a few items per grab in a batch (hundreds of items, one atomic operation each
+         * would add up), one at a time in decode */
+        const int64_t n_items = (int64_t)nr * items;
+        const int64_t ch_items = n_items / (16 * nth) > 1 ? n_items / (16 * nth) : 1;
+        for (int ph = phase++; grab(e, ph, n_items, ch_items, &lo, &hi);) {
+            for (int64_t it = lo; it < hi; it++) {
+                int r = (int)(it / items), u = (int)(it % items);
+                int g = u / n_sub, s = u % n_sub;
+                int h0 = g * group + group * s / n_sub, h1 = g * group + group * (s + 1) / n_sub;
+                attend(e, l, (int)XROW(r), r, h0, h1, scratch);
+            }
         }
         pool_barrier(e->pool);
 
         ROWS_SHARED(nr, quantize_rows(e, &ly->wo, act, e->att, e->q_dim, lo, hi));
 
         /* output projection and residual, by rows of Wo */
-        for (int ph = phase++; grab(e, ph, dim, ch_dim, &lo, &hi);) {
+        for (int ph = phase++; grab_rows(e, ph, dim, nth, &lo, &hi);) {
             matmul_rows(e, &ly->wo, act, nr, lo, hi, e->tmp, dim);
             for (int i = 0; i < nr; i++) {
                 float *x = e->x + XROW(i) * dim, *t = e->tmp + (size_t)i * dim;
@@ -549,12 +570,12 @@ static void forward_thread(void *ctx, int ith, int nth) {
         ROWS_SHARED(nr, norm_rows(e, ly->ffn_norm, &ly->w_gate, act, map, lo, hi, scratch));
 
         /* gate and up by rows, then silu(gate) * up */
-        for (int ph = phase++; grab(e, ph, ffn, ch_ffn, &lo, &hi);) {
+        for (int ph = phase++; grab_rows(e, ph, ffn, nth, &lo, &hi);) {
             matmul_rows(e, &ly->w_gate, act, nr, lo, hi, e->hb, ffn);
             matmul_rows(e, &ly->w_up, act, nr, lo, hi, e->hb2, ffn);
             for (int i = 0; i < nr; i++) {
                 float *g = e->hb + (size_t)i * ffn, *u = e->hb2 + (size_t)i * ffn;
-                for (int64_t r = lo; r < hi; r++) g[r] = g[r] / (1.0f + expf(-g[r])) * u[r];
+                e->ew->silu_mul(g + lo, u + lo, hi - lo);
             }
         }
         pool_barrier(e->pool);
@@ -562,7 +583,7 @@ static void forward_thread(void *ctx, int ith, int nth) {
         ROWS_SHARED(nr, quantize_rows(e, &ly->w_down, act, e->hb, ffn, lo, hi));
 
         /* down projection and residual */
-        for (int ph = phase++; grab(e, ph, dim, ch_dim, &lo, &hi);) {
+        for (int ph = phase++; grab_rows(e, ph, dim, nth, &lo, &hi);) {
             matmul_rows(e, &ly->w_down, act, nr, lo, hi, e->tmp, dim);
             for (int i = 0; i < nr; i++) {
                 float *x = e->x + XROW(i) * dim, *t = e->tmp + (size_t)i * dim;
@@ -583,7 +604,7 @@ static void forward_thread(void *ctx, int ith, int nth) {
         vecdot_quantize_act(ko->act_type, scratch, e->act + o * e->act_row, dim);
     }
     pool_barrier(e->pool);
-    for (int ph = phase++; grab(e, ph, hp->n_vocab, row_chunk(hp->n_vocab, nth), &lo, &hi);)
+    for (int ph = phase++; grab_rows(e, ph, hp->n_vocab, nth, &lo, &hi);)
         matmul_rows(e, &m->output, e->act, e->n_out, lo, hi, e->logits, hp->n_vocab);
 }
 

@@ -5,9 +5,12 @@
 #include "model/model.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "tensor/dtype.h"
 #include "tensor/quant.h"
@@ -259,9 +262,135 @@ static int load_tensors(loader *L) {
     return 0;
 }
 
+/* ============================================================ repacking ===== */
+
+/* Every matrix the engine multiplies with (not tok_embd, which is only looked up by rows). */
+static int all_mats(model *m, model_mat **out) {
+    int n = 0;
+    for (int l = 0; l < m->hp.n_layers; l++) {
+        model_layer *ly = &m->layers[l];
+        model_mat *ws[] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate, &ly->w_up, &ly->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) out[n++] = ws[i];
+    }
+    out[n++] = &m->output;
+    return n;
+}
+
+static bool want_pack(const model_mat *w) {
+    const vecdot_kernel *k = vecdot_get(w->type);
+    return k && k->matmul_packed && vecdot_packed_group_bytes(w->type, w->n_cols) > 0;
+}
+
+/* Bytes a matrix takes in the repacked buffer: its packed form, or a plain copy (types without
+ * a packed layout still gain from huge pages: no TLB misses while streaming), 64-aligned. */
+static size_t repacked_bytes(const model_mat *w) {
+    const size_t b = want_pack(w) ? vecdot_packed_bytes(w->type, w->n_cols, w->n_rows)
+                                  : (size_t)w->n_rows * w->row_bytes;
+    return (b + 63) & ~(size_t)63;
+}
+
+/* One loader thread's share of the repacking: matrices i = ith, ith + nth, ... */
+typedef struct pack_job {
+    model_mat **mats;
+    const size_t *off; /* offset of each matrix in buf */
+    int n, ith, nth;
+    uint8_t *buf;
+    bool drop;         /* release the file's pages afterwards (a real file mapping) */
+} pack_job;
+
+static void *pack_thread(void *arg) {
+    const pack_job *j = arg;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (int i = j->ith; i < j->n; i += j->nth) {
+        model_mat *w = j->mats[i];
+        const void *file = w->data;
+        uint8_t *dst = j->buf + j->off[i];
+        if (want_pack(w)) {
+            vecdot_pack(w->type, w->n_cols, file, w->row_bytes, w->n_rows, 0, w->n_rows, dst);
+            w->packed = dst;
+            w->packed_stride = vecdot_packed_group_bytes(w->type, w->n_cols);
+        } else {
+            memcpy(dst, file, (size_t)w->n_rows * w->row_bytes);
+            w->data = dst;
+        }
+        /* the file's copy is no longer read (except token rows of tied embeddings, which fault
+         * back in): drop it from this process (whole pages inside the tensor only) */
+        if (j->drop) {
+            uintptr_t a = ((uintptr_t)file + page - 1) & ~(page - 1);
+            uintptr_t b = ((uintptr_t)file + (size_t)w->n_rows * w->row_bytes) & ~(page - 1);
+            if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+        }
+    }
+    return NULL;
+}
+
+/* Copies every matrix the engine multiplies with into one huge-page-backed anonymous mapping:
+ * packed when its kernel has a packed layout, else in the file's layout. Matrices are spread
+ * over up to 8 threads (reading the file, zeroing fresh huge pages and packing all scale with
+ * cores: m374 Q8_0 loads in half the time with 2). */
+static int repack(model *m, gguf_ctx *g, sh_err *err) {
+    model_mat **mats = malloc(((size_t)m->hp.n_layers * 7 + 1) * sizeof *mats);
+    if (!mats) return sh_errf(err, "out of memory");
+    const int n = all_mats(m, mats);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += repacked_bytes(mats[i]);
+    if (total == 0) {
+        free(mats);
+        return 0;
+    }
+    /* 2 MiB-aligned so that every huge page is fully ours; MADV_HUGEPAGE before the first
+     * touch (THP is often in "madvise" mode). Failing to get huge pages is not an error. */
+    const size_t huge = (size_t)2 << 20;
+    const size_t bytes = (total + huge - 1) / huge * huge;
+    uint8_t *raw = mmap(NULL, bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                        -1, 0);
+    if (raw == MAP_FAILED) {
+        free(mats);
+        return sh_errf(err, "cannot allocate %.1f MiB for the repacked weights (--no-repack "
+                            "uses the file mapping instead)", (double)total / (1 << 20));
+    }
+    uint8_t *buf = (uint8_t *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+    if (buf > raw) munmap(raw, (size_t)(buf - raw));
+    munmap(buf + bytes, (size_t)(raw + huge - buf));
+    madvise(buf, bytes, MADV_HUGEPAGE);
+    m->pack_buf = buf;
+    m->pack_bytes = bytes;
+    size_t *off = malloc((size_t)n * sizeof *off);
+    if (!off) {
+        free(mats);
+        return sh_errf(err, "out of memory");
+    }
+    for (int i = 0; i < n; i++) {
+        off[i] = i ? off[i - 1] + repacked_bytes(mats[i - 1]) : 0;
+        if (want_pack(mats[i])) m->n_packed++;
+        else m->n_copied++;
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int nth = ncpu < 1 ? 1 : ncpu > 8 ? 8 : (int)ncpu;
+    if (nth > n) nth = n;
+    pack_job jobs[8];
+    pthread_t tid[8];
+    int started = 1; /* job 0 runs on this thread; a thread that cannot start leaves its share
+                      * to this one */
+    for (int t = 0; t < nth; t++)
+        jobs[t] = (pack_job){mats, off, n, t, nth, buf, g->mapped};
+    for (int t = 1; t < nth; t++, started++)
+        if (pthread_create(&tid[t], NULL, pack_thread, &jobs[t])) break;
+    pack_thread(&jobs[0]);
+    for (int t = 1; t < started; t++) pthread_join(tid[t], NULL);
+    for (int t = started; t < nth; t++) pack_thread(&jobs[t]);
+    free(off);
+    free(mats);
+    return 0;
+}
+
 /* ============================================================ public ===== */
 
-model *model_from_gguf(gguf_ctx *g, sh_err *err) {
+model *model_from_gguf(gguf_ctx *g, sh_err *err) { return model_from_gguf_ex(g, NULL, err); }
+
+model *model_from_gguf_ex(gguf_ctx *g, const model_params *p, sh_err *err) {
+    const model_params defaults = {0};
+    if (!p) p = &defaults;
     model *m = calloc(1, sizeof *m);
     if (!m) {
         sh_errf(err, "%s: out of memory", g->path);
@@ -269,7 +398,7 @@ model *model_from_gguf(gguf_ctx *g, sh_err *err) {
     }
     m->path = strdup(g->path ? g->path : "<model>");
     loader L = {.m = m, .g = g, .err = err};
-    if (!m->path || load_hparams(&L) || load_tensors(&L)) {
+    if (!m->path || load_hparams(&L) || load_tensors(&L) || (!p->no_repack && repack(m, g, err))) {
         if (!m->path) sh_errf(err, "out of memory");
         sh_err_prefix(err, g->path ? g->path : "<model>");
         m->g = NULL; /* the caller keeps g on failure */
@@ -280,10 +409,12 @@ model *model_from_gguf(gguf_ctx *g, sh_err *err) {
     return m;
 }
 
-model *model_load(const char *path, sh_err *err) {
+model *model_load(const char *path, sh_err *err) { return model_load_ex(path, NULL, err); }
+
+model *model_load_ex(const char *path, const model_params *p, sh_err *err) {
     gguf_ctx *g = gguf_open(path, err);
     if (!g) return NULL;
-    model *m = model_from_gguf(g, err);
+    model *m = model_from_gguf_ex(g, p, err);
     if (!m) gguf_free(g);
     return m;
 }
@@ -302,6 +433,7 @@ void model_free(model *m) {
         }
         free(m->layers);
     }
+    if (m->pack_buf) munmap(m->pack_buf, m->pack_bytes);
     free(m->output_norm);
     free(m->rope_freqs);
     free(m->path);

@@ -2,10 +2,23 @@
  * model/model — a llama / qwen2 model loaded from a GGUF file: hyperparameters and views of
  * the weight tensors.
  *
- * The GGUF file stays mmapped read-only (several processes share its pages); 2-D weights are
- * used in place, in whatever type the file stores, as long as a vecdot kernel exists for that
- * type. 1-D tensors (norm weights, biases, RoPE frequency factors) are small and converted to
- * owned float arrays at load time.
+ * The GGUF file stays mmapped read-only; 2-D weights are used in whatever type the file stores,
+ * as long as a vecdot kernel exists for that type. 1-D tensors (norm weights, biases, RoPE
+ * frequency factors) are small and converted to owned float arrays at load time.
+ *
+ * Repacking (the default): weights whose kernel has a packed layout (tensor/vecdot.h; Q8_0 and
+ * Q4_0 with AVX-512) are copied at load time into that layout, in anonymous memory backed by
+ * transparent huge pages, which is what makes the engine's matmuls fast (interleaved rows for
+ * the register-blocked kernels, one sequential stream per 16 rows, no TLB misses). The other
+ * matrices the engine multiplies with are copied there too, in the file's layout (huge pages
+ * only). The cost:
+ * those weights are private to the process (about the size of the file's weights, plus
+ * padding to 16 rows) and loading reads the whole file once. The file's pages of repacked
+ * tensors are released from the mapping afterwards (MADV_DONTNEED; they stay in the page
+ * cache). model_params.no_repack keeps every weight in the shared read-only file mapping
+ * instead (several processes serving the same file share one copy), at lower speed.
+ * The token embeddings are never repacked (rows are looked up one at a time); with tied
+ * embeddings the output projection gets its own packed copy.
  *
  * Supported: arch "llama" (Llama 2/3, TinyLlama, SmolLM2, Mistral-style; RoPE "normal" mode,
  * rotating adjacent pairs 2i, 2i+1) and "qwen2" (RoPE NEOX mode, rotating i with i + n_rot/2;
@@ -34,12 +47,21 @@ typedef enum model_rope { MODEL_ROPE_NORM = 0, MODEL_ROPE_NEOX = 1 } model_rope;
  * terms n_cols = ne[0] (the input size of y = W x) and n_rows = ne[1] (the output size). */
 typedef struct model_mat {
     const char *name;   /* tensor name, owned by the gguf context */
-    const void *data;   /* into the mapping; n_rows * row_bytes bytes */
+    const void *data;   /* n_rows * row_bytes bytes in the file's layout: into the mapping, or
+                         * with repacking a private huge-page copy when the type has no
+                         * packed layout (never for tok_embd) */
     uint32_t type;      /* ggml type id (tensor/dtype.h) */
     int64_t n_cols;     /* elements per row */
     int64_t n_rows;     /* rows */
     size_t row_bytes;   /* bytes per row */
+    const void *packed; /* the same matrix in the packed layout (tensor/vecdot.h), or NULL */
+    size_t packed_stride; /* bytes per packed group of VECDOT_PACK_ROWS rows */
 } model_mat;
+
+/* Loading options; zero-initialised = the defaults. */
+typedef struct model_params {
+    bool no_repack;     /* keep every weight in the shared file mapping (see above) */
+} model_params;
 
 typedef struct model_layer {
     float *attn_norm;   /* [dim] */
@@ -85,6 +107,10 @@ typedef struct model {
     uint64_t n_params;      /* elements of every tensor used */
     uint64_t n_bytes;       /* bytes of those tensors */
     char type_name[32];     /* the most common 2-D weight type, e.g. "Q8_0" */
+    void *pack_buf;         /* anonymous mapping holding every packed matrix, or NULL */
+    size_t pack_bytes;      /* its size */
+    int n_packed;           /* matrices repacked */
+    int n_copied;           /* matrices copied in the file's layout (no packed kernel) */
 } model;
 
 /* Opens and validates the model at path. NULL with "PATH: problem" in err on failure
@@ -92,9 +118,13 @@ typedef struct model {
  * hyperparameters, I/O errors). */
 model *model_load(const char *path, sh_err *err);
 
+/* model_load with options (p NULL: defaults; model_load repacks). */
+model *model_load_ex(const char *path, const model_params *p, sh_err *err);
+
 /* Builds a model over an already opened GGUF context; on success the model owns g (freed by
  * model_free), on failure g is left to the caller. For tests with in-memory files. */
 model *model_from_gguf(gguf_ctx *g, sh_err *err);
+model *model_from_gguf_ex(gguf_ctx *g, const model_params *p, sh_err *err);
 
 /* Releases everything, including the mapping. NULL is fine. */
 void model_free(model *m);

@@ -931,7 +931,8 @@ server *server_init(const server_params *p, const server_model *models, int n_mo
         srv_model *sm = &s->models[i];
         s->n_models = i + 1;
         sm->name = strdup(models[i].name);
-        if (!(sm->m = model_load(models[i].path, err))) goto fail;
+        model_params mp = {.no_repack = p->no_repack};
+        if (!(sm->m = model_load_ex(models[i].path, &mp, err))) goto fail;
         if (!(sm->v = tok_vocab_from_gguf(sm->m->g, err))) goto fail;
         hash_sha256_hex(sm->m->g->base, (size_t)sm->m->g->size, sm->sha);
         sm->chat_template = p->chat_template;

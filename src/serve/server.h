@@ -31,6 +31,7 @@ typedef struct server_params {
     const char *api_key;        /* NULL: no auth */
     int n_slots, n_ctx, n_threads, max_queue, chunk;
     bool kv_f32;
+    bool no_repack;             /* weights stay in the shared file mapping (model_params) */
     size_t max_body;            /* default 4 MiB */
     const char *chat_template;  /* family name for every model ("chatml", "llama3", ...), or NULL:
                                  * detected from each file's tokenizer.chat_template */

@@ -232,12 +232,18 @@ SCALAR_MATMUL(q5_k)
 SCALAR_MATMUL(q6_k)
 
 static const vecdot_kernel scalar_kernels[] = {
-    {DT_F32, DT_F32, ISA_SCALAR, matmul_f32},    {DT_F16, DT_F32, ISA_SCALAR, matmul_f16},
-    {DT_BF16, DT_F32, ISA_SCALAR, matmul_bf16},  {DT_Q8_0, DT_Q8_0, ISA_SCALAR, matmul_q8_0},
-    {DT_Q4_0, DT_Q8_0, ISA_SCALAR, matmul_q4_0}, {DT_Q4_1, DT_Q8_1, ISA_SCALAR, matmul_q4_1},
-    {DT_Q5_0, DT_Q8_0, ISA_SCALAR, matmul_q5_0}, {DT_Q5_1, DT_Q8_1, ISA_SCALAR, matmul_q5_1},
-    {DT_Q4_K, DT_Q8_K, ISA_SCALAR, matmul_q4_k}, {DT_Q5_K, DT_Q8_K, ISA_SCALAR, matmul_q5_k},
-    {DT_Q6_K, DT_Q8_K, ISA_SCALAR, matmul_q6_k}, {0, 0, ISA_SCALAR, NULL},
+    {DT_F32, DT_F32, ISA_SCALAR, matmul_f32, NULL},
+    {DT_F16, DT_F32, ISA_SCALAR, matmul_f16, NULL},
+    {DT_BF16, DT_F32, ISA_SCALAR, matmul_bf16, NULL},
+    {DT_Q8_0, DT_Q8_0, ISA_SCALAR, matmul_q8_0, NULL},
+    {DT_Q4_0, DT_Q8_0, ISA_SCALAR, matmul_q4_0, NULL},
+    {DT_Q4_1, DT_Q8_1, ISA_SCALAR, matmul_q4_1, NULL},
+    {DT_Q5_0, DT_Q8_0, ISA_SCALAR, matmul_q5_0, NULL},
+    {DT_Q5_1, DT_Q8_1, ISA_SCALAR, matmul_q5_1, NULL},
+    {DT_Q4_K, DT_Q8_K, ISA_SCALAR, matmul_q4_k, NULL},
+    {DT_Q5_K, DT_Q8_K, ISA_SCALAR, matmul_q5_k, NULL},
+    {DT_Q6_K, DT_Q8_K, ISA_SCALAR, matmul_q6_k, NULL},
+    {0, 0, ISA_SCALAR, NULL, NULL},
 };
 
 /* ============================================================ dispatch ===== */
@@ -310,16 +316,105 @@ const char *vecdot_isa_name(vecdot_isa isa) {
 size_t vecdot_act_row_bytes(uint32_t act_type, int64_t k) {
     uint64_t n = 0;
     if (k < 0 || !dtype_row_bytes(act_type, (uint64_t)k, &n)) return 0;
+    if (act_type == DT_Q8_0) {
+        const int64_t nb = k / QUANT_QK;
+        return vecdot_act_trailer_offset(nb) + (size_t)nb * sizeof(vecdot_act_sum);
+    }
     return (size_t)n;
+}
+
+void vecdot_scalar_quantize_q8_0(const float *x, void *y, int64_t k) {
+    quant_quantize_row_q8_0_act(x, y, k);
+    /* the trailer: the packed kernels need sum(a) per block (exact, shared by every weight row)
+     * and save the fp16 conversion of the scale in their inner loop */
+    const int64_t nb = k / QUANT_QK;
+    const quant_block_q8_0 *a = y;
+    uint8_t *t = (uint8_t *)y + vecdot_act_trailer_offset(nb);
+    for (int64_t b = 0; b < nb; b++) {
+        vecdot_act_sum e = {half_to_f32(a[b].d), 0, 0, 0};
+        for (int i = 0; i < QUANT_QK; i++) e.s += a[b].qs[i];
+        e.s_q4_0 = -8 * e.s;
+        e.s_q8_0 = -128 * e.s;
+        memcpy(t + (size_t)b * sizeof e, &e, sizeof e); /* rows need not be aligned */
+    }
 }
 
 void vecdot_quantize_act(uint32_t act_type, const float *x, void *y, int64_t k) {
     /* Q8_0 activations round like llama.cpp's CPU path, not like its (weight) reference
-     * quantizer; see quant_quantize_row_q8_0_act. Q8_1 and Q8_K exist only as activations. */
+     * quantizer (see quant_quantize_row_q8_0_act), and carry the trailer; the AVX-512 version
+     * gives the same bytes. Q8_1 and Q8_K exist only as activations. */
     if (act_type == DT_Q8_0 && k >= 0 && k % QUANT_QK == 0) {
-        quant_quantize_row_q8_0_act(x, y, k);
+        if (vecdot_best_isa() >= ISA_AVX512) vecdot_avx512_quantize_q8_0(x, y, k);
+        else vecdot_scalar_quantize_q8_0(x, y, k);
         return;
     }
     int rc = quant_quantize_row(act_type, x, y, k);
     SH_ASSERT(rc == 0 && "activation type and k must match a kernel's act_type");
+}
+
+/* ============================================================ packed layout ===== */
+
+/*
+ * Group of 16 rows, nb = k / 32 block columns. Values: for block column b, 4-byte chunk c of
+ * the block (elements 4c..4c+3 in activation order) and row r, 4 bytes at
+ *     Q8_0: b * 512 + c * 64 + r * 4         (c = 0..7; the int8 values + 128)
+ *     Q4_0: b * 256 + c * 64 + r * 4         (c = 0..3; the block's bytes qs[4c..4c+3]: low
+ *                                             nibbles are elements 4c.., high ones 16 + 4c..)
+ * then at values_bytes + b * 32 + r * 2 the fp16 scale of row r's block b. A group starts at
+ * a multiple of 64 bytes (relative to the matrix), so every 64-byte load is aligned when the
+ * matrix is.
+ */
+
+static size_t packed_value_bytes(uint32_t wtype) {
+    return wtype == DT_Q8_0 ? 512 : wtype == DT_Q4_0 ? 256 : 0;
+}
+
+int vecdot_packable(uint32_t wtype) { return packed_value_bytes(wtype) != 0; }
+
+size_t vecdot_packed_group_bytes(uint32_t wtype, int64_t k) {
+    const size_t vb = packed_value_bytes(wtype);
+    if (!vb || k <= 0 || k % QUANT_QK) return 0;
+    const size_t nb = (size_t)(k / QUANT_QK);
+    return (nb * (vb + 2 * VECDOT_PACK_ROWS) + 63) & ~(size_t)63;
+}
+
+size_t vecdot_packed_bytes(uint32_t wtype, int64_t k, int64_t n_rows) {
+    const size_t gb = vecdot_packed_group_bytes(wtype, k);
+    if (n_rows < 0) return 0;
+    return gb * (size_t)((n_rows + VECDOT_PACK_ROWS - 1) / VECDOT_PACK_ROWS);
+}
+
+void vecdot_pack(uint32_t wtype, int64_t k, const void *W, size_t w_stride, int64_t n_rows,
+                 int64_t r0, int64_t r1, void *dst) {
+    const size_t gb = vecdot_packed_group_bytes(wtype, k), vb = packed_value_bytes(wtype);
+    SH_ASSERT(gb > 0 && (r0 % VECDOT_PACK_ROWS == 0 || r0 == r1) && r0 <= r1 && r1 <= n_rows);
+    const int64_t nb = k / QUANT_QK;
+    for (int64_t g0 = r0; g0 < r1; g0 += VECDOT_PACK_ROWS) {
+        uint8_t *g = (uint8_t *)dst + (size_t)(g0 / VECDOT_PACK_ROWS) * gb;
+        memset(g, 0, gb);
+        uint16_t *sc = (uint16_t *)(g + (size_t)nb * vb); /* 2-byte aligned: gb, vb are even */
+        for (int r = 0; r < VECDOT_PACK_ROWS; r++) {
+            const int64_t row = g0 + r;
+            if (wtype == DT_Q8_0) {
+                const uint8_t *src = (const uint8_t *)W + (size_t)row * w_stride;
+                const quant_block_q8_0 *w = row < n_rows ? (const void *)src : NULL;
+                for (int64_t b = 0; b < nb; b++) {
+                    uint8_t *v = g + (size_t)b * vb + (size_t)r * 4;
+                    for (int c = 0; c < 8; c++)
+                        for (int i = 0; i < 4; i++)
+                            v[c * 64 + i] = (uint8_t)((w ? (uint8_t)w[b].qs[4 * c + i] : 0) ^ 0x80);
+                    sc[b * VECDOT_PACK_ROWS + r] = w ? w[b].d : 0;
+                }
+            } else {
+                if (row >= n_rows) continue; /* zero values and scales */
+                const quant_block_q4_0 *w =
+                    (const void *)((const uint8_t *)W + (size_t)row * w_stride);
+                for (int64_t b = 0; b < nb; b++) {
+                    uint8_t *v = g + (size_t)b * vb + (size_t)r * 4;
+                    for (int c = 0; c < 4; c++) memcpy(v + c * 64, w[b].qs + 4 * c, 4);
+                    sc[b * VECDOT_PACK_ROWS + r] = w[b].d;
+                }
+            }
+        }
+    }
 }

@@ -18,6 +18,20 @@
  * compiled in *_avx2.c / *_avx512.c files and chosen at run time from CPUID. The environment
  * variable SHOAL_ISA=scalar|avx2|avx512 caps the level (for benchmarks and debugging).
  * Results of one kernel never depend on n_act or on how rows are split (batch invariance).
+ *
+ * Packed layout. Q8_0 and Q4_0 weights can be rearranged once at load time (vecdot_pack) into
+ * groups of VECDOT_PACK_ROWS rows interleaved block by block: per 32-element block column, the
+ * 16 rows' quantized values are stored so that one 64-byte load holds 4 elements of each of the
+ * 16 rows, then (after all block columns) the 16 rows' fp16 scales per block column. A kernel
+ * with a matmul_packed function then computes 16 rows at once with no horizontal sums, and one
+ * thread reads one contiguous stream per group. Packed Q8_0 values are stored offset by +128
+ * (unsigned bytes), packed Q4_0 values keep their bytes. Both layouts are the same for every
+ * ISA; which kernels use them is up to the kernel table (vecdot_get(t)->matmul_packed != NULL).
+ *
+ * Q8_0 activation rows (act_type DT_Q8_0) produced by vecdot_quantize_act carry, after their
+ * blocks (at offset vecdot_act_trailer_offset), per block the scale as a float and the sum of
+ * its 32 values (vecdot_act_sum): the packed kernels fold the weight offset into that sum. Kernels
+ * on the file layout ignore the trailer.
  */
 #ifndef SHOAL_TENSOR_VECDOT_H
 #define SHOAL_TENSOR_VECDOT_H
@@ -36,7 +50,32 @@ typedef struct vecdot_kernel {
     uint32_t act_type;       /* the type activations are converted to */
     vecdot_isa isa;          /* which implementation this is */
     vecdot_matmul_fn matmul; /* see above; w_stride / a_stride are row strides in bytes */
+    /* The same product on weights in the packed layout, or NULL when this kernel has none:
+     * W is the packed matrix, w_stride the bytes of one group (vecdot_packed_group_bytes);
+     * r0, r1 are row numbers of the original matrix (any range, not necessarily a multiple of
+     * VECDOT_PACK_ROWS; rows outside it are never written). Its results are those of its own
+     * arithmetic, not bit-identical to matmul's: an engine uses one of the two for a matrix. */
+    vecdot_matmul_fn matmul_packed;
 } vecdot_kernel;
+
+/* Rows per group of the packed layout. */
+#define VECDOT_PACK_ROWS 16
+
+/* True when weights of this type have a packed layout (Q8_0, Q4_0). */
+int vecdot_packable(uint32_t wtype);
+
+/* Bytes of one packed group of VECDOT_PACK_ROWS rows of k elements (a multiple of 64), and of
+ * a whole packed matrix of n_rows rows (rounded up to full groups; the padding rows are zero).
+ * 0 when the type is not packable or k does not fit its blocks. */
+size_t vecdot_packed_group_bytes(uint32_t wtype, int64_t k);
+size_t vecdot_packed_bytes(uint32_t wtype, int64_t k, int64_t n_rows);
+
+/* Writes the packed form of n_rows rows of k elements (row stride w_stride bytes) to dst,
+ * which holds vecdot_packed_bytes(). Only the groups of rows [r0, r1) are written: groups are
+ * independent, so r0 must be a multiple of VECDOT_PACK_ROWS unless the range is empty, and
+ * r1 should be one too or n_rows (several threads may pack disjoint group ranges). */
+void vecdot_pack(uint32_t wtype, int64_t k, const void *W, size_t w_stride, int64_t n_rows,
+                 int64_t r0, int64_t r1, void *dst);
 
 /* The best kernel for weights of type wtype on this CPU, or NULL when the type cannot be
  * computed with. Thread-safe; the result is static. */
@@ -50,11 +89,27 @@ const vecdot_kernel *vecdot_get_isa(uint32_t wtype, vecdot_isa isa);
 vecdot_isa vecdot_best_isa(void);
 const char *vecdot_isa_name(vecdot_isa isa);
 
-/* Bytes of one activation row of k elements in act_type (k must be a multiple of its block). */
+/* Bytes of one activation row of k elements in act_type (k must be a multiple of its block),
+ * including the Q8_0 trailer (see above). */
 size_t vecdot_act_row_bytes(uint32_t act_type, int64_t k);
 
+/* Where the trailer of a Q8_0 activation row of nb blocks starts: nb * 34 rounded up to 16. */
+static inline size_t vecdot_act_trailer_offset(int64_t nb) {
+    return ((size_t)nb * 34 + 15) & ~(size_t)15;
+}
+
+/* One trailer entry: the block's scale as a float, the sum s of its values, and -8 s and
+ * -128 s (the offsets of packed Q4_0 / Q8_0 weights, ready to broadcast from memory). */
+typedef struct vecdot_act_sum {
+    float d;
+    int32_t s;
+    int32_t s_q4_0; /* -8 * s */
+    int32_t s_q8_0; /* -128 * s */
+} vecdot_act_sum;
+
 /* Converts one row of k floats to act_type (F32: a copy). Q8_0 uses the activation rounding
- * (quant_quantize_row_q8_0_act), not the weight quantizer's. */
+ * (quant_quantize_row_q8_0_act), not the weight quantizer's, and also writes the trailer; the
+ * SIMD version writes the same bytes as the scalar one. */
 void vecdot_quantize_act(uint32_t act_type, const float *x, void *y, int64_t k);
 
 #endif

@@ -68,11 +68,17 @@ static inline __m256i bits_to_0x10(uint32_t bits) {
 /* ============================================================ table ===== */
 
 const vecdot_kernel vecdot_avx2_kernels[] = {
-    {DT_F32, DT_F32, ISA_AVX2, mm_f32},      {DT_F16, DT_F32, ISA_AVX2, mm_f16},
-    {DT_BF16, DT_F32, ISA_AVX2, mm_bf16},    {DT_Q8_0, DT_Q8_0, ISA_AVX2, mm_q8_0},
-    {DT_Q4_0, DT_Q8_0, ISA_AVX2, mm_q4_0},   {DT_Q4_1, DT_Q8_1, ISA_AVX2, mm_q4_1},
-    {DT_Q5_0, DT_Q8_0, ISA_AVX2, mm_q5_0},   {DT_Q5_1, DT_Q8_1, ISA_AVX2, mm_q5_1},
-    {DT_Q4_K, DT_Q8_K, ISA_AVX2, mm_q4_k},   {DT_Q5_K, DT_Q8_K, ISA_AVX2, mm_q5_k},
-    {DT_Q6_K, DT_Q8_K, ISA_AVX2, mm_q6_k},   {0, 0, ISA_AVX2, NULL},
+    {DT_F32, DT_F32, ISA_AVX2, mm_f32, NULL},
+    {DT_F16, DT_F32, ISA_AVX2, mm_f16, NULL},
+    {DT_BF16, DT_F32, ISA_AVX2, mm_bf16, NULL},
+    {DT_Q8_0, DT_Q8_0, ISA_AVX2, mm_q8_0, NULL},
+    {DT_Q4_0, DT_Q8_0, ISA_AVX2, mm_q4_0, NULL},
+    {DT_Q4_1, DT_Q8_1, ISA_AVX2, mm_q4_1, NULL},
+    {DT_Q5_0, DT_Q8_0, ISA_AVX2, mm_q5_0, NULL},
+    {DT_Q5_1, DT_Q8_1, ISA_AVX2, mm_q5_1, NULL},
+    {DT_Q4_K, DT_Q8_K, ISA_AVX2, mm_q4_k, NULL},
+    {DT_Q5_K, DT_Q8_K, ISA_AVX2, mm_q5_k, NULL},
+    {DT_Q6_K, DT_Q8_K, ISA_AVX2, mm_q6_k, NULL},
+    {0, 0, ISA_AVX2, NULL, NULL},
 };
 

@@ -7,6 +7,7 @@
  */
 #include <immintrin.h>
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "core/half.h"
@@ -242,14 +243,257 @@ DEFINE_Q32_MATMUL(mm512_q5_0, quant_block_q5_0, q8_0, rows2_q5_0, 0)
 DEFINE_Q32_MATMUL(mm512_q4_1, quant_block_q4_1, q8_1, rows2_q4_1, 1)
 DEFINE_Q32_MATMUL(mm512_q5_1, quant_block_q5_1, q8_1, rows2_q5_1, 1)
 
+/* ============================================================ packed Q8_0 / Q4_0 ===== */
+
+/*
+ * Kernels on the packed layout (vecdot.h, vecdot.c): lane r of every 512-bit vector belongs to
+ * row r of a 16-row group, so a tile is one group x na activation rows and nothing is summed
+ * horizontally. Per block column b and activation row j:
+ *
+ *     isum = -off * sum(a_jb) + sum_c dpbusd(w_c, broadcast(a_jb[4c..4c+3]))     (exact int32)
+ *     acc_j = fma(float(isum), dw_b * da_jb, acc_j)                               (per lane)
+ *
+ * with off = 128 for Q8_0 (stored as w + 128, unsigned) and 8 for Q4_0 (nibbles 0..15): the
+ * sums of the activation blocks come from the row's trailer. The integer part may be computed
+ * in any order (it is exact); the float part is one FMA per block column in block order, the
+ * same for every na and every group: results never depend on n_act or on the row split. One
+ * weight load feeds 16 rows x na activation rows; the activation bytes are broadcast from
+ * memory.
+ */
+
+#define PK VECDOT_PACK_ROWS
+
+/* Tuning (measured with bench_vecdot on the reference VM): decode reads PK_NG groups side by
+ * side, and every pass that streams weights from memory (decode, the first activation tile of
+ * a small batch) prefetches each cache line PK_PF bytes ahead; 1 to 4 streams, 0.5 to 8 KiB
+ * ahead, into L1 or L2 were all within a few percent, a read loop gets no more out of DRAM.
+ * Prefill keeps blocks of groups of at most PK_L2_BYTES of weights in L2 while each tile of
+ * activation rows stays in L1 (128 KiB: +5-10% over one group at a time). */
+#define PK_NG 2
+#define PK_PF 1024
+#define PK_L2_BYTES (128 << 10)
+
+typedef struct {
+    const uint8_t *q[8];         /* activation rows (blocks of 34 bytes: fp16 d, 32 x int8) */
+    const uint8_t *t[8];         /* their trailers (vecdot_act_sum per block) */
+} pk_acts;
+
+ALWAYS_INLINE void pk_wload_q8_0(const uint8_t *g, int64_t b, __m512i w[8]) {
+    const uint8_t *p = g + (size_t)b * 512;
+    UNROLL_8 for (int c = 0; c < 8; c++) w[c] = _mm512_loadu_si512((const void *)(p + 64 * c));
+}
+
+ALWAYS_INLINE void pk_wload_q4_0(const uint8_t *g, int64_t b, __m512i w[8]) {
+    const uint8_t *p = g + (size_t)b * 256;
+    const __m512i m = _mm512_set1_epi8(0x0F);
+    UNROLL_8 for (int c = 0; c < 4; c++) {
+        const __m512i x = _mm512_loadu_si512((const void *)(p + 64 * c));
+        w[c] = _mm512_and_si512(x, m);
+        w[c + 4] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m);
+    }
+}
+
+typedef int32_t __attribute__((aligned(1), may_alias)) pk_i32u; /* any address */
+
+/* acc += vpdpbusd(w, 4 bytes at p broadcast to every lane), with the bytes as the embedded-
+ * broadcast memory operand: one fused uop, where the intrinsics version compiles to a separate
+ * broadcast load per product (the prefill tile is bound by the front end otherwise). The 4
+ * bytes need no alignment. */
+ALWAYS_INLINE __m512i pk_dp_bcast(__m512i acc, __m512i w, const uint8_t *p) {
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0"
+            : "+v"(acc)
+            : "v"(w), "m"(*(const pk_i32u *)(const void *)p));
+    return acc;
+}
+/* acc[j] (16 rows) over all nb block columns of group g, for na activation rows. SPLIT uses
+ * two integer chains per activation row (decode: hides the vpdpbusd latency). */
+#define DEFINE_PK_TILE(fn, WLOAD, VB, CORR)                                                        \
+    ALWAYS_INLINE void fn(const uint8_t *g, int64_t nb, const pk_acts *A, int na, __m512 *acc,     \
+                          int pf) {                                                                \
+        const uint8_t *sc = g + (size_t)nb * (VB);                                                 \
+        UNROLL_8 for (int j = 0; j < na; j++) acc[j] = _mm512_setzero_ps();                        \
+        for (int64_t b = 0; b < nb; b++) {                                                         \
+            if (pf) /* first pass over these weights (small batches): they come from memory */     \
+                UNROLL_8 for (int l = 0; l < (VB); l += 64)                                        \
+                    _mm_prefetch((const char *)g + (size_t)b * (VB) + PK_PF + l, _MM_HINT_T0);     \
+            __m512i w[8];                                                                          \
+            WLOAD(g, b, w);                                                                        \
+            const __m512 dw =                                                                      \
+                _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sc + (size_t)b * 2 * PK)));   \
+            UNROLL_8 for (int j = 0; j < na; j++) {                                                \
+                const uint8_t *aq = A->q[j] + (size_t)b * sizeof(quant_block_q8_0) + 2;            \
+                /* scale and offset term broadcast straight from the trailer (load ports only) */  \
+                const uint8_t *t = A->t[j] + (size_t)b * sizeof(vecdot_act_sum);                   \
+                __m512i s0 = _mm512_set1_epi32((int)ld_u32(t + (CORR)));                           \
+                if (na < 4) {                                                                      \
+                    __m512i s1 = _mm512_setzero_si512();                                           \
+                    UNROLL_8 for (int c = 0; c < 8; c += 2) {                                      \
+                        s0 = pk_dp_bcast(s0, w[c], aq + 4 * c);                                    \
+                        s1 = pk_dp_bcast(s1, w[c + 1], aq + 4 * c + 4);                            \
+                    }                                                                              \
+                    s0 = _mm512_add_epi32(s0, s1);                                                 \
+                } else {                                                                           \
+                    UNROLL_8 for (int c = 0; c < 8; c++)                                           \
+                        s0 = pk_dp_bcast(s0, w[c], aq + 4 * c);                                    \
+                }                                                                                  \
+                const __m512 da = _mm512_castsi512_ps(_mm512_set1_epi32((int)ld_u32(t)));         \
+                const __m512 d = _mm512_mul_ps(dw, da);                                            \
+                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), d, acc[j]);                       \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+DEFINE_PK_TILE(pk_tile_q8_0, pk_wload_q8_0, 512, offsetof(vecdot_act_sum, s_q8_0))
+DEFINE_PK_TILE(pk_tile_q4_0, pk_wload_q4_0, 256, offsetof(vecdot_act_sum, s_q4_0))
+
+
+/* Decode (one activation row): PK_NG groups side by side, so one thread reads several streams
+ * at once; per group exactly the arithmetic of the na = 1 tile. */
+#define DEFINE_PK_DEC(fn, WLOAD, VB, CORR)                                                         \
+    ALWAYS_INLINE void fn(const uint8_t *const *g, int ng, int64_t nb, const pk_acts *A,           \
+                          __m512 *acc) {                                                           \
+        UNROLL_8 for (int i = 0; i < ng; i++) acc[i] = _mm512_setzero_ps();                        \
+        for (int64_t b = 0; b < nb; b++) {                                                         \
+            const uint8_t *aq = A->q[0] + (size_t)b * sizeof(quant_block_q8_0) + 2;                \
+            const uint8_t *t = A->t[0] + (size_t)b * sizeof(vecdot_act_sum);                       \
+            const __m512i s_init = _mm512_set1_epi32((int)ld_u32(t + (CORR)));                     \
+            const __m512 da = _mm512_castsi512_ps(_mm512_set1_epi32((int)ld_u32(t)));              \
+            UNROLL_8 for (int i = 0; i < ng; i++) {                                                \
+                UNROLL_8 for (int l = 0; l < (VB); l += 64)                                        \
+                    _mm_prefetch((const char *)g[i] + (size_t)b * (VB) + PK_PF + l, _MM_HINT_T0);  \
+                __m512i w[8];                                                                      \
+                WLOAD(g[i], b, w);                                                                 \
+                const __m512 dw = _mm512_cvtph_ps(                                                 \
+                    _mm256_loadu_si256((const __m256i *)(g[i] + nb * (VB) + (size_t)b * 2 * PK))); \
+                __m512i s0 = s_init, s1 = _mm512_setzero_si512();                                  \
+                UNROLL_8 for (int c = 0; c < 8; c += 2) {                                          \
+                    s0 = pk_dp_bcast(s0, w[c], aq + 4 * c);                                        \
+                    s1 = pk_dp_bcast(s1, w[c + 1], aq + 4 * c + 4);                                \
+                }                                                                                  \
+                s0 = _mm512_add_epi32(s0, s1);                                                     \
+                const __m512 d = _mm512_mul_ps(dw, da);                                            \
+                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), d, acc[i]);                       \
+            }                                                                                      \
+        }                                                                                          \
+    }
+DEFINE_PK_DEC(pk_dec_q8_0, pk_wload_q8_0, 512, offsetof(vecdot_act_sum, s_q8_0))
+DEFINE_PK_DEC(pk_dec_q4_0, pk_wload_q4_0, 256, offsetof(vecdot_act_sum, s_q4_0))
+
+/* One group x na activation rows starting at j, stored under the row mask. */
+#define PK_TILE_CASE(TILE, N)                                                                      \
+    case N: {                                                                                      \
+        __m512 acc[N];                                                                             \
+        TILE(g, nb, &A, N, acc, j == 0);                                                           \
+        UNROLL_8 for (int i = 0; i < N; i++)                                                       \
+            _mm512_mask_storeu_ps(out + (j + i) * os + g0, m, acc[i]);                             \
+        break;                                                                                     \
+    }
+
+#define DEFINE_PK_MATMUL(name, TILE, DEC)                                                          \
+    static void name(int64_t k, const void *W, size_t gs, int64_t r0, int64_t r1, const void *Av,  \
+                     size_t as, int64_t n, float *out, int64_t os) {                               \
+        const int64_t nb = k / QUANT_QK;                                                           \
+        const size_t toff = vecdot_act_trailer_offset(nb);                                         \
+        if (n == 1) {                                                                              \
+            pk_acts A;                                                                             \
+            A.q[0] = Av;                                                                           \
+            A.t[0] = A.q[0] + toff;                                                                \
+            for (int64_t g0 = r0 / PK * PK; g0 < r1; g0 += PK_NG * PK) {                           \
+                const uint8_t *g[PK_NG];                                                           \
+                __m512 acc[PK_NG];                                                                 \
+                int ng = 0;                                                                        \
+                for (; ng < PK_NG && g0 + ng * PK < r1; ng++)                                      \
+                    g[ng] = (const uint8_t *)W + (size_t)((g0 + ng * PK) / PK) * gs;               \
+                if (ng == PK_NG) DEC(g, PK_NG, nb, &A, acc);                                       \
+                else DEC(g, 1, nb, &A, acc), ng = 1;                                               \
+                for (int i = 0; i < ng; i++) {                                                     \
+                    const int64_t gi = g0 + i * PK;                                                \
+                    const int64_t lo = r0 > gi ? r0 - gi : 0, hi = r1 - gi < PK ? r1 - gi : PK;    \
+                    const __mmask16 m = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));         \
+                    _mm512_mask_storeu_ps(out + gi, m, acc[i]);                                    \
+                }                                                                                  \
+                g0 += (ng - PK_NG) * PK;                                                           \
+            }                                                                                      \
+            return;                                                                                \
+        }                                                                                          \
+        /* blocks of groups whose weights stay in L2 (PK_L2_BYTES); within a block, each tile of   \
+         * activation rows (in L1) meets every group of the block */                               \
+        int64_t gblk = (int64_t)(PK_L2_BYTES / gs);                                                \
+        if (gblk < 1) gblk = 1;                                                                    \
+        for (int64_t b0 = r0 / PK * PK; b0 < r1; b0 += gblk * PK) {                                \
+            const int64_t b1 = b0 + gblk * PK < r1 ? b0 + gblk * PK : r1;                          \
+            for (int64_t j = 0; j < n;) {                                                          \
+                const int na = n - j >= 8 ? 8 : n - j >= 4 ? 4 : 1;                                \
+                pk_acts A;                                                                         \
+                for (int i = 0; i < na; i++) {                                                     \
+                    A.q[i] = (const uint8_t *)Av + (size_t)(j + i) * as;                           \
+                    A.t[i] = A.q[i] + toff;                                                        \
+                }                                                                                  \
+                for (int64_t g0 = b0; g0 < b1; g0 += PK) {                                         \
+                    const uint8_t *g = (const uint8_t *)W + (size_t)(g0 / PK) * gs;                \
+                    const int64_t lo = r0 > g0 ? r0 - g0 : 0, hi = b1 - g0 < PK ? b1 - g0 : PK;    \
+                    const __mmask16 m = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));         \
+                    switch (na) {                                                                  \
+                        PK_TILE_CASE(TILE, 8)                                                      \
+                        PK_TILE_CASE(TILE, 4)                                                      \
+                        PK_TILE_CASE(TILE, 1)                                                      \
+                    }                                                                              \
+                }                                                                                  \
+                j += na;                                                                           \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+DEFINE_PK_MATMUL(mmp_q8_0, pk_tile_q8_0, pk_dec_q8_0)
+DEFINE_PK_MATMUL(mmp_q4_0, pk_tile_q4_0, pk_dec_q4_0)
+
+/* ============================================================ activation rows ===== */
+
+/* Blocks as quant_quantize_row_q8_0_act, which rounds like llama.cpp's x86 quantizer: the same
+ * float operations per element (x * (127 / amax), rounded to nearest with ties to even, which
+ * is what vcvtps2dq does with the explicit rounding mode), so the bytes are those of the scalar
+ * version. amax is exact in any order; the running max keeps its accumulator as the second
+ * operand of vmaxps, which (like the scalar comparison) never picks up a NaN. */
+void vecdot_avx512_quantize_q8_0(const float *x, void *yv, int64_t k) {
+    quant_block_q8_0 *y = yv;
+    const int64_t nb = k / QUANT_QK;
+    uint8_t *tr = (uint8_t *)yv + vecdot_act_trailer_offset(nb);
+    for (int64_t b = 0; b < nb; b++, x += QUANT_QK) {
+        const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+        const __m512 m0 = _mm512_max_ps(_mm512_abs_ps(v0), _mm512_setzero_ps());
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v1), m0));
+        const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+        y[b].d = half_from_f32(amax / 127.f);
+        const __m512 vid = _mm512_set1_ps(id);
+        const __m512i q0 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v0, vid),
+                                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m512i q1 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v1, vid),
+                                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m128i b0 = _mm512_cvtepi32_epi8(q0), b1 = _mm512_cvtepi32_epi8(q1);
+        _mm_storeu_si128((__m128i *)y[b].qs, b0);
+        _mm_storeu_si128((__m128i *)(y[b].qs + 16), b1);
+        /* the sum of the stored int8 levels, as the scalar trailer takes it */
+        const int32_t sum = _mm512_reduce_add_epi32(
+            _mm512_add_epi32(_mm512_cvtepi8_epi32(b0), _mm512_cvtepi8_epi32(b1)));
+        const vecdot_act_sum e = {half_to_f32(y[b].d), sum, -8 * sum, -128 * sum};
+        memcpy(tr + (size_t)b * sizeof e, &e, sizeof e);
+    }
+}
+
 /* ============================================================ table ===== */
 
 const vecdot_kernel vecdot_avx512_kernels[] = {
-    {DT_F32, DT_F32, ISA_AVX512, mm_f32},      {DT_F16, DT_F32, ISA_AVX512, mm_f16},
-    {DT_BF16, DT_F32, ISA_AVX512, mm_bf16},    {DT_Q8_0, DT_Q8_0, ISA_AVX512, mm512_q8_0},
-    {DT_Q4_0, DT_Q8_0, ISA_AVX512, mm512_q4_0},   {DT_Q4_1, DT_Q8_1, ISA_AVX512, mm512_q4_1},
-    {DT_Q5_0, DT_Q8_0, ISA_AVX512, mm512_q5_0},   {DT_Q5_1, DT_Q8_1, ISA_AVX512, mm512_q5_1},
-    {DT_Q4_K, DT_Q8_K, ISA_AVX512, mm_q4_k},   {DT_Q5_K, DT_Q8_K, ISA_AVX512, mm_q5_k},
-    {DT_Q6_K, DT_Q8_K, ISA_AVX512, mm_q6_k},   {0, 0, ISA_AVX512, NULL},
+    {DT_F32, DT_F32, ISA_AVX512, mm_f32, NULL},
+    {DT_F16, DT_F32, ISA_AVX512, mm_f16, NULL},
+    {DT_BF16, DT_F32, ISA_AVX512, mm_bf16, NULL},
+    {DT_Q8_0, DT_Q8_0, ISA_AVX512, mm512_q8_0, mmp_q8_0},
+    {DT_Q4_0, DT_Q8_0, ISA_AVX512, mm512_q4_0, mmp_q4_0},
+    {DT_Q4_1, DT_Q8_1, ISA_AVX512, mm512_q4_1, NULL},
+    {DT_Q5_0, DT_Q8_0, ISA_AVX512, mm512_q5_0, NULL},
+    {DT_Q5_1, DT_Q8_1, ISA_AVX512, mm512_q5_1, NULL},
+    {DT_Q4_K, DT_Q8_K, ISA_AVX512, mm_q4_k, NULL},
+    {DT_Q5_K, DT_Q8_K, ISA_AVX512, mm_q5_k, NULL},
+    {DT_Q6_K, DT_Q8_K, ISA_AVX512, mm_q6_k, NULL},
+    {0, 0, ISA_AVX512, NULL, NULL},
 };
 

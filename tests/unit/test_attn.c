@@ -7,6 +7,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "core/half.h"
 #include "engine/attn.h"
@@ -63,10 +64,49 @@ static void test_dot_f16h(void **state) {
     }
 }
 
+/* dots_f16h / wsum_f16h (head by head over all positions, q or the accumulator in registers)
+ * against the per-position calls they replace: bit-identical, for the portable table and the
+ * AVX2 one, for lengths that take every chunk width and the scalar tail. */
+static void test_f16h_loops(void **state) {
+    (void)state;
+    const attn_ops *tables[2] = {attn_get(), vecdot_best_isa() >= ISA_AVX2 ? &attn_ops_avx2 : NULL};
+    enum { NT = 13, M = 140, STRIDE = 150 };
+    uint16_t x[NT * STRIDE], q[M], acc[M];
+    float ms[NT], vs[NT], sa[NT], sb[NT], want[M], got[M];
+    uint64_t seed = 31;
+    fill_f16(x, NT * STRIDE, &seed, 3.0f);
+    fill_f16(q, M, &seed, 1.0f);
+    for (int t = 0; t < NT; t++) { /* as the online softmax makes them: one of the two is 1 */
+        const float r = fabsf(tu_randf(&seed));
+        ms[t] = t == 0 ? 0.0f : t % 3 == 1 ? r : 1.0f;
+        vs[t] = ms[t] == 1.0f ? r : 1.0f;
+    }
+    static const int ns[] = {1, 7, 8, 32, 40, 64, 72, 96, 128, 139};
+    for (int tb = 0; tb < 2; tb++) {
+        const attn_ops *op = tables[tb];
+        if (!op) continue;
+        for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++) {
+            const int n = ns[c];
+            for (int t = 0; t < NT; t++) sa[t] = op->dot_f16h(q, x + t * STRIDE, n) * 0.125f;
+            op->dots_f16h(sb, q, x, STRIDE, NT, n, 0.125f);
+            assert_memory_equal(sa, sb, sizeof sa);
+            memset(acc, 0, sizeof acc);
+            for (int t = 0; t < NT; t++) {
+                if (ms[t] != 1.0f) op->scale_f16h(acc, ms[t], n);
+                op->mad_f16h(acc, vs[t], x + t * STRIDE, n);
+            }
+            for (int i = 0; i < n; i++) want[i] = half_to_f32(acc[i]);
+            op->wsum_f16h(got, ms, vs, x, STRIDE, NT, n);
+            assert_memory_equal(got, want, (size_t)n * sizeof(float));
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f16_accumulator_definition),
         cmocka_unit_test(test_dot_f16h),
+        cmocka_unit_test(test_f16h_loops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

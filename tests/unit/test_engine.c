@@ -9,13 +9,16 @@
 #include <math.h>
 
 #include "core/half.h"
+#include "engine/attn.h"
 #include "engine/engine.h"
+#include "engine/ew.h"
 #include "gguf/gguf.h"
 #include "gguf/gguf_writer.h"
 #include "model/model.h"
 #include "model/modelgen.h"
 #include "model/quantize.h"
 #include "tensor/dtype.h"
+#include "tensor/vecdot.h"
 
 #define N_VOCAB 96
 
@@ -398,6 +401,122 @@ static void test_quantized(void **state) {
     }
 }
 
+/* attn dots / wsum (loops over positions with q or the sums in registers) are bit-identical to
+ * one dot per position / zeroing and one axpy per position, for every length path. */
+static void test_attn_wsum(void **state) {
+    (void)state;
+    const attn_ops *op = attn_get();
+    enum { NT = 13, N = 130, STRIDE = 136 };
+    float p[NT], xf[NT * STRIDE], a[N], b[N];
+    uint16_t xh[NT * STRIDE];
+    uint64_t seed = 17;
+    for (int t = 0; t < NT; t++) p[t] = tu_randf(&seed);
+    for (int i = 0; i < NT * STRIDE; i++) {
+        xf[i] = tu_randf(&seed) * 3;
+        xh[i] = half_from_f32(xf[i]);
+    }
+    float q[N], sa[NT], sb[NT];
+    for (int i = 0; i < N; i++) q[i] = tu_randf(&seed);
+    static const int ns[] = {64, 128, 1, 38, 75};
+    for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++) { /* dots = one dot per position */
+        const int n = ns[c];
+        for (int t = 0; t < NT; t++) sa[t] = op->dot_f16(q, xh + t * STRIDE, n) * 0.125f;
+        op->dots_f16(sb, q, xh, STRIDE, NT, n, 0.125f);
+        assert_memory_equal(sa, sb, sizeof sa);
+        for (int t = 0; t < NT; t++) sa[t] = op->dot_f32(q, xf + t * STRIDE, n) * 0.125f;
+        op->dots_f32(sb, q, xf, STRIDE, NT, n, 0.125f);
+        assert_memory_equal(sa, sb, sizeof sa);
+    }
+    for (int n = 1; n <= N; n += 37) {
+        memset(a, 0, sizeof a);
+        for (int t = 0; t < NT; t++) op->axpy_f16(a, p[t], xh + t * STRIDE, n);
+        op->wsum_f16(b, p, xh, STRIDE, NT, n);
+        assert_memory_equal(a, b, (size_t)n * sizeof(float));
+        memset(a, 0, sizeof a);
+        for (int t = 0; t < NT; t++) op->axpy_f32(a, p[t], xf + t * STRIDE, n);
+        op->wsum_f32(b, p, xf, STRIDE, NT, n);
+        assert_memory_equal(a, b, (size_t)n * sizeof(float));
+    }
+}
+
+/* silu(g) * u: close to the expf formula (also far into both tails), and each element's
+ * result independent of its position and of the array length (the vector tail). */
+static void test_ew_silu(void **state) {
+    (void)state;
+    const ew_ops *op = ew_get();
+    enum { N = 83 };
+    float g[N], u[N], a[N], b[N];
+    uint64_t seed = 23;
+    for (int i = 0; i < N; i++) {
+        g[i] = tu_randf(&seed) * (i % 7 == 0 ? 120.0f : 12.0f);
+        u[i] = tu_randf(&seed) * 2;
+    }
+    g[0] = 0.0f, g[1] = -100.0f, g[2] = 100.0f, g[3] = -87.0f;
+    memcpy(a, g, sizeof a);
+    op->silu_mul(a, u, N);
+    for (int i = 0; i < N; i++) {
+        const double ref = (double)g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+        if (fabs(a[i] - ref) > 1e-6 * fabs(ref) + 1e-30)
+            fail_msg("silu_mul(%.9g) * %.9g = %.9g, expected %.9g", g[i], u[i], a[i], ref);
+    }
+    for (int off = 1; off < 12; off += 5) /* shifted and shortened: the same bits */
+        for (int len = 1; len + off <= N; len += 13) {
+            memcpy(b, g + off, (size_t)len * sizeof(float));
+            op->silu_mul(b, u + off, len);
+            assert_memory_equal(b, a + off, (size_t)len * sizeof(float));
+        }
+}
+
+/* Repacked (default) and file-layout (no_repack) weights: both close to the f32 reference,
+ * each bit-identical between one prefill batch and token-by-token decoding. */
+static void test_repack(void **state) {
+    (void)state;
+    modelgen_params p;
+    base_params(&p);
+    const char *path = gen_model(&p, "rpsrc");
+    int32_t tok[16];
+    prompt(tok, 16, 77);
+    double ref[N_VOCAB];
+    ref_forward(&p, path, tok, 16, ref);
+    const char *types[] = {"q8_0", "q4_0"};
+    const double tol[] = {5e-2, 0.4};
+    for (int t = 0; t < 2; t++) {
+        char out[512];
+        snprintf(out, sizeof out, "%s/rp-%s.gguf", tu_tmpdir(), types[t]);
+        sh_err err = {{0}};
+        assert_int_equal(quantize_file(path, out, types[t], 1, NULL, NULL, &err), 0);
+        for (int no_repack = 0; no_repack < 2; no_repack++) {
+            model_params mp = {.no_repack = no_repack};
+            model *m = model_load_ex(out, &mp, &err);
+            assert_non_null(m);
+            const vecdot_kernel *k = vecdot_get(m->layers[0].wq.type);
+            const bool packs = !no_repack && k->matmul_packed != NULL;
+            assert_int_equal(m->n_packed > 0, packs);
+            /* with repacking, every matrix is either packed or copied to huge pages */
+            assert_int_equal(m->n_packed + m->n_copied, no_repack ? 0 : 7 * m->hp.n_layers + 1);
+            assert_int_equal(m->layers[0].w_down.packed != NULL, packs);
+            assert_null(m->tok_embd.packed); /* looked up by rows: never packed */
+            engine *e = mk_engine(m, 1, 2, false);
+            float a[N_VOCAB], b[N_VOCAB];
+            prefill(e, tok, 16, a);
+            double r = rel_l2(a, ref, N_VOCAB);
+            fprintf(stderr, "%s %s: rel_l2 vs f32 reference %.3g (%d packed)\n", types[t],
+                    no_repack ? "no-repack" : "repack", r, m->n_packed);
+            assert_true(r < tol[t]);
+            engine_seq_truncate(e, 0, 0);
+            for (int i = 0; i < 16; i++) {
+                int32_t pos = i;
+                engine_batch bt = {.n = 1, .token = &tok[i], .pos = &pos};
+                assert_int_equal(engine_decode(e, &bt, NULL), 0);
+            }
+            memcpy(b, engine_logits(e, 0), sizeof b);
+            assert_memory_equal(a, b, sizeof a);
+            engine_free(e);
+            model_free(m);
+        }
+    }
+}
+
 /* Decoding token by token gives the same logits as one prefill batch. */
 static void test_prefill_vs_decode(void **state) {
     (void)state;
@@ -737,6 +856,9 @@ int main(void) {
         cmocka_unit_test(test_qwen2_tied_bias),
         cmocka_unit_test(test_llama_f16),
         cmocka_unit_test(test_quantized),
+        cmocka_unit_test(test_repack),
+        cmocka_unit_test(test_attn_wsum),
+        cmocka_unit_test(test_ew_silu),
         cmocka_unit_test(test_prefill_vs_decode),
         cmocka_unit_test(test_batch_invariance),
         cmocka_unit_test(test_seq_copy),

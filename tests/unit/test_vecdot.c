@@ -12,6 +12,7 @@
 #include "tensor/dtype.h"
 #include "tensor/quant.h"
 #include "tensor/vecdot.h"
+#include "tensor/vecdot_impl.h"
 
 static const uint32_t all_types[] = {DT_F32,  DT_F16,  DT_BF16, DT_Q8_0, DT_Q4_0, DT_Q4_1,
                                      DT_Q5_0, DT_Q5_1, DT_Q4_K, DT_Q5_K, DT_Q6_K};
@@ -269,7 +270,8 @@ static void test_dispatch(void **state) {
     assert_null(vecdot_get(DT_Q2_K));
     assert_null(vecdot_get(DT_COUNT + 5));
     assert_string_equal(vecdot_isa_name(ISA_AVX2), "avx2");
-    assert_int_equal(vecdot_act_row_bytes(DT_Q8_0, 64), 68);
+    /* Q8_0 activation rows: 2 blocks (68 bytes, rounded up to 80) + a trailer of 2 x 16 bytes */
+    assert_int_equal(vecdot_act_row_bytes(DT_Q8_0, 64), 112);
     assert_int_equal(vecdot_act_row_bytes(DT_Q8_K, 256), 292);
     assert_int_equal(vecdot_act_row_bytes(DT_Q8_0, 33), 0);
 }
@@ -294,6 +296,210 @@ static void test_known_answer(void **state) {
     }
 }
 
+/* Q8_0 activation rows from vecdot_quantize_act (SIMD when available): the blocks are those
+ * of the activation quantizer byte for byte (llama.cpp's x86 rounding: multiplier 127 / amax,
+ * ties to even, unlike the weight quantizer's halves away from zero), the trailer holds each
+ * block's scale and sum. */
+static void test_act_q8_0(void **state) {
+    (void)state;
+    uint64_t seed = 5;
+    for (int64_t k = 32; k <= 320; k += 96) {
+        float x[320];
+        for (int64_t i = 0; i < k; i++) x[i] = tu_randf(&seed) * 10.0f;
+        x[0] = 127.0f; /* block 0: multiplier 1, so these land exactly on halves */
+        x[1] = 2.5f, x[2] = -3.5f, x[3] = 0.5f, x[4] = -0.5f, x[5] = 126.5f;
+        for (int i = 32; i < 64 && i < k; i++) x[i] = 0.0f; /* an all-zero block */
+        const int64_t nb = k / 32;
+        const size_t bytes = vecdot_act_row_bytes(DT_Q8_0, k);
+        uint8_t *got = calloc(1, bytes + 2), *ref = calloc(1, bytes);
+        quant_block_q8_0 w;
+        vecdot_quantize_act(DT_Q8_0, x, got + 2, k); /* a row not 4-byte aligned */
+        quant_quantize_row_q8_0_act(x, (quant_block_q8_0 *)ref, k);
+        quant_quantize_row_q8_0(x, &w, 32);
+        assert_memory_equal(got + 2, ref, (size_t)nb * sizeof(quant_block_q8_0));
+        const quant_block_q8_0 *blk = (const quant_block_q8_0 *)ref;
+        static const int8_t even[6] = {127, 2, -4, 0, 0, 126}, away[6] = {127, 3, -4, 1, -1, 127};
+        for (int j = 0; j < 6; j++) {
+            assert_int_equal(blk[0].qs[j], even[j]);
+            assert_int_equal(w.qs[j], away[j]);
+        }
+        for (int64_t b = 0; b < nb; b++) {
+            vecdot_act_sum e;
+            memcpy(&e, got + 2 + vecdot_act_trailer_offset(nb) + (size_t)b * sizeof e, sizeof e);
+            int32_t sum = 0;
+            for (int i = 0; i < 32; i++) sum += blk[b].qs[i];
+            assert_int_equal(e.s, sum);
+            assert_int_equal(e.s_q4_0, -8 * sum);
+            assert_int_equal(e.s_q8_0, -128 * sum);
+            assert_true(e.d == half_to_f32(blk[b].d));
+        }
+        free(got);
+        free(ref);
+    }
+}
+
+/* The scalar and AVX-512 Q8_0 activation quantizers write the same bytes (blocks and trailer)
+ * whatever the CPU picks, on blocks built to hit the rounding boundaries: exact halves with an
+ * exact multiplier, values one ulp either side of (n + 0.5) / multiplier with an inexact one,
+ * magnitudes from 2^-60 to 2^60, signed zeros, subnormals, all-zero and one-element blocks. */
+static void test_act_q8_0_scalar_vs_simd(void **state) {
+    (void)state;
+    enum { NB = 600, K = NB * 32 };
+    float *x = malloc(K * sizeof(float));
+    uint64_t seed = 99;
+    for (int b = 0; b < NB; b++) {
+        float *v = x + b * 32;
+        const int kind = b % 6;
+        const float amax = ldexpf(1.0f + (tu_randf(&seed) + 1.0f) * 0.49f, (b % 121) - 60);
+        const float id = 127.f / amax;
+        for (int j = 0; j < 32; j++) {
+            const float r = tu_randf(&seed); /* [-1, 1) */
+            switch (kind) {
+            case 0: v[j] = r * amax; break;
+            case 1: /* exact multiplier 1: halves */
+                v[j] = (float)((int)(r * 126.0f)) + (j % 2 ? 0.5f : -0.5f);
+                break;
+            case 2: { /* one ulp around a rounding boundary */
+                const float t = ((float)(int)(r * 126.0f) + 0.5f) / id;
+                v[j] = j % 3 == 0 ? t : nextafterf(t, j % 3 == 1 ? INFINITY : -INFINITY);
+                break;
+            }
+            case 3: v[j] = j % 2 ? -0.0f : ldexpf(r, -140); break; /* subnormals, -0 */
+            case 4: v[j] = 0.0f; break;
+            default: v[j] = j == 7 ? -amax : 0.0f; break;
+            }
+        }
+        if (kind == 1) v[31] = b % 2 ? 127.0f : -127.0f;
+        if (kind == 2) v[5] = b % 2 ? amax : -amax;
+    }
+    const size_t bytes = vecdot_act_row_bytes(DT_Q8_0, K);
+    uint8_t *a = calloc(1, bytes), *s = calloc(1, bytes), *ref = calloc(1, bytes);
+    quant_quantize_row_q8_0_act(x, (quant_block_q8_0 *)ref, K);
+    vecdot_scalar_quantize_q8_0(x, s, K);
+    assert_memory_equal(s, ref, (size_t)NB * sizeof(quant_block_q8_0));
+    vecdot_quantize_act(DT_Q8_0, x, a, K); /* whichever the CPU runs */
+    assert_memory_equal(a, s, bytes);
+    if (vecdot_best_isa() >= ISA_AVX512) {
+        memset(a, 0x5A, bytes);
+        vecdot_avx512_quantize_q8_0(x, a, K);
+        for (int b = 0; b < NB; b++)
+            if (memcmp(a + b * 34, s + b * 34, 34) != 0)
+                fail_msg("block %d (kind %d): AVX-512 and scalar Q8_0 activations differ", b,
+                         b % 6);
+        assert_memory_equal(a, s, bytes);
+    } else {
+        print_message("no AVX-512: only the scalar quantizer checked\n");
+    }
+    free(x);
+    free(a);
+    free(s);
+    free(ref);
+}
+
+/* ============================================================ packed layout ===== */
+
+/* The packed matrix of a problem's weights (plain malloc: kernels must not assume alignment
+ * beyond what the layout gives, so it is offset by 16 bytes from a 64-byte boundary). */
+static uint8_t *pack_problem(const problem *p, uint8_t **base) {
+    const size_t bytes = vecdot_packed_bytes(p->wtype, p->k, p->n_rows);
+    assert_true(bytes > 0);
+    *base = malloc(bytes + 80);
+    uint8_t *P = (uint8_t *)(((uintptr_t)*base + 63) & ~(uintptr_t)63) + 16;
+    memset(P, 0xA5, bytes); /* vecdot_pack must write every byte it owns */
+    /* in two calls, as threads would: groups are independent */
+    const int64_t mid = p->n_rows > VECDOT_PACK_ROWS ? VECDOT_PACK_ROWS : p->n_rows;
+    vecdot_pack(p->wtype, p->k, p->W, p->w_stride, p->n_rows, 0, mid, P);
+    vecdot_pack(p->wtype, p->k, p->W, p->w_stride, p->n_rows, mid, p->n_rows, P);
+    return P;
+}
+
+static float *run_packed(const vecdot_kernel *kn, const problem *p, const uint8_t *P, int64_t r0,
+                         int64_t r1, int64_t n_act) {
+    float *out = malloc((size_t)(p->n_rows * p->n_act) * sizeof(float));
+    for (int64_t i = 0; i < p->n_rows * p->n_act; i++) out[i] = NAN;
+    kn->matmul_packed(p->k, P, vecdot_packed_group_bytes(p->wtype, p->k), r0, r1, p->A,
+                      p->a_stride, n_act, out, p->n_rows);
+    return out;
+}
+
+static void test_packed_sizes(void **state) {
+    (void)state;
+    assert_true(vecdot_packable(DT_Q8_0) && vecdot_packable(DT_Q4_0));
+    assert_false(vecdot_packable(DT_Q4_K) || vecdot_packable(DT_F16));
+    /* Q8_0, k = 64: 2 block columns x (512 + 32) bytes */
+    assert_int_equal(vecdot_packed_group_bytes(DT_Q8_0, 64), 1088);
+    assert_int_equal(vecdot_packed_group_bytes(DT_Q4_0, 32), 320); /* 288 rounded to 64 */
+    assert_int_equal(vecdot_packed_bytes(DT_Q8_0, 64, 17), 2 * 1088);
+    assert_int_equal(vecdot_packed_group_bytes(DT_Q8_0, 33), 0);
+    assert_int_equal(vecdot_packed_group_bytes(DT_Q4_K, 256), 0);
+}
+
+/* Every packed kernel against the scalar kernel on the file layout: row counts around the
+ * group size, odd row ranges, n_act 1..12 (all tile shapes), outputs outside the range
+ * untouched; then bit-identical results for one activation row at a time and rows split at
+ * odd places. */
+static void test_packed_vs_scalar(void **state) {
+    (void)state;
+    static const uint32_t types[] = {DT_Q8_0, DT_Q4_0};
+    static const int64_t rows[] = {1, 5, 16, 17, 40};
+    int compared = 0;
+    for (int isa = ISA_SCALAR; isa <= ISA_AVX512; isa++)
+        for (size_t t = 0; t < 2; t++) {
+            const vecdot_kernel *kn = vecdot_get_isa(types[t], (vecdot_isa)isa);
+            if (!kn || !kn->matmul_packed) continue;
+            const vecdot_kernel *ref = vecdot_get_isa(types[t], ISA_SCALAR);
+            for (int ki = 0; ki < 6; ki++)
+                for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++) {
+                    const int64_t na = 1 + (ki * 5 + (int64_t)ri * 3) % 12;
+                    problem p;
+                    problem_make(&p, types[t], ks_for(types[t], ki), rows[ri], na,
+                                 3000 + t * 100 + (uint64_t)ki * 10 + ri);
+                    uint8_t *base, *P = pack_problem(&p, &base);
+                    const int64_t r0 = rows[ri] > 3 ? 3 : 0;
+                    const int64_t r1 = rows[ri] > 6 ? rows[ri] - 2 : rows[ri];
+                    float *o = run_packed(kn, &p, P, r0, r1, na);
+                    float *e = run(ref, &p, r0, r1, na);
+                    for (int64_t j = 0; j < na; j++)
+                        for (int64_t r = 0; r < p.n_rows; r++) {
+                            const int64_t i = j * p.n_rows + r;
+                            if (r < r0 || r >= r1) {
+                                assert_true(isnan(o[i]));
+                                continue;
+                            }
+                            if (fabs((double)o[i] - (double)e[i]) > 2e-6 * p.mag[i] + 1e-30)
+                                fail_msg("packed %s/%s k=%lld rows=%lld na=%lld r=%lld: %.9g vs "
+                                         "%.9g", vecdot_isa_name(kn->isa), dtype_name(types[t]),
+                                         (long long)p.k, (long long)p.n_rows, (long long)na,
+                                         (long long)r, o[i], e[i]);
+                            compared++;
+                        }
+                    /* batch invariance: one activation row per call, rows split at 5 and 21 */
+                    float *one = malloc((size_t)(p.n_rows * na) * sizeof(float));
+                    for (int64_t i = 0; i < p.n_rows * na; i++) one[i] = NAN;
+                    const int64_t cut[] = {r0, r0 + 5 < r1 ? r0 + 5 : r1, 21 < r1 ? 21 : r1, r1};
+                    for (int64_t j = 0; j < na; j++)
+                        for (int c = 0; c < 3; c++)
+                            if (cut[c] < cut[c + 1])
+                                kn->matmul_packed(p.k, P, vecdot_packed_group_bytes(p.wtype, p.k),
+                                                  cut[c], cut[c + 1], p.A + j * p.a_stride,
+                                                  p.a_stride, 1, one + j * p.n_rows, p.n_rows);
+                    for (int64_t i = 0; i < p.n_rows * na; i++)
+                        if (memcmp(&o[i], &one[i], sizeof(float)) != 0 &&
+                            !(isnan(o[i]) && isnan(one[i])))
+                            fail_msg("packed %s/%s k=%lld: result depends on n_act or row split",
+                                     vecdot_isa_name(kn->isa), dtype_name(types[t]),
+                                     (long long)p.k);
+                    free(one);
+                    free(o);
+                    free(e);
+                    free(base);
+                    problem_free(&p);
+                }
+        }
+    print_message("compared %d packed outputs with the scalar reference\n", compared);
+    if (vecdot_best_isa() >= ISA_AVX512) assert_true(compared > 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dispatch),
@@ -302,6 +508,10 @@ int main(void) {
         cmocka_unit_test(test_simd_vs_scalar),
         cmocka_unit_test(test_batch_invariance),
         cmocka_unit_test(test_scale_buffer_paths),
+        cmocka_unit_test(test_act_q8_0),
+        cmocka_unit_test(test_act_q8_0_scalar_vs_simd),
+        cmocka_unit_test(test_packed_sizes),
+        cmocka_unit_test(test_packed_vs_scalar),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
