@@ -4,6 +4,7 @@
 #include "engine/attn.h"
 
 #include <math.h>
+#include <pthread.h>
 
 #include "core/half.h"
 #include "tensor/vecdot.h"
@@ -99,5 +100,20 @@ static const attn_ops attn_ops_scalar = {
 /* vecdot's AVX2 level is compiled with the same flags (AVX2, FMA, F16C) and only chosen when
  * the CPU and OS support all of them, so its ISA decision is ours too (SHOAL_ISA included). */
 const attn_ops *attn_get(void) {
-    return vecdot_best_isa() >= ISA_AVX2 ? &attn_ops_avx2 : &attn_ops_scalar;
+    const vecdot_isa isa = vecdot_best_isa();
+    if (isa >= ISA_AVX512) return attn_avx512_table();
+    return isa >= ISA_AVX2 ? &attn_ops_avx2 : &attn_ops_scalar;
+}
+
+/* Built once: only the f16-cache loops have AVX-512 versions, the rest is the AVX2 table. */
+static attn_ops avx512_ops;
+static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;
+static void avx512_init(void) {
+    avx512_ops = attn_ops_avx2;
+    attn_avx512_f16h(&avx512_ops);
+}
+
+const attn_ops *attn_avx512_table(void) {
+    pthread_once(&avx512_once, avx512_init);
+    return &avx512_ops;
 }

@@ -7,8 +7,10 @@
  * query / f32 accumulator functions.
  *
  * attn_get() picks the AVX2+F16C+FMA versions (attn_avx2.c) when vecdot's ISA level allows
- * AVX2, else the portable scalar ones. Every version of one function gives the same result
- * for the same inputs regardless of which entries share a batch.
+ * AVX2, else the portable scalar ones; at the AVX-512 level, the AVX2 table with dot_f16h,
+ * dots_f16h and wsum_f16h from attn_avx512.c, which give the AVX2 versions' bits. Every version
+ * of one function gives the same result for the same inputs regardless of which entries share
+ * a batch.
  */
 #ifndef SHOAL_ENGINE_ATTN_H
 #define SHOAL_ENGINE_ATTN_H
@@ -61,5 +63,14 @@ const attn_ops *attn_get(void);
 /* The AVX2 implementation (defined in attn_avx2.c; call only when the CPU has AVX2, FMA and
  * F16C). */
 extern const attn_ops attn_ops_avx2;
+
+/* Replaces ops' dot_f16h, dots_f16h and wsum_f16h with the AVX-512 versions (attn_avx512.c),
+ * bit-identical to the AVX2 ones; call only when the CPU has AVX-512F/BW/VL/DQ, AVX2, FMA and
+ * F16C. */
+void attn_avx512_f16h(attn_ops *ops);
+
+/* The table attn_get() returns at the AVX-512 level (the AVX2 one patched as above); the
+ * caller checks the CPU as for attn_avx512_f16h. */
+const attn_ops *attn_avx512_table(void);
 
 #endif

@@ -2,7 +2,8 @@
  * test_attn — the f16-cache attention primitives: the f16-accumulator functions of the chosen
  * table (scalar under SHOAL_ISA=scalar) and of the AVX2 table against their definition (round
  * to f16 after every update, as llama.cpp's CPU flash attention does with an f16 cache), and
- * the AVX2 f16 x f16 dot against an exact sum.
+ * the AVX2 f16 x f16 dot against an exact sum; and the AVX-512 f16-cache loops against the AVX2
+ * ones (and wsum_f16h against the scalar one), byte for byte.
  */
 #include "testutil.h"
 
@@ -102,11 +103,78 @@ static void test_f16h_loops(void **state) {
     }
 }
 
+/* f16 values over a wide range of exponents (so a different summation order shows in the low
+ * bits of a dot), with some ties: small integers and halves, whose products with a power-of-two
+ * weight often fall exactly halfway between two f16 values. */
+static void fill_f16_wide(uint16_t *x, int n, uint64_t *seed) {
+    for (int i = 0; i < n; i++) {
+        const float r = tu_randf(seed);
+        const int e = (int)((tu_randf(seed) + 1.0f) * 6.0f) - 6; /* 2^-6 .. 2^6 */
+        if (i % 5 == 0) x[i] = half_from_f32((float)(int)(r * 64.0f) * 0.5f);
+        else x[i] = half_from_f32(ldexpf(r, e));
+    }
+}
+
+/* The AVX-512 dot_f16h / dots_f16h / wsum_f16h against the AVX2 ones (what they replace),
+ * byte-identical: head sizes 1..140 (every 16- and 8-wide chunk count and scalar tail, 32, 64
+ * and 128 among them), position counts that take the 16-position groups and the rest, weights
+ * with ties (powers of two) and rescale factors as the online softmax makes them. wsum_f16h is
+ * also checked against the scalar definition. */
+static void test_avx512_f16h(void **state) {
+    (void)state;
+    if (vecdot_best_isa() < ISA_AVX512) skip();
+    const attn_ops *z = attn_avx512_table(), *a2 = &attn_ops_avx2;
+    enum { NT = 53, M = 140, STRIDE = 152 };
+    static uint16_t x[NT * STRIDE];
+    uint16_t q[M];
+    float ms[NT], vs[NT], sa[NT], sb[NT], ya[M], yb[M], want[M];
+    uint64_t seed = 97;
+    for (int rep = 0; rep < 4; rep++) {
+        fill_f16_wide(x, NT * STRIDE, &seed);
+        fill_f16_wide(q, M, &seed);
+        for (int t = 0; t < NT; t++) {
+            const float r = fabsf(tu_randf(&seed));
+            const float w = (t + rep) % 4 == 0 ? ldexpf(1.0f, -(t % 5)) : r; /* ties */
+            ms[t] = t == 0 ? 0.0f : t % 3 == 1 ? r : 1.0f;
+            vs[t] = ms[t] == 1.0f ? w : 1.0f;
+        }
+        static const int nts[] = {1, 15, 16, 17, 32, 53};
+        for (int n = 1; n <= M; n++) {
+            for (size_t c = 0; c < sizeof nts / sizeof nts[0]; c++) {
+                const int nt = nts[c];
+                a2->dots_f16h(sa, q, x, STRIDE, nt, n, 0.125f);
+                z->dots_f16h(sb, q, x, STRIDE, nt, n, 0.125f);
+                assert_memory_equal(sa, sb, (size_t)nt * sizeof(float));
+                for (int t = 0; t < nt; t++) {
+                    const float d = z->dot_f16h(q, x + t * STRIDE, n);
+                    const float e = a2->dot_f16h(q, x + t * STRIDE, n);
+                    assert_memory_equal(&d, &e, sizeof d);
+                }
+                a2->wsum_f16h(ya, ms, vs, x, STRIDE, nt, n);
+                z->wsum_f16h(yb, ms, vs, x, STRIDE, nt, n);
+                assert_memory_equal(ya, yb, (size_t)n * sizeof(float));
+                if (n % 16 != 0 && n != 1 && n != 139) continue; /* the definition (scalar): some n */
+                for (int i = 0; i < n; i++) {
+                    uint16_t acc = 0;
+                    for (int t = 0; t < nt; t++) {
+                        if (ms[t] != 1.0f) acc = half_from_f32(half_to_f32(acc) * ms[t]);
+                        const float xv = half_to_f32(x[(size_t)t * STRIDE + i]);
+                        acc = half_from_f32(fmaf(xv, vs[t], half_to_f32(acc)));
+                    }
+                    want[i] = half_to_f32(acc);
+                }
+                assert_memory_equal(yb, want, (size_t)n * sizeof(float));
+            }
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f16_accumulator_definition),
         cmocka_unit_test(test_dot_f16h),
         cmocka_unit_test(test_f16h_loops),
+        cmocka_unit_test(test_avx512_f16h),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

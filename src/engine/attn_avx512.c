@@ -1,0 +1,188 @@
+/*
+ * engine/attn_avx512 — the f16-cache attention loops (dots_f16h, wsum_f16h) with AVX-512
+ * (compiled with AVX-512F/BW/VL/DQ plus AVX2, FMA and F16C by the Makefile; chosen at run time
+ * by attn_get()). Every result is bit-identical to the AVX2 version (attn_avx2.c):
+ *
+ *  - dots_f16h: the AVX2 dot keeps two 8-lane sums a0 (elements i % 16 < 8) and a1 (i % 16 >=
+ *    8), adds one more 8-block to a0, then reduces a0 + a1 with a fixed tree (hsum8) and adds
+ *    the last n % 8 products one by one. One 16-lane register here holds a0 in its low and a1
+ *    in its high half (the same fma per lane, in the same order), and the tree is the same
+ *    additions with the same operands, done for 16 positions at once by transposing shuffles.
+ *  - wsum_f16h: the accumulator is per element, so only the per-element operations matter:
+ *    f16 -> f32, fma(x, v, acc) or acc * m in f32, f32 -> f16 to nearest even, as there.
+ */
+#include <immintrin.h>
+#include <math.h>
+
+#include "core/half.h"
+#include "engine/attn.h"
+
+#define ATTN_INLINE static inline __attribute__((always_inline))
+/* the loops over the 16 positions of a group, fully unrolled so their sums stay in registers */
+#define UNROLL_16 _Pragma("GCC unroll 16")
+
+static inline __m512 load16_f16(const uint16_t *p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+
+/* 8 f16 values into the low 8 lanes (the high ones are 0 and never used) */
+static inline __m512 load8_f16_lo(const uint16_t *p) {
+    return _mm512_cvtph_ps(_mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)p)));
+}
+
+/* The AVX2 dot's vector part, n8 = n rounded down to a multiple of 8: lane j < 8 is its a0[j],
+ * lane 8 + j its a1[j]. The trailing 8-block goes to the low half only (mask 0x00ff), as the
+ * AVX2 version adds it to a0. */
+ATTN_INLINE __m512 dot_acc(const uint16_t *q, const uint16_t *k, int n8) {
+    __m512 a = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n8; i += 16) a = _mm512_fmadd_ps(load16_f16(q + i), load16_f16(k + i), a);
+    if (i < n8) a = _mm512_mask3_fmadd_ps(load8_f16_lo(q + i), load8_f16_lo(k + i), a, 0x00ff);
+    return a;
+}
+
+/* AVX2's hsum8(a0 + a1), the same additions with the same operand order */
+static inline float hsum16_as_avx2(__m512 a) {
+    const __m256 v = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* one position: the AVX2 dot_f16h bit for bit (scalar tail included) */
+ATTN_INLINE float dot_f16h(const uint16_t *q, const uint16_t *k, int n) {
+    const int n8 = n & ~7;
+    float s = hsum16_as_avx2(dot_acc(q, k, n8));
+    for (int i = n8; i < n; i++) s += half_to_f32(q[i]) * half_to_f32(k[i]);
+    return s;
+}
+
+/* hsum16_as_avx2 of 16 accumulators at once; lane r of the result is row r's sum. Each step
+ * pairs the lane that hsum8 takes as the first operand (the lower half) with its partner, for
+ * two rows' halves per instruction:
+ *   1) a0 + a1:      lane j + lane j+8   (128-bit blocks 0,1 + 2,3 of each row)
+ *   2) lo + hi:      lane j + lane j+4   (128-bit blocks of the 8-lane sums)
+ *   3) movehl:       lane j + lane j+2   (within a 128-bit block)
+ *   4) movehdup/ss:  lane 0 + lane 1
+ * After step 4, row 4e + L sits at lane 4L + e; a final permute puts row r at lane r. */
+static inline __m512 hsum16x16_as_avx2(const __m512 z[16]) {
+    __m512 u[8], v[4], w[2];
+    UNROLL_16 for (int m = 0; m < 8; m++) /* [rows 2m, 2m+1] x 8 lanes */
+        u[m] = _mm512_add_ps(_mm512_shuffle_f32x4(z[2 * m], z[2 * m + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_f32x4(z[2 * m], z[2 * m + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    UNROLL_16 for (int m = 0; m < 4; m++) /* [rows 4m .. 4m+3] x 4 lanes */
+        v[m] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * m], u[2 * m + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(u[2 * m], u[2 * m + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    UNROLL_16 for (int m = 0; m < 2; m++) /* block L: rows 8m+L (2 lanes), 8m+4+L (2 lanes) */
+        w[m] = _mm512_add_ps(_mm512_shuffle_ps(v[2 * m], v[2 * m + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(v[2 * m], v[2 * m + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* block L: rows L, 4+L, 8+L, 12+L */
+    const __m512 s = _mm512_add_ps(_mm512_shuffle_ps(w[0], w[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_ps(w[0], w[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_ps(idx, s);
+}
+
+/* Positions in groups of 16 (their sums reduced together) while n is a multiple of 8 (no
+ * scalar tail, which comes after the tree); the rest one by one. The fma chain of each
+ * position runs over the elements in order, as dot_acc's. */
+ATTN_INLINE void dots_body(float *s, const uint16_t *q, const uint16_t *k, size_t stride, int nt,
+                           int n, float scale) {
+    int t = 0;
+    if ((n & 7) == 0) {
+        const __m512 vscale = _mm512_set1_ps(scale);
+        for (; t + 16 <= nt; t += 16) {
+            const uint16_t *kt = k + (size_t)t * stride;
+            __m512 z[16];
+            UNROLL_16 for (int r = 0; r < 16; r++) z[r] = _mm512_setzero_ps();
+            int i = 0;
+            for (; i + 16 <= n; i += 16) {
+                const __m512 qv = load16_f16(q + i);
+                UNROLL_16 for (int r = 0; r < 16; r++)
+                    z[r] = _mm512_fmadd_ps(qv, load16_f16(kt + (size_t)r * stride + i), z[r]);
+            }
+            if (i < n) {
+                const __m512 qv = load8_f16_lo(q + i);
+                UNROLL_16 for (int r = 0; r < 16; r++)
+                    z[r] = _mm512_mask3_fmadd_ps(qv, load8_f16_lo(kt + (size_t)r * stride + i),
+                                                 z[r], 0x00ff);
+            }
+            _mm512_storeu_ps(s + t, _mm512_mul_ps(hsum16x16_as_avx2(z), vscale));
+        }
+    }
+    for (; t < nt; t++) s[t] = dot_f16h(q, k + (size_t)t * stride, n) * scale;
+}
+
+/* 64 and 128 (the usual head sizes) as constants so the element loop unrolls */
+static void dots_f16h(float *s, const uint16_t *q, const uint16_t *k, size_t stride, int nt,
+                      int n, float scale) {
+    if (n == 64) dots_body(s, q, k, stride, nt, 64, scale);
+    else if (n == 128) dots_body(s, q, k, stride, nt, 128, scale);
+    else dots_body(s, q, k, stride, nt, n, scale);
+}
+
+/* fp16 rounding of every lane, back as floats (a store to and load from the f16 accumulator) */
+static inline __m512 round_f16(__m512 v) {
+    return _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+}
+static inline __m256 round_f16_8(__m256 v) {
+    return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+}
+
+/* NR registers of 16 elements each over all t: per element, scale_f16h's then mad_f16h's
+ * operations in the same order, the accumulator rounded to f16 after each */
+#define UNROLL_8 _Pragma("GCC unroll 8")
+#define WSUM_F16H_CHUNK16(NR)                                                                      \
+    for (; i + 16 * (NR) <= n; i += 16 * (NR)) {                                                   \
+        __m512 a[NR];                                                                              \
+        UNROLL_8 for (int r = 0; r < (NR); r++) a[r] = _mm512_setzero_ps();                        \
+        for (int t = 0; t < nt; t++) {                                                             \
+            const uint16_t *xr = x + (size_t)t * stride + i;                                       \
+            if (ms[t] != 1.0f) {                                                                   \
+                const __m512 m = _mm512_set1_ps(ms[t]);                                            \
+                UNROLL_8 for (int r = 0; r < (NR); r++) a[r] = round_f16(_mm512_mul_ps(a[r], m));  \
+            }                                                                                      \
+            const __m512 v = _mm512_set1_ps(vs[t]);                                                \
+            UNROLL_8 for (int r = 0; r < (NR); r++)                                                \
+                a[r] = round_f16(_mm512_fmadd_ps(load16_f16(xr + 16 * r), v, a[r]));               \
+        }                                                                                          \
+        UNROLL_8 for (int r = 0; r < (NR); r++) _mm512_storeu_ps(y + i + 16 * r, a[r]);            \
+    }
+
+static void wsum_f16h(float *y, const float *ms, const float *vs, const uint16_t *x,
+                      size_t stride, int nt, int n) {
+    int i = 0;
+    WSUM_F16H_CHUNK16(8)
+    WSUM_F16H_CHUNK16(4)
+    WSUM_F16H_CHUNK16(2)
+    WSUM_F16H_CHUNK16(1)
+    /* one 8-block (F16C), then the scalar tail: the elements the AVX2 version converts with
+     * half_from_f32 are converted with it here too */
+    if (i + 8 <= n) {
+        __m256 a = _mm256_setzero_ps();
+        for (int t = 0; t < nt; t++) {
+            if (ms[t] != 1.0f) a = round_f16_8(_mm256_mul_ps(a, _mm256_set1_ps(ms[t])));
+            const __m256 xv =
+                _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + (size_t)t * stride + i)));
+            a = round_f16_8(_mm256_fmadd_ps(xv, _mm256_set1_ps(vs[t]), a));
+        }
+        _mm256_storeu_ps(y + i, a);
+        i += 8;
+    }
+    for (; i < n; i++) {
+        uint16_t acc = 0;
+        for (int t = 0; t < nt; t++) {
+            if (ms[t] != 1.0f) acc = half_from_f32(half_to_f32(acc) * ms[t]);
+            const float xv = half_to_f32(x[(size_t)t * stride + i]);
+            acc = half_from_f32(fmaf(xv, vs[t], half_to_f32(acc)));
+        }
+        y[i] = half_to_f32(acc);
+    }
+}
+
+void attn_avx512_f16h(attn_ops *ops) {
+    ops->dot_f16h = dot_f16h;
+    ops->dots_f16h = dots_f16h;
+    ops->wsum_f16h = wsum_f16h;
+}
