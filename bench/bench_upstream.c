@@ -8,6 +8,9 @@
  * the loopback round trip.
  *
  *   build/bench/bench_upstream [N]      (default 20000)
+ *
+ * BENCH_UPSTREAM_URL=http://127.0.0.1:PORT/v1/completions sends the requests (a one-token
+ * greedy completion for model "tiny") to that server instead, e.g. a running shoal node.
  */
 #include <curl/curl.h>
 #include <stdio.h>
@@ -54,9 +57,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_upstream: %s\n", err.msg);
         return 1;
     }
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/completions", http_server_port(srv));
-    const char *body = "{\"model\":\"tiny\",\"prompt\":\"hello\",\"max_tokens\":8}";
+    char url[512];
+    const char *ext = getenv("BENCH_UPSTREAM_URL");
+    if (ext) snprintf(url, sizeof url, "%s", ext);
+    else snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/completions", http_server_port(srv));
+    const char *body = "{\"model\":\"tiny\",\"prompt\":\"hello\",\"max_tokens\":1,\"temperature\":0}";
     const char *hdrs[] = {"Content-Type: application/json", "X-Request-Id: bench-1", NULL};
     upstream_req r = {.method = "POST", .url = url, .body = body, .body_len = strlen(body),
                       .headers = hdrs, .timeout_ms = 5000};
