@@ -352,6 +352,12 @@ static int parse_common(json_t *o, oai_request *r, oai_error *err) {
 
 int oai_parse_request(oai_kind kind, const char *body, size_t len, oai_request *r,
                       oai_error *err) {
+    return oai_parse_request_doc(kind, body, len, r, err, NULL);
+}
+
+int oai_parse_request_doc(oai_kind kind, const char *body, size_t len, oai_request *r,
+                          oai_error *err, json_t **doc) {
+    if (doc) *doc = NULL;
     memset(r, 0, sizeof *r);
     r->kind = kind;
     r->max_tokens = kind == OAI_COMPLETION ? 16 : -1;
@@ -371,7 +377,8 @@ int oai_parse_request(oai_kind kind, const char *body, size_t len, oai_request *
     else if (kind == OAI_CHAT) rc = parse_messages(o, r, err);
     else rc = parse_input(o, r, err);
     if (rc == 0) rc = parse_common(o, r, err);
-    json_decref(o);
+    if (rc == 0 && doc) *doc = o;
+    else json_decref(o);
     if (rc) oai_request_free(r);
     return rc;
 }

@@ -86,6 +86,13 @@ int oai_parse_request(oai_kind kind, const char *body, size_t len, oai_request *
 
 void oai_request_free(oai_request *req); /* NULL and empty requests are fine */
 
+/* The same, for callers at the edge that forward the body (the cluster router): on success
+ * *doc is the parsed JSON document (jansson's json_t), which the caller json_decref()s; on
+ * failure *doc is NULL. */
+struct json_t;
+int oai_parse_request_doc(oai_kind kind, const char *body, size_t len, oai_request *req,
+                          oai_error *err, struct json_t **doc);
+
 /* Fills err (status, type, param, printf-style message); returns -1. */
 int oai_errorf(oai_error *err, int status, const char *type, const char *param,
                const char *fmt, ...) __attribute__((format(printf, 5, 6)));

@@ -25,6 +25,7 @@
 #include "api/oai_req.h"
 #include "cluster/route.h"
 #include "cluster/upstream.h"
+#include "core/mono.h"
 
 #define RT_MAX_NODES 256
 #define RT_MAX_MODELS 256
@@ -122,7 +123,8 @@ typedef struct rt_model {
     route_state *rs;            /* rebuilt when a backend is added */
     route_rules *rules;
     char *default_target, *fallback;
-    bool hedge, dynamic;
+    bool hedge;
+    bool dynamic;               /* created by a join: a name only joined nodes serve */
     double hedge_after_ms;
     metrics_series *m_decisions, *m_retries, *m_fallbacks, *m_hedges, *m_unavailable;
 } rt_model;
@@ -434,10 +436,9 @@ static void check_batch(router *rt, check *ck, int n) {
         int pending = 0;
         for (int i = 0; i < n; i++) {
             if (!calls[i]) continue;
-            upstream_state st = upstream_get_state(calls[i]);
             char sink[512];
             while (upstream_read(calls[i], sink, sizeof sink) > 0) {}
-            st = upstream_get_state(calls[i]);
+            upstream_state st = upstream_get_state(calls[i]);
             if (st != UPSTREAM_DONE && st != UPSTREAM_FAILED) pending++;
         }
         if (!pending || now_ms() - t0 > rt->cfg->health_timeout_ms + 200) break;
@@ -515,11 +516,7 @@ static void *health_main(void *arg) {
         pthread_mutex_unlock(&rt->mu);
         check_all(rt);
         pthread_mutex_lock(&rt->mu);
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        long ns = ts.tv_nsec + (long)(rt->cfg->health_interval_ms * 1e6);
-        ts.tv_sec += ns / 1000000000L;
-        ts.tv_nsec = ns % 1000000000L;
+        struct timespec ts = mono_deadline(rt->cfg->health_interval_ms);
         if (!rt->stop) pthread_cond_timedwait(&rt->stop_cv, &rt->mu, &ts);
     }
     pthread_mutex_unlock(&rt->mu);
@@ -561,7 +558,6 @@ typedef struct fwd {
     bool stream, fallback_used, degraded;
     json_t *root;               /* the client's body, parsed; "model" rewritten per attempt */
     int64_t tokens;             /* outstanding-token estimate of this request */
-    double t0;                  /* arrival (ms) */
     double t_start;             /* when the answering attempt started */
     char rid[80], tp[64];
     /* remote stream */
@@ -759,7 +755,7 @@ static void leg_drop(router *rt, fwd *f, leg *l, outcome o) {
     l->b = NULL;
 }
 
-static int leg_start(router *rt, fwd *f, leg *l, rt_backend *b, int idx, http_request *req, const char *path) {
+static int leg_start(router *rt, fwd *f, leg *l, rt_backend *b, int idx, const char *path) {
     memset(l, 0, sizeof *l);
     l->b = b;
     l->idx = idx;
@@ -785,7 +781,6 @@ static int leg_start(router *rt, fwd *f, leg *l, rt_backend *b, int idx, http_re
     l->t_start = now_ms();
     l->call = l->body ? upstream_start(rt->pool, &r, &err) : NULL;
     free(auth);
-    (void)req;
     return l->call ? 0 : -1;
 }
 
@@ -964,7 +959,7 @@ static attempt_rc try_remote(router *rt, fwd *f, rt_model *m, rt_backend *b, int
                              http_response *resp) {
     leg legs[2];
     int n = 0;
-    if (leg_start(rt, f, &legs[0], b, idx, req, path)) {
+    if (leg_start(rt, f, &legs[0], b, idx, path)) {
         snprintf(f->last_error, sizeof f->last_error, "%s: could not start the request", b->name);
         f->last_status = 502;
         leg_drop(rt, f, &legs[0], OUT_FAILED);
@@ -1006,7 +1001,7 @@ static attempt_rc try_remote(router *rt, fwd *f, rt_model *m, rt_backend *b, int
             rt_backend *b2 = pick(rt, f, m, ex2, rq, &i2);
             if (b2 && b2->node) {
                 metrics_inc(m->m_hedges, 1);
-                if (leg_start(rt, f, &legs[1], b2, i2, req, path) == 0) n = 2;
+                if (leg_start(rt, f, &legs[1], b2, i2, path) == 0) n = 2;
                 else leg_drop(rt, f, &legs[1], OUT_FAILED);
             } else if (b2) {
                 /* hedging is between remote nodes: a local engine is not raced against itself */
@@ -1033,8 +1028,7 @@ static attempt_rc try_remote(router *rt, fwd *f, rt_model *m, rt_backend *b, int
 static const char *const kind_path[] = {"/v1/completions", "/v1/chat/completions", "/v1/embeddings"};
 
 /* Resolves rules names to a model that has backends. NULL with a message in resp. */
-static rt_model *resolve(router *rt, rt_model *m, const oai_request *r, const char *text, json_t *root,
-                         http_response *resp) {
+static rt_model *resolve(router *rt, rt_model *m, const char *text, json_t *root, http_response *resp) {
     const char *keys[16], *vals[16];
     int nm = 0;
     json_t *md = json_object_get(root, "metadata");
@@ -1065,7 +1059,6 @@ static rt_model *resolve(router *rt, rt_model *m, const oai_request *r, const ch
         }
         m = next;
     }
-    (void)r;
     return m;
 }
 
@@ -1075,7 +1068,8 @@ void router_handle(router *rt, int kind, http_request *req, http_response *resp)
     const char *body = http_req_body(req, &len);
     oai_request r;
     oai_error e;
-    if (oai_parse_request((oai_kind)kind, body, len, &r, &e)) {
+    json_t *doc = NULL;
+    if (oai_parse_request_doc((oai_kind)kind, body, len, &r, &e, &doc)) {
         char *s = oai_error_body(&e);
         resp->status = e.status;
         resp->content_type = "application/json";
@@ -1086,14 +1080,15 @@ void router_handle(router *rt, int kind, http_request *req, http_response *resp)
     fwd *f = calloc(1, sizeof *f);
     size_t text_len = 0;
     char *text = request_text(&r, &text_len);
-    if (!f || !text || !(f->root = json_loadb(body, len, 0, NULL))) {
+    if (!f || !text) {
+        json_decref(doc);
         respond_err(resp, 500, "server_error", NULL, "out of memory");
         goto out;
     }
+    f->root = doc; /* the parse above, kept: "model" is rewritten in it per attempt */
     f->rt = rt;
     f->kind = kind;
     f->stream = r.stream && kind != OAI_EMBEDDING;
-    f->t0 = t0;
     f->tokens = (int64_t)(text_len / 4) + (r.max_tokens > 0 ? r.max_tokens : 256);
     snprintf(f->rid, sizeof f->rid, "%s", http_req_id(req));
     const char *tp = http_req_header(req, "traceparent");
@@ -1108,7 +1103,7 @@ void router_handle(router *rt, int kind, http_request *req, http_response *resp)
         goto out;
     }
     f->asked = m;
-    if (!(m = resolve(rt, m, &r, text, f->root, resp))) goto out;
+    if (!(m = resolve(rt, m, text, f->root, resp))) goto out;
     route_request rq = {.prefix = text, .prefix_len = text_len, .deadline_ms = r.has_deadline ? r.deadline_ms : 0};
     bool added_observed = false;
     for (int hop = 0; m; hop++) {
@@ -1146,7 +1141,7 @@ void router_handle(router *rt, int kind, http_request *req, http_response *resp)
         pthread_mutex_lock(&rt->mu);
         rt_model *fb = find_model(rt, m->fallback);
         pthread_mutex_unlock(&rt->mu);
-        if (fb && !(fb = resolve(rt, fb, &r, text, f->root, resp))) goto out;
+        if (fb && !(fb = resolve(rt, fb, text, f->root, resp))) goto out;
         metrics_inc(m->m_fallbacks, 1);
         f->fallback_used = true;
         m = fb;
@@ -1246,9 +1241,11 @@ void router_join(router *rt, http_request *req, http_response *resp) {
             json_array_foreach(models, i, v) {
                 const char *mn = json_string_value(v);
                 rt_model *m = find_model(rt, mn);
-                if (!m && !(m = model_new(rt, mn, ROUTE_LEAST_LOADED, &err))) break;
+                if (!m) {
+                    if (!(m = model_new(rt, mn, ROUTE_LEAST_LOADED, &err))) break;
+                    m->dynamic = true; /* a name only joined nodes serve */
+                }
                 if (m->policy == CCFG_POLICY_RULES) continue;
-                if (!m->aliases) m->dynamic = true, m->aliases = calloc(1, sizeof *m->aliases);
                 bool have = false;
                 for (int k = 0; k < m->n; k++)
                     if (m->b[k]->node == n && !strcmp(m->b[k]->model, mn)) have = true;
@@ -1421,11 +1418,7 @@ router *router_init(const cluster_config *cfg, const router_local_ops *ops, metr
     if (ops) rt->ops = *ops;
     rt->met = met;
     pthread_mutex_init(&rt->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&rt->stop_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    mono_cond_init(&rt->stop_cv);
     static const double added_buckets[] = {10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 50e-3};
     rt->m_added = metrics_histogram(met, "shoal_router_added_latency_seconds",
                                     "Time from a request's arrival to its dispatch to a backend: parsing, "
