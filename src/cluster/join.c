@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "cluster/upstream.h"
+#include "core/mono.h"
 
 struct joiner {
     upstream_pool *pool;
@@ -64,11 +65,7 @@ static void *heartbeat_main(void *arg) {
     joiner *j = arg;
     pthread_mutex_lock(&j->mu);
     while (!j->stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        long ns = ts.tv_nsec + (long)(j->interval_ms * 1e6);
-        ts.tv_sec += ns / 1000000000L;
-        ts.tv_nsec = ns % 1000000000L;
+        struct timespec ts = mono_deadline(j->interval_ms);
         while (!j->stop && !j->kick)
             if (pthread_cond_timedwait(&j->cv, &j->mu, &ts)) break;
         if (j->stop) break;
@@ -89,11 +86,7 @@ joiner *joiner_start(const joiner_params *p, sh_err *err) {
     if (!j) return sh_errf(err, "out of memory"), NULL;
     j->interval_ms = 1000;
     pthread_mutex_init(&j->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&j->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    mono_cond_init(&j->cv);
     size_t n = strlen(p->router_url);
     while (n && p->router_url[n - 1] == '/') n--;
     if (asprintf(&j->url, "%.*s/v1/cluster/join", (int)n, p->router_url) < 0) j->url = NULL;

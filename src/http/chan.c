@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/mono.h"
+
 struct chan {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -22,11 +24,7 @@ chan *chan_init(size_t max_bytes, double keepalive_ms, const char *keepalive_tex
     chan *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     pthread_mutex_init(&c->mu, NULL);
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->cv, &a);
-    pthread_condattr_destroy(&a);
+    mono_cond_init(&c->cv);
     c->max = max_bytes ? max_bytes : (1u << 20);
     c->refs = 2;
     c->keepalive_ms = keepalive_ms;
@@ -89,11 +87,7 @@ ssize_t chan_pull(chan *c, char *buf, size_t max) {
     pthread_mutex_lock(&c->mu);
     if (c->len == 0 && !c->closed && !c->aborted) {
         if (c->keepalive_ms > 0) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            long ns = ts.tv_nsec + (long)(c->keepalive_ms * 1e6);
-            ts.tv_sec += ns / 1000000000L;
-            ts.tv_nsec = ns % 1000000000L;
+            struct timespec ts = mono_deadline(c->keepalive_ms);
             while (c->len == 0 && !c->closed && !c->aborted)
                 if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT) break;
         } else {
