@@ -55,4 +55,34 @@ static void silu_mul(float *g, const float *u, int64_t n) {
     }
 }
 
-const ew_ops ew_ops_avx2 = {silu_mul};
+/* ============================================================ argmax ===== */
+
+/* As the scalar version (ew.c): the maximum over four vector accumulators (max_ps(v, m) keeps
+ * m when v is NaN, so NaNs never enter), then the first index equal to it. */
+static int64_t argmax(const float *x, int64_t n) {
+    if (n <= 1 || x[0] != x[0]) return 0;
+    __m256 m0 = _mm256_set1_ps(x[0]), m1 = m0, m2 = m0, m3 = m0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        m0 = _mm256_max_ps(_mm256_loadu_ps(x + i), m0);
+        m1 = _mm256_max_ps(_mm256_loadu_ps(x + i + 8), m1);
+        m2 = _mm256_max_ps(_mm256_loadu_ps(x + i + 16), m2);
+        m3 = _mm256_max_ps(_mm256_loadu_ps(x + i + 24), m3);
+    }
+    m0 = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
+    float lane[8];
+    _mm256_storeu_ps(lane, m0);
+    float mx = lane[0];
+    for (int j = 1; j < 8; j++) mx = lane[j] > mx ? lane[j] : mx;
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    const __m256 vm = _mm256_set1_ps(mx);
+    for (i = 0; i + 8 <= n; i += 8) {
+        int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), vm, _CMP_EQ_OQ));
+        if (hit) return i + __builtin_ctz((unsigned)hit);
+    }
+    for (; i < n; i++)
+        if (x[i] == mx) return i;
+    return 0; /* not reached: mx is one of the x[i] */
+}
+
+const ew_ops ew_ops_avx2 = {silu_mul, argmax};

@@ -7,6 +7,8 @@
  */
 #include "sampler/sampler.h"
 
+#include "engine/ew.h"
+
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -127,12 +129,7 @@ void sampler_accept(sampler *s, int32_t id) {
 
 /* ============================================================ helpers ===== */
 
-int32_t sampler_argmax(const float *logits, int n) {
-    int32_t best = 0;
-    for (int i = 1; i < n; i++)
-        if (logits[i] > logits[best]) best = i;
-    return best;
-}
+int32_t sampler_argmax(const float *logits, int n) { return (int32_t)ew_get()->argmax(logits, n); }
 
 /* a comes before b: larger logit first, then smaller id */
 static inline bool cand_before(const cand *a, const cand *b) {

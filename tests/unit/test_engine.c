@@ -467,6 +467,43 @@ static void test_ew_silu(void **state) {
         }
 }
 
+/* argmax: every version gives the reference loop's index, on random rows of every length up
+ * to 100, with ties (the first wins), NaNs (never win; x[0] NaN gives 0), -0.0 next to 0.0,
+ * infinities, and the maximum in the vector tail. */
+static void test_ew_argmax(void **state) {
+    (void)state;
+    const ew_ops *ops[2] = {&ew_ops_scalar, vecdot_best_isa() >= ISA_AVX2 ? &ew_ops_avx2 : NULL};
+    enum { N = 100 };
+    float x[N];
+    uint64_t seed = 5;
+    int checked = 0;
+    for (int trial = 0; trial < 4000; trial++) {
+        int n = 1 + trial % N;
+        for (int i = 0; i < n; i++) x[i] = (float)(int)(tu_randf(&seed) * 8); /* many ties */
+        switch (trial % 7) {
+        case 1: x[tu_rand(&seed) % (uint64_t)n] = NAN; break;
+        case 2: x[0] = NAN; break;
+        case 3: x[tu_rand(&seed) % (uint64_t)n] = INFINITY; break;
+        case 4:
+            for (int i = 0; i < n; i++) x[i] = i % 2 ? -0.0f : 0.0f;
+            break;
+        case 5: x[n - 1] = 100.0f; break;
+        case 6:
+            for (int i = 0; i < n; i++) x[i] = -INFINITY;
+            break;
+        }
+        const int64_t want = ew_argmax_ref(x, n);
+        for (int k = 0; k < 2; k++) {
+            if (!ops[k]) continue;
+            const int64_t got = ops[k]->argmax(x, n);
+            if (got != want) fail_msg("argmax version %d, n=%d trial %d: %lld, want %lld", k, n,
+                                      trial, (long long)got, (long long)want);
+            checked++;
+        }
+    }
+    assert_true(checked >= 4000);
+}
+
 /* Repacked (default) and file-layout (no_repack) weights: both close to the f32 reference,
  * each bit-identical between one prefill batch and token-by-token decoding. */
 static void test_repack(void **state) {
@@ -859,6 +896,7 @@ int main(void) {
         cmocka_unit_test(test_repack),
         cmocka_unit_test(test_attn_wsum),
         cmocka_unit_test(test_ew_silu),
+        cmocka_unit_test(test_ew_argmax),
         cmocka_unit_test(test_prefill_vs_decode),
         cmocka_unit_test(test_batch_invariance),
         cmocka_unit_test(test_seq_copy),
