@@ -92,9 +92,14 @@ static void wsum_f16h(float *y, const float *ms, const float *vs, const uint16_t
     }
 }
 
+static void wsum_f16h_n(float *const *y, const float *const *ms, const float *const *vs,
+                        const uint16_t *const *x, size_t stride, int nt, int n, int nh) {
+    for (int j = 0; j < nh; j++) wsum_f16h(y[j], ms[j], vs[j], x[j], stride, nt, n);
+}
+
 static const attn_ops attn_ops_scalar = {
     dot_f16, dot_f32, axpy_f16, axpy_f32, wsum_f16, wsum_f32, dots_f16, dots_f32, to_f16,
-    dot_f16h, mad_f16h, scale_f16h, dots_f16h, wsum_f16h,
+    dot_f16h, mad_f16h, scale_f16h, dots_f16h, wsum_f16h, wsum_f16h_n,
 };
 
 /* vecdot's AVX2 level is compiled with the same flags (AVX2, FMA, F16C) and only chosen when

@@ -55,7 +55,15 @@ typedef struct attn_ops {
      * zeroed f16 buffer (scaling an f16 value by 1 is exact), with acc in registers. */
     void (*wsum_f16h)(float *y, const float *ms, const float *vs, const uint16_t *x,
                       size_t stride, int nt, int n);
+    /* wsum_f16h for nh <= ATTN_WSUM_MAX_HEADS heads at once over the same positions: head j
+     * has its own y[j], ms[j], vs[j] and x[j]. Bit-identical to nh wsum_f16h calls; one call
+     * interleaves the heads' accumulator chains (each position's update waits on the
+     * previous one's f16 rounding, so one head alone leaves the core mostly idle). */
+    void (*wsum_f16h_n)(float *const *y, const float *const *ms, const float *const *vs,
+                        const uint16_t *const *x, size_t stride, int nt, int n, int nh);
 } attn_ops;
+
+#define ATTN_WSUM_MAX_HEADS 4
 
 /* The best implementation for this CPU (static, never NULL). */
 const attn_ops *attn_get(void);

@@ -181,8 +181,54 @@ static void wsum_f16h(float *y, const float *ms, const float *vs, const uint16_t
     }
 }
 
+/* NH heads of R registers each (n = 16 R), all positions in one pass: per head and element
+ * exactly wsum_f16h's operations in its order (scale when ms != 1, then the fma, each rounded
+ * to f16); the NH * R chains are independent, so their latencies overlap. */
+ATTN_INLINE void wsum_heads(float *const *y, const float *const *ms, const float *const *vs,
+                            const uint16_t *const *x, size_t stride, int nt, const int R,
+                            const int NH) {
+    __m512 a[16];
+    UNROLL_16 for (int k = 0; k < R * NH; k++) a[k] = _mm512_setzero_ps();
+    for (int t = 0; t < nt; t++) {
+        UNROLL_16 for (int h = 0; h < NH; h++) {
+            const float m = ms[h][t];
+            if (m != 1.0f) {
+                const __m512 mv = _mm512_set1_ps(m);
+                UNROLL_16 for (int r = 0; r < R; r++)
+                    a[h * R + r] = round_f16(_mm512_mul_ps(a[h * R + r], mv));
+            }
+        }
+        UNROLL_16 for (int h = 0; h < NH; h++) {
+            const uint16_t *xr = x[h] + (size_t)t * stride;
+            const __m512 v = _mm512_set1_ps(vs[h][t]);
+            UNROLL_16 for (int r = 0; r < R; r++)
+                a[h * R + r] = round_f16(_mm512_fmadd_ps(load16_f16(xr + 16 * r), v, a[h * R + r]));
+        }
+    }
+    UNROLL_16 for (int h = 0; h < NH; h++)
+        UNROLL_16 for (int r = 0; r < R; r++) _mm512_storeu_ps(y[h] + 16 * r, a[h * R + r]);
+}
+
+/* Head sizes 32, 64 and 128 with up to 16 registers of sums; anything else head by head. */
+static void wsum_f16h_n(float *const *y, const float *const *ms, const float *const *vs,
+                        const uint16_t *const *x, size_t stride, int nt, int n, int nh) {
+    int j = 0;
+    if (n == 64) {
+        for (; j + 4 <= nh; j += 4) wsum_heads(y + j, ms + j, vs + j, x + j, stride, nt, 4, 4);
+        if (nh - j == 3) wsum_heads(y + j, ms + j, vs + j, x + j, stride, nt, 4, 3), j += 3;
+        if (nh - j == 2) wsum_heads(y + j, ms + j, vs + j, x + j, stride, nt, 4, 2), j += 2;
+    } else if (n == 128) {
+        for (; j + 2 <= nh; j += 2) wsum_heads(y + j, ms + j, vs + j, x + j, stride, nt, 8, 2);
+    } else if (n == 32) {
+        for (; j + 4 <= nh; j += 4) wsum_heads(y + j, ms + j, vs + j, x + j, stride, nt, 2, 4);
+        if (nh - j >= 2) wsum_heads(y + j, ms + j, vs + j, x + j, stride, nt, 2, 2), j += 2;
+    }
+    for (; j < nh; j++) wsum_f16h(y[j], ms[j], vs[j], x[j], stride, nt, n);
+}
+
 void attn_avx512_f16h(attn_ops *ops) {
     ops->dot_f16h = dot_f16h;
     ops->dots_f16h = dots_f16h;
     ops->wsum_f16h = wsum_f16h;
+    ops->wsum_f16h_n = wsum_f16h_n;
 }

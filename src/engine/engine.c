@@ -131,10 +131,11 @@ engine *engine_init(const model *m, const engine_params *pin, sh_err *err) {
     if (act_bytes_for(&m->output) > act_row) act_row = act_bytes_for(&m->output);
     act_row = (act_row + 63) & ~(size_t)63;
     e->act_row = act_row;
-    /* per thread: attention scores of one KV group's heads (f32 cache), or one head's weights,
-     * rescale factors and f16 query (f16 cache), or one norm row */
+    /* per thread: attention scores of one KV group's heads (f32 cache), or the weights and
+     * rescale factors of up to ATTN_WSUM_MAX_HEADS heads and one f16 query (f16 cache), or
+     * one norm row */
     int group = hp->n_heads / hp->n_kv_heads;
-    int att_n = max_i(p.n_ctx * group, 2 * p.n_ctx + hp->head_dim);
+    int att_n = max_i(p.n_ctx * group, 2 * ATTN_WSUM_MAX_HEADS * p.n_ctx + hp->head_dim);
     e->scratch_n = (max_i(att_n, max_i(hp->dim, hp->ffn)) + 15) & ~15;
 
     e->k_cache = malloc(kv_bytes ? kv_bytes : 1);
@@ -384,49 +385,64 @@ static void qkv_unit(engine *e, const model_layer *ly, const uint8_t *act, int l
  * from llama.cpp's defaults by rel L2 0.75-1.25e-3 at the logits; this way by ~1e-7 on prompts
  * of a few tokens and 1-4e-4 on the 24-token prompt of scripts/compare-llama.sh (the rest grows
  * with the number of query rows in a batch; llama.cpp also has a tiled f32 kernel for batches,
- * which this does not mirror). Same contract as attend(); work holds 2 * n_ctx + head_dim
- * floats.
+ * which this does not mirror). Same contract as attend(), except that [h0, h1) may span
+ * several KV heads; work holds 2 * ATTN_WSUM_MAX_HEADS * n_ctx + head_dim floats.
  */
 static void attend_f16(engine *e, int layer, int i, int orow, int h0, int h1, float *work) {
     const model_hparams *hp = &e->hp;
     const attn_ops *op = e->attn;
-    int hd = hp->head_dim, g = h0 / (hp->n_heads / hp->n_kv_heads), nh = h1 - h0;
+    int hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, nh = h1 - h0;
     int seq = seq_of(e->b, i), pos = e->b->pos[i];
     const float *q = e->qkv + (size_t)i * e->qkv_dim + (size_t)h0 * hd;
     float *out = e->att + (size_t)orow * e->q_dim + (size_t)h0 * hd;
     const float scale = 1.0f / sqrtf((float)hd);
     const size_t sn = (size_t)e->n_ctx;
-    float *vs = work, *ms = work + sn;           /* per position: weight, rescale factor */
-    uint16_t *q16 = (uint16_t *)(work + 2 * sn); /* [hd] the query in f16 */
+    /* per head of a chunk: weights vs[t] then rescale factors ms[t]; then the f16 query */
+    uint16_t *q16 = (uint16_t *)(work + 2 * ATTN_WSUM_MAX_HEADS * sn); /* [hd] */
     const uint8_t *kb = kv_at(e, e->k_cache, layer, seq, 0);
     const uint8_t *vb = kv_at(e, e->v_cache, layer, seq, 0);
-    const size_t off = (size_t)g * hd * e->kv_elem;
     /* Head by head over all positions: the scores (q in registers), then the online softmax's
      * running max and sum, which give each position's weight vs[t] and the factor ms[t] the
-     * accumulator is rescaled by first (1: none), then the f16 accumulator over the V rows in
-     * registers. Per head, the same operations in the same order as walking the positions with
-     * dot_f16h, scale_f16h and mad_f16h (tested: test_attn). */
-    for (int h = 0; h < nh; h++) {
-        for (int d = 0; d < hd; d++) q16[d] = half_from_f32(q[h * hd + d]);
-        op->dots_f16h(vs, q16, (const uint16_t *)(kb + off), e->kv_dim, pos + 1, hd, scale);
-        float mx = -INFINITY, sum = 0.0f;
-        for (int t = 0; t <= pos; t++) {
-            const float s = vs[t];
-            float m = 1.0f, w = 1.0f;
-            if (s > mx) { /* new max: rescale what is accumulated; this weight is 1 */
-                m = expf(mx - s);
-                mx = s;
-            } else {
-                w = expf(s - mx);
+     * accumulator is rescaled by first (1: none). Then the f16 accumulators over the V rows,
+     * up to ATTN_WSUM_MAX_HEADS heads in one pass (their chains interleave). Per head, the
+     * same operations in the same order as walking the positions with dot_f16h, scale_f16h
+     * and mad_f16h (tested: test_attn). */
+    for (int c0 = 0; c0 < nh; c0 += ATTN_WSUM_MAX_HEADS) {
+        const int cn = nh - c0 < ATTN_WSUM_MAX_HEADS ? nh - c0 : ATTN_WSUM_MAX_HEADS;
+        float *ys[ATTN_WSUM_MAX_HEADS], sums[ATTN_WSUM_MAX_HEADS];
+        const float *mss[ATTN_WSUM_MAX_HEADS], *vss[ATTN_WSUM_MAX_HEADS];
+        const uint16_t *xs[ATTN_WSUM_MAX_HEADS];
+        for (int j = 0; j < cn; j++) {
+            const int h = c0 + j;
+            const size_t off = (size_t)((h0 + h) / group) * hd * e->kv_elem;
+            float *vs = work + (size_t)(2 * j) * sn, *ms = vs + sn;
+            for (int d = 0; d < hd; d++) q16[d] = half_from_f32(q[h * hd + d]);
+            op->dots_f16h(vs, q16, (const uint16_t *)(kb + off), e->kv_dim, pos + 1, hd, scale);
+            float mx = -INFINITY, sum = 0.0f;
+            for (int t = 0; t <= pos; t++) {
+                const float s = vs[t];
+                float m = 1.0f, w = 1.0f;
+                if (s > mx) { /* new max: rescale what is accumulated; this weight is 1 */
+                    m = expf(mx - s);
+                    mx = s;
+                } else {
+                    w = expf(s - mx);
+                }
+                ms[t] = m;
+                vs[t] = w;
+                sum = fmaf(sum, m, w);
             }
-            ms[t] = m;
-            vs[t] = w;
-            sum = fmaf(sum, m, w);
+            sums[j] = sum;
+            ys[j] = out + (size_t)h * hd;
+            mss[j] = ms;
+            vss[j] = vs;
+            xs[j] = (const uint16_t *)(vb + off);
         }
-        float *o = out + (size_t)h * hd;
-        op->wsum_f16h(o, ms, vs, (const uint16_t *)(vb + off), e->kv_dim, pos + 1, hd);
-        const float inv = 1.0f / sum;
-        for (int d = 0; d < hd; d++) o[d] *= inv;
+        op->wsum_f16h_n(ys, mss, vss, xs, e->kv_dim, pos + 1, hd, cn);
+        for (int j = 0; j < cn; j++) {
+            const float inv = 1.0f / sums[j];
+            for (int d = 0; d < hd; d++) ys[j][d] *= inv;
+        }
     }
 }
 
@@ -519,6 +535,15 @@ static void forward_thread(void *ctx, int ith, int nth) {
     int n_sub = (4 * nth + n * hp->n_kv_heads - 1) / (n * hp->n_kv_heads);
     if (n_sub > group) n_sub = group;
     if (n_sub < 1) n_sub = 1;
+    /* With the f16 cache and whole groups per item, consecutive KV heads go together when
+     * there are enough items anyway: attend_f16 runs their accumulators side by side. */
+    int kpi = 1;
+    if (!e->kv_f32 && n_sub == 1)
+        for (int c = ATTN_WSUM_MAX_HEADS / group; c > 1; c--)
+            if (hp->n_kv_heads % c == 0 && n * (hp->n_kv_heads / c) >= 2 * nth) {
+                kpi = c;
+                break;
+            }
     for (int l = 0; l < hp->n_layers; l++) {
         const model_layer *ly = &m->layers[l];
         /* In the last layer only the entries that want logits need anything after their K and
@@ -539,7 +564,7 @@ static void forward_thread(void *ctx, int ith, int nth) {
         if (nr == 0) break; /* nothing asks for logits: the cache is all this batch produces */
 
         /* attention by (row, KV head, subset of its query heads) */
-        int items = hp->n_kv_heads * n_sub;
+        int items = hp->n_kv_heads / kpi * n_sub;
         /* a few items per grab in a batch (hundreds of items, one atomic operation each
          * would add up), one at a time in decode */
         const int64_t n_items = (int64_t)nr * items;
@@ -547,8 +572,9 @@ static void forward_thread(void *ctx, int ith, int nth) {
         for (int ph = phase++; grab(e, ph, n_items, ch_items, &lo, &hi);) {
             for (int64_t it = lo; it < hi; it++) {
                 int r = (int)(it / items), u = (int)(it % items);
-                int g = u / n_sub, s = u % n_sub;
-                int h0 = g * group + group * s / n_sub, h1 = g * group + group * (s + 1) / n_sub;
+                int g = u / n_sub * kpi, s = u % n_sub;
+                int h0 = g * group + group * kpi * s / n_sub;
+                int h1 = g * group + group * kpi * (s + 1) / n_sub;
                 attend(e, l, (int)XROW(r), r, h0, h1, scratch);
             }
         }

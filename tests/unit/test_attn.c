@@ -169,8 +169,53 @@ static void test_avx512_f16h(void **state) {
     }
 }
 
+/* wsum_f16h_n, every table: byte-identical to one wsum_f16h call per head, for 1..4 heads with
+ * their own weights, rescale factors and V rows, at the head sizes with a multi-head path (32,
+ * 64, 128) and others (8, 48, 80). */
+static void test_wsum_f16h_n(void **state) {
+    (void)state;
+    const attn_ops *tables[3] = {attn_get(), vecdot_best_isa() >= ISA_AVX2 ? &attn_ops_avx2 : NULL,
+                                 vecdot_best_isa() >= ISA_AVX512 ? attn_avx512_table() : NULL};
+    enum { NT = 41, H = ATTN_WSUM_MAX_HEADS, STRIDE = 4 * 136 };
+    static uint16_t x[NT * STRIDE];
+    static float ms[H][NT], vs[H][NT], got[H][128], want[H][128];
+    uint64_t seed = 61;
+    fill_f16_wide(x, NT * STRIDE, &seed);
+    for (int h = 0; h < H; h++)
+        for (int t = 0; t < NT; t++) {
+            const float r = fabsf(tu_randf(&seed));
+            ms[h][t] = t == 0 ? 0.0f : (t + h) % 3 == 1 ? r : 1.0f;
+            vs[h][t] = ms[h][t] == 1.0f ? (t % 4 == 0 ? ldexpf(1.0f, -(t % 5)) : r) : 1.0f;
+        }
+    static const int ns[] = {8, 32, 48, 64, 80, 128};
+    int checked = 0;
+    for (int tb = 0; tb < 3; tb++) {
+        const attn_ops *op = tables[tb];
+        if (!op) continue;
+        for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++)
+            for (int nh = 1; nh <= H; nh++)
+                for (int nt = 1; nt <= NT; nt += 20) {
+                    const int n = ns[c];
+                    float *ys[H];
+                    const float *mp[H], *vp[H];
+                    const uint16_t *xp[H];
+                    for (int h = 0; h < nh; h++) {
+                        ys[h] = got[h], mp[h] = ms[h], vp[h] = vs[h];
+                        xp[h] = x + (size_t)((h * 3) % 4) * 136; /* heads at scattered offsets */
+                        op->wsum_f16h(want[h], ms[h], vs[h], xp[h], STRIDE, nt, n);
+                    }
+                    op->wsum_f16h_n(ys, mp, vp, xp, STRIDE, nt, n, nh);
+                    for (int h = 0; h < nh; h++)
+                        assert_memory_equal(got[h], want[h], (size_t)n * sizeof(float));
+                    checked++;
+                }
+    }
+    assert_true(checked >= 6 * 4 * 3);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_wsum_f16h_n),
         cmocka_unit_test(test_f16_accumulator_definition),
         cmocka_unit_test(test_dot_f16h),
         cmocka_unit_test(test_f16h_loops),
