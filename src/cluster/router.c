@@ -36,37 +36,47 @@
 
 /* ============================================================ latency windows ===== */
 
-/* The last LAT_N samples of a latency (ms) with an EWMA; percentiles are recomputed every few
- * samples, not per decision (a decision reads them for every backend). */
+/* The last LAT_N samples of a latency (ms) with an EWMA. A sorted copy of the window is kept
+ * up to date on every sample (one binary search and one memmove to take the oldest sample out,
+ * the same to put the new one in: well under a microsecond), so the percentiles a decision
+ * reads are always current and no sample ever costs a sort. */
 #define LAT_N 256
 
 typedef struct lat_win {
-    double v[LAT_N];
-    int n, next, since;
+    double v[LAT_N];      /* ring of the samples, oldest at next once full */
+    double sorted[LAT_N]; /* the same n samples in ascending order */
+    int n, next;
     double ewma, p50, p95, p99;
 } lat_win;
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static void lat_refresh(lat_win *w) {
-    double s[LAT_N];
-    memcpy(s, w->v, (size_t)w->n * sizeof *s);
-    qsort(s, (size_t)w->n, sizeof *s, cmp_double);
-    w->p50 = s[(w->n - 1) * 50 / 100];
-    w->p95 = s[(w->n - 1) * 95 / 100];
-    w->p99 = s[(w->n - 1) * 99 / 100];
-    w->since = 0;
+/* The first index in a[0..n) whose value is >= x. */
+static int lower_bound(const double *a, int n, double x) {
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (a[mid] < x) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
 }
 
 static void lat_add(lat_win *w, double ms) {
+    if (!(ms >= 0)) ms = 0; /* NaN never enters the window */
+    if (w->n == LAT_N) { /* full: the oldest sample leaves */
+        int k = lower_bound(w->sorted, w->n, w->v[w->next]);
+        memmove(&w->sorted[k], &w->sorted[k + 1], (size_t)(w->n - k - 1) * sizeof(double));
+        w->n--;
+    }
+    int k = lower_bound(w->sorted, w->n, ms);
+    memmove(&w->sorted[k + 1], &w->sorted[k], (size_t)(w->n - k) * sizeof(double));
+    w->sorted[k] = ms;
+    w->n++;
     w->v[w->next] = ms;
     w->next = (w->next + 1) % LAT_N;
-    if (w->n < LAT_N) w->n++;
     w->ewma = w->n == 1 ? ms : 0.8 * w->ewma + 0.2 * ms;
-    if (++w->since >= 8 || w->n <= 16) lat_refresh(w);
+    w->p50 = w->sorted[(w->n - 1) * 50 / 100];
+    w->p95 = w->sorted[(w->n - 1) * 95 / 100];
+    w->p99 = w->sorted[(w->n - 1) * 99 / 100];
 }
 
 static json_t *lat_json(const lat_win *w) {

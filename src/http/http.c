@@ -301,8 +301,10 @@ http_server *http_server_start(const http_config *cfg, http_handler handler, voi
         free(s);
         return NULL;
     }
+    /* poll(), not select(): select cannot watch a descriptor numbered 1024 or above, which a
+     * busy server reaches. No MHD_USE_ERROR_LOG: a client hanging up is not an error. */
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_ITC; /* no MHD_USE_ERROR_LOG: a client hanging up is not an error */
+                     MHD_USE_ITC | MHD_USE_POLL;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s,
                             MHD_OPTION_SOCK_ADDR, ai->ai_addr,
