@@ -567,6 +567,9 @@ typedef struct fwd {
     int kind;
     bool stream, fallback_used, degraded;
     json_t *root;               /* the client's body, parsed; "model" rewritten per attempt */
+    const char *raw;            /* the client's body as it came (valid while the handler runs) */
+    size_t raw_len;
+    bool root_changed;          /* root no longer says what raw says */
     int64_t tokens;             /* outstanding-token estimate of this request */
     double t_start;             /* when the answering attempt started */
     char rid[80], tp[64];
@@ -647,6 +650,18 @@ static rt_backend *pick(router *rt, fwd *f, rt_model *m, const bool *excluded, c
 
 /* The body for backend b: the client's, with "model" set to the name b knows. */
 static char *body_for(fwd *f, const rt_backend *b, size_t *len) {
+    /* the backend knows the model by the name the client used: the client's bytes as they are
+     * (no re-serialisation on the common path) */
+    const char *asked = json_string_value(json_object_get(f->root, "model"));
+    if (f->raw && !f->root_changed && !f->degraded && asked && !strcmp(asked, b->model)) {
+        char *s = malloc(f->raw_len + 1);
+        if (!s) return NULL;
+        memcpy(s, f->raw, f->raw_len);
+        s[f->raw_len] = 0;
+        *len = f->raw_len;
+        return s;
+    }
+    f->root_changed = true;
     json_object_set_new(f->root, "model", json_string(b->model));
     /* degraded: no backend is expected to meet the deadline; the client gets a late answer
      * marked as such, rather than a refusal from a node that checks the deadline itself */
@@ -1096,6 +1111,8 @@ void router_handle(router *rt, int kind, http_request *req, http_response *resp)
         goto out;
     }
     f->root = doc; /* the parse above, kept: "model" is rewritten in it per attempt */
+    f->raw = body;
+    f->raw_len = len;
     f->rt = rt;
     f->kind = kind;
     f->stream = r.stream && kind != OAI_EMBEDDING;
@@ -1138,7 +1155,8 @@ void router_handle(router *rt, int kind, http_request *req, http_response *resp)
             if (rc == ATT_DONE) {
                 if (resp->pull) {
                     atomic_fetch_add(&rt->active, 1);
-                    f = NULL; /* the stream owns it now */
+                    f->raw = NULL; /* the request body goes away with this handler */
+                    f = NULL;      /* the stream owns it now */
                 }
                 goto out;
             }
