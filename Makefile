@@ -45,7 +45,7 @@ BIN      := $(BUILD)/shoal
 TESTS    := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps run test unit asan fuzz fuzz-build clang clean format bench-vecdot bench-tokenizer \
-        bench-upstream bench-http-latency
+        bench-upstream bench-http-latency bench-sse-load
 all: $(BIN)
 
 $(BUILD)/obj/%.o: %.c
@@ -124,7 +124,13 @@ bench-upstream: $(LIB)
 	$(CC) $(CFLAGS) -o $(BUILD)/bench/bench_upstream bench/bench_upstream.c $(LIB) $(LDLIBS)
 	$(BUILD)/bench/bench_upstream $(BENCH_N)
 
-# the paired-latency client bench/router-bench.sh uses (no project code in it)
+# benchmark clients (no project code in them): paired HTTP latency (bench/router-bench.sh) and
+# streaming load (bench/sse_load.c; bench/serve_load.py is the same from Python)
+bench-sse-load: $(BUILD)/bench/sse_load
+$(BUILD)/bench/sse_load: bench/sse_load.c
+	@mkdir -p $(BUILD)/bench
+	$(CC) -std=c11 -O2 -pthread $(WARN) -o $@ $<
+
 bench-http-latency: $(BUILD)/bench/http_latency
 $(BUILD)/bench/http_latency: bench/http_latency.c
 	@mkdir -p $(BUILD)/bench
