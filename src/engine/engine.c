@@ -563,7 +563,8 @@ static void forward_thread(void *ctx, int ith, int nth) {
         pool_barrier(e->pool);
         if (nr == 0) break; /* nothing asks for logits: the cache is all this batch produces */
 
-        /* attention by (row, KV head, subset of its query heads) */
+        /* attention by (row, KV head, subset of its query heads), or by (row, kpi consecutive
+         * KV heads with all their query heads) */
         int items = hp->n_kv_heads / kpi * n_sub;
         /* a few items per grab in a batch (hundreds of items, one atomic operation each
          * would add up), one at a time in decode */
