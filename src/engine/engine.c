@@ -416,7 +416,7 @@ static void attend_f16(engine *e, int layer, int i, int orow, int h0, int h1, fl
             const int h = c0 + j;
             const size_t off = (size_t)((h0 + h) / group) * hd * e->kv_elem;
             float *vs = work + (size_t)(2 * j) * sn, *ms = vs + sn;
-            for (int d = 0; d < hd; d++) q16[d] = half_from_f32(q[h * hd + d]);
+            op->to_f16(q16, q + (size_t)h * hd, hd); /* F16C where there is AVX2 */
             op->dots_f16h(vs, q16, (const uint16_t *)(kb + off), e->kv_dim, pos + 1, hd, scale);
             float mx = -INFINITY, sum = 0.0f;
             for (int t = 0; t <= pos; t++) {
