@@ -45,7 +45,7 @@ BIN      := $(BUILD)/shoal
 TESTS    := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps run test unit asan fuzz fuzz-build clang clean format bench-vecdot bench-tokenizer \
-        bench-upstream
+        bench-upstream bench-http-latency
 all: $(BIN)
 
 $(BUILD)/obj/%.o: %.c
@@ -123,6 +123,12 @@ bench-upstream: $(LIB)
 	@mkdir -p $(BUILD)/bench
 	$(CC) $(CFLAGS) -o $(BUILD)/bench/bench_upstream bench/bench_upstream.c $(LIB) $(LDLIBS)
 	$(BUILD)/bench/bench_upstream $(BENCH_N)
+
+# the paired-latency client bench/router-bench.sh uses (no project code in it)
+bench-http-latency: $(BUILD)/bench/http_latency
+$(BUILD)/bench/http_latency: bench/http_latency.c
+	@mkdir -p $(BUILD)/bench
+	$(CC) -std=c11 -O2 $(WARN) -o $@ $<
 
 format:
 	clang-format -i $$(find src tests -name '*.[ch]')

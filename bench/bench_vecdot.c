@@ -3,7 +3,10 @@
  *
  *   matvec (n_act = 1):  GB/s of weight bytes streamed, for a matrix far larger than L2 (and
  *                        L3), with 1 and 2 threads (rows split in halves);
- *   matmul (n_act = 32): GFLOP/s (2 * k * rows * n_act per call), one thread.
+ *   matmul (n_act = 32): GFLOP/s (2 * k * rows * n_act per call), one thread, on at most
+ *                        512 rows (cache-resident: the arithmetic alone), and with 2 threads
+ *                        on the whole matrix ("mm-mem": weights from memory, as a decode
+ *                        step of several sequences reads them).
  *
  * Types with a packed layout (vecdot.h) are measured a second time on it ("avx512 packed").
  * Matrices live in 2 MiB-aligned anonymous memory with MADV_HUGEPAGE, as the engine's packed
@@ -114,8 +117,8 @@ int main(int argc, char **argv) {
     const int64_t n_mm = getenv("BENCH_N") ? atol(getenv("BENCH_N")) : 32;
     printf("k=%lld; matvec over ~%zu KiB of weights (best of 5); matmul n_act=%lld, <= 512 rows\n",
            (long long)k, target_bytes >> 10, (long long)n_mm);
-    printf("%-6s %-14s %12s %12s %14s\n", "type", "isa", "mv GB/s 1t", "mv GB/s 2t",
-           "mm GFLOP/s 1t");
+    printf("%-6s %-14s %12s %12s %14s %16s\n", "type", "isa", "mv GB/s 1t", "mv GB/s 2t",
+           "mm GFLOP/s 1t", "mm-mem GFLOP/s 2t");
 
     float *x = malloc((size_t)k * sizeof(float));
     for (int ti = 0; ti < n_types; ti++) {
@@ -146,7 +149,7 @@ int main(int argc, char **argv) {
             for (int64_t i = 0; i < k; i++) x[i] = randf();
             vecdot_quantize_act(any->act_type, x, A + j * as, k);
         }
-        float *out = malloc((size_t)(rows > mm_rows * n_mm ? rows : mm_rows * n_mm) * sizeof(float));
+        float *out = malloc((size_t)(rows * n_mm) * sizeof(float)); /* mm-mem: every row x n_mm */
 
         for (int isa = ISA_SCALAR; isa <= ISA_AVX512; isa++) {
             const vecdot_kernel *kn = vecdot_get_isa(wt, (vecdot_isa)isa);
@@ -161,14 +164,17 @@ int main(int argc, char **argv) {
                 double t1 = time_matmul(fn, k, rows, M, ms, A, as, 1, out, 1, reps);
                 double t2 = time_matmul(fn, k, rows, M, ms, A, as, 1, out, 2, reps);
                 double tm = time_matmul(fn, k, mm_rows, M, ms, A, as, n_mm, out, 1, reps);
+                /* the whole matrix (from memory, as a decode step of n_mm sequences reads it) */
+                double tb = time_matmul(fn, k, rows, M, ms, A, as, n_mm, out, 2, reps < 5 ? reps : 5);
                 /* GB/s of the file layout's bytes, so packed and plain compare as tokens/s */
                 double bytes = (double)rows * (double)rb;
                 char name[32];
                 snprintf(name, sizeof name, "%s%s", vecdot_isa_name(kn->isa),
                          packed ? " packed" : "");
-                printf("%-6s %-14s %12.1f %12.1f %14.1f\n", dtype_name(wt), name,
+                printf("%-6s %-14s %12.1f %12.1f %14.1f %16.1f\n", dtype_name(wt), name,
                        bytes / t1 * 1e-9, bytes / t2 * 1e-9,
-                       2.0 * (double)k * (double)mm_rows * (double)n_mm / tm * 1e-9);
+                       2.0 * (double)k * (double)mm_rows * (double)n_mm / tm * 1e-9,
+                       2.0 * (double)k * (double)rows * (double)n_mm / tb * 1e-9);
                 fflush(stdout);
             }
         }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The router's overhead: a node serving a tiny generated model and a router in front of it, both
-# on loopback, then bench/router_bench.py (added latency, requests/s, router CPU per request).
+# on loopback. First bench/http_latency.c (a C client: node and router requests interleaved, so
+# both are measured under the same machine state; 3 runs), then bench/router_bench.py (the same
+# from Python, which adds its own overhead on 2 cores; requests/s; router CPU per request).
 #
 #   bash bench/router-bench.sh [router_bench.py options...]
 #
@@ -9,6 +11,7 @@ set -eu
 cd "$(dirname "$0")/.."
 SHOAL=$(pwd)/build/shoal
 [ -x "$SHOAL" ] || make -s
+make -s bench-http-latency
 TMP=$(mktemp -d)
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$TMP"' EXIT
@@ -26,5 +29,10 @@ YAML
 RPID=$!
 PIDS+=($RPID)
 ROUTER=$(port_of "$TMP/router.log")
+for run in 1 2 3; do
+  echo "== paired latency, run $run"
+  build/bench/http_latency -n 3000 "http://127.0.0.1:$NODE" "http://127.0.0.1:$ROUTER"
+done
+echo
 python3 bench/router_bench.py --direct "http://127.0.0.1:$NODE" --router "http://127.0.0.1:$ROUTER" \
   --router-pid "$RPID" "$@"

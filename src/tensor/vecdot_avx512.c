@@ -264,13 +264,18 @@ DEFINE_Q32_MATMUL(mm512_q5_1, quant_block_q5_1, q8_1, rows2_q5_1, 1)
 #define PK VECDOT_PACK_ROWS
 
 /* Tuning (measured with bench_vecdot on the reference VM): decode reads PK_NG groups side by
- * side, and every pass that streams weights from memory (decode, the first activation tile of
- * a small batch) prefetches each cache line PK_PF bytes ahead; 1 to 4 streams, 0.5 to 8 KiB
- * ahead, into L1 or L2 were all within a few percent, a read loop gets no more out of DRAM.
+ * side and prefetches each cache line PK_PF bytes ahead; 1 to 4 streams, 0.5 to 8 KiB ahead,
+ * into L1 or L2 were all within a few percent, a read loop gets no more out of DRAM. The first
+ * activation tile of a small batch (several sequences decoding together) also streams the
+ * weights from memory, with more arithmetic per byte: there PK_PF_TILE = 2 KiB ahead into L1
+ * gave +7% over 1 KiB ("mm-mem" column, 8 activation rows: 2 and 4 KiB alike, 6 KiB and an
+ * L2 hint worse). Non-temporal prefetches, to keep part of a model resident in L3, cost up to
+ * 35% of decode speed. */
  * Prefill keeps blocks of groups of at most PK_L2_BYTES of weights in L2 while each tile of
  * activation rows stays in L1 (128 KiB: +5-10% over one group at a time). */
 #define PK_NG 2
 #define PK_PF 1024
+#define PK_PF_TILE 2048
 #define PK_L2_BYTES (128 << 10)
 
 typedef struct {
@@ -315,7 +320,7 @@ ALWAYS_INLINE __m512i pk_dp_bcast(__m512i acc, __m512i w, const uint8_t *p) {
         for (int64_t b = 0; b < nb; b++) {                                                         \
             if (pf) /* first pass over these weights (small batches): they come from memory */     \
                 UNROLL_8 for (int l = 0; l < (VB); l += 64)                                        \
-                    _mm_prefetch((const char *)g + (size_t)b * (VB) + PK_PF + l, _MM_HINT_T0);     \
+                    _mm_prefetch((const char *)g + (size_t)b * (VB) + PK_PF_TILE + l, _MM_HINT_T0);     \
             __m512i w[8];                                                                          \
             WLOAD(g, b, w);                                                                        \
             const __m512 dw =                                                                      \
