@@ -270,7 +270,7 @@ DEFINE_Q32_MATMUL(mm512_q5_1, quant_block_q5_1, q8_1, rows2_q5_1, 1)
  * weights from memory, with more arithmetic per byte: there PK_PF_TILE = 2 KiB ahead into L1
  * gave +7% over 1 KiB ("mm-mem" column, 8 activation rows: 2 and 4 KiB alike, 6 KiB and an
  * L2 hint worse). Non-temporal prefetches, to keep part of a model resident in L3, cost up to
- * 35% of decode speed. */
+ * 35% of decode speed.
  * Prefill keeps blocks of groups of at most PK_L2_BYTES of weights in L2 while each tile of
  * activation rows stays in L1 (128 KiB: +5-10% over one group at a time). */
 #define PK_NG 2
