@@ -257,19 +257,6 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
     for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
 }
 
-/* Rotates the first n_rot dims of one head vector v by the entry's angles cs (cos,sin pairs). */
-static void rope_apply(float *v, const float *cs, int n_rot, model_rope mode) {
-    int half = n_rot / 2;
-    for (int i = 0; i < half; i++) {
-        float c = cs[2 * i], s = cs[2 * i + 1];
-        int a = mode == MODEL_ROPE_NORM ? 2 * i : i;
-        int b = mode == MODEL_ROPE_NORM ? 2 * i + 1 : i + half;
-        float x0 = v[a], x1 = v[b];
-        v[a] = x0 * c - x1 * s;
-        v[b] = x0 * s + x1 * c;
-    }
-}
-
 /* Rows [r0, r1) of every batch row: out[j][r] = W[r] . act[j] */
 static void matmul_rows(const engine *e, const model_mat *w, const uint8_t *act, int n,
                         int64_t r0, int64_t r1, float *out, int64_t out_stride) {
@@ -363,7 +350,8 @@ static void qkv_unit(engine *e, const model_layer *ly, const uint8_t *act, int l
         float *v = e->qkv + (size_t)i * e->qkv_dim + col0;
         if (bias)
             for (int d = 0; d < hd; d++) v[d] += bias[row0 + d];
-        if (kind < 2) rope_apply(v, e->rope_cs + (size_t)i * hp->n_rot, hp->n_rot, hp->rope);
+        if (kind < 2)
+            e->ew->rope(v, e->rope_cs + (size_t)i * hp->n_rot, hp->n_rot, hp->rope == MODEL_ROPE_NEOX);
         if (kind == 0) continue;
         void *dst = (uint8_t *)kv_at(e, kind == 1 ? e->k_cache : e->v_cache, layer, seq_of(b, i),
                                      b->pos[i]) + (size_t)row0 * e->kv_elem;
@@ -517,14 +505,12 @@ static void forward_thread(void *ctx, int ith, int nth) {
     split(n, 1, ith, nth, &lo, &hi);
     for (int64_t i = lo; i < hi; i++) {
         model_mat_row(&m->tok_embd, b->token[i], e->x + i * dim);
-        float *cs = e->rope_cs + i * hp->n_rot;
-        double p = (double)b->pos[i] * hp->rope_scale;
-        for (int k = 0; k < hp->n_rot / 2; k++) {
-            double theta = p * pow((double)hp->rope_base, -2.0 * k / hp->n_rot);
-            if (m->rope_freqs) theta /= m->rope_freqs[k];
-            cs[2 * k] = (float)cos(theta);
-            cs[2 * k + 1] = (float)sin(theta);
-        }
+        /* llama.cpp's float recurrence (ew_rope_angles): angles computed in double differ in
+         * the last bits, and after the rotation 5-15% of a position's q / k elements were an
+         * ulp off llama.cpp's (its eval callback on a 3-layer model), enough to flip an 8-bit
+         * activation level now and then (~1e-2 at the logits of a random-weight model) */
+        ew_rope_angles(e->rope_cs + i * hp->n_rot, b->pos[i], hp->n_rot, hp->rope_base,
+                       hp->rope_scale, m->rope_freqs);
     }
     pool_barrier(e->pool);
 
