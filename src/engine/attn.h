@@ -39,7 +39,13 @@ typedef struct attn_ops {
     /* dst[i] = f16(src[i]) for i < n, rounding to nearest even (as half_from_f32 for every
      * finite value; the AVX2 version uses F16C): the f16 KV cache stores */
     void (*to_f16)(uint16_t *dst, const float *src, int n);
-    /* sum_i q[i] * k[i] with both in f16 (every product is exact in float) */
+    /* sum_i q[i] * k[i] with both in f16 (every product is exact in float), in the order of
+     * llama.cpp's ggml_vec_dot_f16 as its AVX-512 builds run it (the CPUs it picks an AVX-512
+     * variant for; its f16-cache flash attention scores with it): over the first
+     * n64 = n & ~63 elements, four 16-lane float accumulators a_j[l] += q[i] k[i] for
+     * i = 64 c + 16 j + l, then x[l] = (a_0[l] + a_2[l]) + (a_1[l] + a_3[l]) reduced by the tree
+     * x[l] + x[l + 8], + 4, + 2, + 1; that float goes to double, the remaining n - n64 products
+     * are added in double one by one, and the result is rounded to float. */
     float (*dot_f16h)(const uint16_t *q, const uint16_t *k, int n);
     /* y[i] = fp16(fma(x[i], a, y[i])): an f16 accumulator, rounded after every update */
     void (*mad_f16h)(uint16_t *y, float a, const uint16_t *x, int n);
@@ -64,6 +70,16 @@ typedef struct attn_ops {
 } attn_ops;
 
 #define ATTN_WSUM_MAX_HEADS 4
+
+/*
+ * The online softmax of llama.cpp's CPU flash attention over scores s[t], t < nt, in place:
+ * walking t with the running max M (from -inf) and sum S (from 0), a score above M makes
+ * ms[t] = expf(M - s[t]) (what the accumulated output is rescaled by) and weight 1, M = s[t];
+ * otherwise ms[t] = 1 and the weight is expf(s[t] - M). s[t] becomes the weight; the return
+ * value is S, updated as S * ms[t] + weight with two roundings (llama.cpp's build does not fuse
+ * it: with an FMA, 2 of 168 head rows of a 7-token prompt came out an ulp off its output).
+ */
+float attn_online_softmax(float *s, float *ms, int nt);
 
 /* The best implementation for this CPU (static, never NULL). */
 const attn_ops *attn_get(void);

@@ -366,15 +366,17 @@ static void qkv_unit(engine *e, const model_layer *ly, const uint8_t *act, int l
 /*
  * Attention with the f16 cache, in the arithmetic of llama.cpp's CPU flash attention (on by
  * default there, and what it runs per query row with an f16 cache): each query is rounded to
- * f16 before the dot products, and the softmax runs online (one pass over the positions,
- * rescaling by exp(old max - new max) when the max grows) into an f16 accumulator that is
- * rounded after every update; the result is that accumulator times 1 / (sum of weights).
- * Computing it as the f32 path does (f32 query, two-pass softmax, f32 accumulator) differed
- * from llama.cpp's defaults by rel L2 0.75-1.25e-3 at the logits; this way by ~1e-7 on prompts
- * of a few tokens and 1-4e-4 on the 24-token prompt of scripts/compare-llama.sh (the rest grows
- * with the number of query rows in a batch; llama.cpp also has a tiled f32 kernel for batches,
- * which this does not mirror). Same contract as attend(), except that [h0, h1) may span
- * several KV heads; work holds 2 * ATTN_WSUM_MAX_HEADS * n_ctx + head_dim floats.
+ * f16, its dot products with the f16 keys are summed in the order of llama.cpp's AVX-512
+ * ggml_vec_dot_f16 (dot_f16h), and the softmax runs online (one pass over the positions,
+ * rescaling by exp(old max - new max) when the max grows, the sum of weights updated as
+ * sum * ms + vs with two roundings) into an f16 accumulator that is rounded after every
+ * update; the result is that accumulator times 1 / (sum of weights). Computing it as the f32
+ * path does (f32 query, two-pass softmax, f32 accumulator) differed from llama.cpp's defaults
+ * by rel L2 0.75-1.25e-3 at the logits; with the f16 roundings but other dot / sum orders, by
+ * 1-4e-4 on the 24-token prompt of scripts/compare-llama.sh; now every head row of that prompt
+ * is bit-identical to llama.cpp's (eval-callback dumps, head sizes 32, 64, 96, 128). Same
+ * contract as attend(), except that [h0, h1) may span several KV heads; work holds
+ * 2 * ATTN_WSUM_MAX_HEADS * n_ctx + head_dim floats.
  */
 static void attend_f16(engine *e, int layer, int i, int orow, int h0, int h1, float *work) {
     const model_hparams *hp = &e->hp;
@@ -406,21 +408,7 @@ static void attend_f16(engine *e, int layer, int i, int orow, int h0, int h1, fl
             float *vs = work + (size_t)(2 * j) * sn, *ms = vs + sn;
             for (int d = 0; d < hd; d++) q16[d] = half_from_f32(q[h * hd + d]);
             op->dots_f16h(vs, q16, (const uint16_t *)(kb + off), e->kv_dim, pos + 1, hd, scale);
-            float mx = -INFINITY, sum = 0.0f;
-            for (int t = 0; t <= pos; t++) {
-                const float s = vs[t];
-                float m = 1.0f, w = 1.0f;
-                if (s > mx) { /* new max: rescale what is accumulated; this weight is 1 */
-                    m = expf(mx - s);
-                    mx = s;
-                } else {
-                    w = expf(s - mx);
-                }
-                ms[t] = m;
-                vs[t] = w;
-                sum = fmaf(sum, m, w);
-            }
-            sums[j] = sum;
+            sums[j] = attn_online_softmax(vs, ms, pos + 1);
             ys[j] = out + (size_t)h * hd;
             mss[j] = ms;
             vss[j] = vs;
