@@ -249,14 +249,6 @@ void engine_seq_copy(engine *e, int src, int dst, int len) {
     e->seq_len[dst] = len;
 }
 
-/* out = x * w / sqrt(mean(x^2) + eps), as llama.cpp: the mean in double, the scale in float */
-static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
-    double ss = 0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float scale = 1.0f / sqrtf((float)(ss / n) + eps);
-    for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
-}
-
 /* Rows [r0, r1) of every batch row: out[j][r] = W[r] . act[j] */
 static void matmul_rows(const engine *e, const model_mat *w, const uint8_t *act, int n,
                         int64_t r0, int64_t r1, float *out, int64_t out_stride) {
@@ -284,7 +276,7 @@ static void norm_rows(engine *e, const float *w, const model_mat *mm, uint8_t *a
     const vecdot_kernel *k = vecdot_get(mm->type);
     int dim = e->hp.dim;
     for (int64_t i = lo; i < hi; i++) {
-        rmsnorm(scratch, e->x + (size_t)(map ? map[i] : i) * dim, w, dim, e->hp.norm_eps);
+        ew_rmsnorm(scratch, e->x + (size_t)(map ? map[i] : i) * dim, w, dim, e->hp.norm_eps);
         vecdot_quantize_act(k->act_type, scratch, act + i * e->act_row, dim);
     }
 }
@@ -600,7 +592,7 @@ static void forward_thread(void *ctx, int ith, int nth) {
     const vecdot_kernel *ko = e->k_embd_out;
     split(e->n_out, 1, ith, nth, &lo, &hi);
     for (int64_t o = lo; o < hi; o++) {
-        rmsnorm(scratch, e->x + (size_t)e->out_src[o] * dim, m->output_norm, dim, hp->norm_eps);
+        ew_rmsnorm(scratch, e->x + (size_t)e->out_src[o] * dim, m->output_norm, dim, hp->norm_eps);
         vecdot_quantize_act(ko->act_type, scratch, e->act + o * e->act_row, dim);
     }
     pool_barrier(e->pool);

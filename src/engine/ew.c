@@ -49,6 +49,15 @@ static void rope(float *v, const float *cs, int n_rot, int neox) {
     }
 }
 
+/* Squares rounded to float before the double sum, as llama.cpp: squares exact in double moved
+ * the mean of 2 of 23 rows enough to change their 8-bit activations on a 3-layer Q6_K model. */
+void ew_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)(x[i] * x[i]);
+    const float scale = 1.0f / sqrtf((float)(ss / n) + eps);
+    for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
 int64_t ew_argmax_ref(const float *x, int64_t n) {
     int64_t best = 0;
     for (int64_t i = 1; i < n; i++)

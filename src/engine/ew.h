@@ -49,6 +49,13 @@ float ew_vexpf(float x);
  */
 void ew_rope_angles(float *cs, int pos, int n_rot, float base, float scale, const float *freqs);
 
+/*
+ * out[i] = x[i] * scale * w[i], scale = 1 / sqrtf(mean + eps), as llama.cpp's CPU rms_norm
+ * followed by its multiplication with the norm weight: each square x[i] * x[i] rounded to
+ * float and summed in double, mean = (float)(sum / n). out may be x.
+ */
+void ew_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
+
 /* The plain loop above, for tests and as the reference. */
 int64_t ew_argmax_ref(const float *x, int64_t n);
 

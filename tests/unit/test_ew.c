@@ -2,8 +2,9 @@
  * test_ew — the element-wise operations whose arithmetic follows llama.cpp's CPU backend bit for
  * bit (engine/ew.h): the vector exp of SiLU against a definition that scales with vscalefps
  * (AVX-512 machines) and against exp, silu_mul of every version against the scalar formula,
- * the RoPE rotation (FMAs, both pair layouts) of every version against its definition, and the
- * rope angles' float recurrence. None of this needs llama.cpp: the definitions are written here.
+ * the RoPE rotation (FMAs, both pair layouts) of every version against its definition, the
+ * rope angles' float recurrence, and the RMS norm (squares rounded to float). None of this needs
+ * llama.cpp: the definitions are written here.
  */
 #include "testutil.h"
 
@@ -188,12 +189,47 @@ static void test_rope_angles(void **state) {
     assert_true(differs_from_double > 0);
 }
 
+/* ew_rmsnorm: llama.cpp's rms_norm then the weight: squares rounded to float, summed in double,
+ * mean and scale in float, x * scale * w; in place too. Over these rows the exact (double)
+ * squares give a different scale somewhere, so the test tells the two apart. */
+static void test_rmsnorm(void **state) {
+    (void)state;
+    enum { N = 256 };
+    uint64_t seed = 29;
+    int exact_squares_differ = 0;
+    for (int rep = 0; rep < 300; rep++) {
+        const int n = rep % 3 ? N : 1 + rep % 200;
+        float x[N], w[N], got[N], want[N];
+        for (int i = 0; i < n; i++) {
+            x[i] = tu_randf(&seed) * (1.0f + (float)(rep % 7));
+            w[i] = 1.0f + tu_randf(&seed) * 0.1f;
+        }
+        const float eps = 1e-5f;
+        double ss = 0, se = 0;
+        for (int i = 0; i < n; i++) {
+            const float sq = x[i] * x[i];
+            ss += sq;
+            se += (double)x[i] * x[i];
+        }
+        const float scale = 1.0f / sqrtf((float)(ss / n) + eps);
+        const float scale_exact = 1.0f / sqrtf((float)(se / n) + eps);
+        exact_squares_differ += bits(scale) != bits(scale_exact);
+        for (int i = 0; i < n; i++) want[i] = x[i] * scale * w[i];
+        ew_rmsnorm(got, x, w, n, eps);
+        assert_memory_equal(got, want, (size_t)n * sizeof(float));
+        ew_rmsnorm(x, x, w, n, eps);
+        assert_memory_equal(x, want, (size_t)n * sizeof(float));
+    }
+    assert_true(exact_squares_differ > 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vexpf),
         cmocka_unit_test(test_silu_definition),
         cmocka_unit_test(test_rope_definition),
         cmocka_unit_test(test_rope_angles),
+        cmocka_unit_test(test_rmsnorm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
