@@ -17,6 +17,7 @@ static inline float hsum8(__m256 v) {
 
 /* always inlined into dots_f16 / dots_f32 (the table gets an out-of-line copy as well) */
 #define ATTN_INLINE static inline __attribute__((always_inline))
+#define UNROLL_16 _Pragma("GCC unroll 16")
 ATTN_INLINE float dot_f16(const float *q, const uint16_t *k, int n) {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     int i = 0;
@@ -35,17 +36,22 @@ ATTN_INLINE float dot_f16(const float *q, const uint16_t *k, int n) {
     return s;
 }
 
+/* dot_f32 (attn.h): the 16-lane accumulators as 8-lane halves (a[r] covers elements
+ * 64 c + 8 r .. + 7), hsum8 of the halves' sum is the tree, then the unfused tail. */
 ATTN_INLINE float dot_f32(const float *q, const float *k, int n) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i), a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), _mm256_loadu_ps(k + i + 8), a1);
+    const int n64 = n & ~63;
+    __m256 a[8];
+    for (int r = 0; r < 8; r++) a[r] = _mm256_setzero_ps();
+    for (int c = 0; c < n64; c += 64)
+        for (int r = 0; r < 8; r++)
+            a[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q + c + 8 * r), _mm256_loadu_ps(k + c + 8 * r), a[r]);
+    const __m256 xlo = _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[2], a[6]));
+    const __m256 xhi = _mm256_add_ps(_mm256_add_ps(a[1], a[5]), _mm256_add_ps(a[3], a[7]));
+    float s = hsum8(_mm256_add_ps(xlo, xhi));
+    for (int i = n64; i < n; i++) {
+        const float p = q[i] * k[i]; /* rounded: no FMA (two statements: no contraction) */
+        s = s + p;
     }
-    for (; i + 8 <= n; i += 8)
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i), a0);
-    float s = hsum8(_mm256_add_ps(a0, a1));
-    for (; i < n; i++) s += q[i] * k[i];
     return s;
 }
 
@@ -104,9 +110,36 @@ static void axpy_f32(float *y, float a, const float *x, int n) {
 static inline __m256 load8_f16(const uint16_t *x) {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x));
 }
-static inline float id_f32(float v) { return v; }
 DEFINE_WSUM(wsum_f16, uint16_t, load8_f16, half_to_f32)
-DEFINE_WSUM(wsum_f32, float, _mm256_loadu_ps, id_f32)
+
+/* wsum_f32 (attn.h): 8 elements at a time, the 16 position chains in 16 registers (position t
+ * feeds register t % 16), then the tree across the registers; the last n % 8 elements as the
+ * definition does them. */
+static void wsum_f32(float *y, const float *p, const float *x, size_t stride, int nt, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 a[16];
+        UNROLL_16 for (int l = 0; l < 16; l++) a[l] = _mm256_setzero_ps();
+        int t = 0;
+        for (; t + 16 <= nt; t += 16)
+            UNROLL_16 for (int l = 0; l < 16; l++)
+                a[l] = _mm256_fmadd_ps(_mm256_loadu_ps(x + (size_t)(t + l) * stride + i),
+                                       _mm256_set1_ps(p[t + l]), a[l]);
+        for (int l = 0; t + l < nt; l++)
+            a[l] = _mm256_fmadd_ps(_mm256_loadu_ps(x + (size_t)(t + l) * stride + i),
+                                   _mm256_set1_ps(p[t + l]), a[l]);
+        for (int w = 8; w >= 1; w /= 2)
+            for (int l = 0; l < w; l++) a[l] = _mm256_add_ps(a[l], a[l + w]);
+        _mm256_storeu_ps(y + i, a[0]);
+    }
+    for (; i < n; i++) {
+        float a[16] = {0};
+        for (int t = 0; t < nt; t++) a[t & 15] = fmaf(x[(size_t)t * stride + i], p[t], a[t & 15]);
+        for (int w = 8; w >= 1; w /= 2)
+            for (int l = 0; l < w; l++) a[l] = a[l] + a[l + w];
+        y[i] = a[0];
+    }
+}
 
 
 /* dots: the dot product inlined into the loop over positions; 64 and 128 (the usual head

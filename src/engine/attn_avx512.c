@@ -2,7 +2,7 @@
  * engine/attn_avx512 — the f16-cache attention loops (dots_f16h, wsum_f16h) with AVX-512
  * (compiled with AVX-512F/BW/VL/DQ plus AVX2, FMA and F16C by the Makefile; chosen at run time
  * by attn_get()). Every result is bit-identical to the AVX2 version (attn_avx2.c) and to the
- * definitions in attn.h:
+ * definitions in attn.h (the f32-cache dot and weighted sum too, at the end):
  *
  *  - dots_f16h: per position the four 16-lane accumulators of dot_f16h's definition (one
  *    register each), combined as (a0 + a2) + (a1 + a3), then the tree l + 8, + 4, + 2, + 1 for
@@ -241,9 +241,109 @@ static void wsum_f16h_n(float *const *y, const float *const *ms, const float *co
     for (; j < nh; j++) wsum_f16h(y[j], ms[j], vs[j], x[j], stride, nt, n);
 }
 
-void attn_avx512_f16h(attn_ops *ops) {
+/* ============================================================ f32 cache ===== */
+
+/* dot_f32's vector part (attn.h) for one position, as dot_x for f16 */
+ATTN_INLINE __m512 dot_x32(const float *q, const float *k, int n64) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int c = 0; c < n64; c += 64) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + c), _mm512_loadu_ps(k + c), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + c + 16), _mm512_loadu_ps(k + c + 16), a1);
+        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(q + c + 32), _mm512_loadu_ps(k + c + 32), a2);
+        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(q + c + 48), _mm512_loadu_ps(k + c + 48), a3);
+    }
+    return _mm512_add_ps(_mm512_add_ps(a0, a2), _mm512_add_ps(a1, a3));
+}
+
+/* the elements past n64 as rounded products added one by one */
+ATTN_INLINE float dot_tail32(float s, const float *q, const float *k, int n64, int n) {
+    for (int i = n64; i < n; i++) {
+        const float p = q[i] * k[i]; /* rounded: no FMA (two statements: no contraction) */
+        s = s + p;
+    }
+    return s;
+}
+
+static float dot_f32(const float *q, const float *k, int n) {
+    const int n64 = n & ~63;
+    return dot_tail32(hsum16_tree(dot_x32(q, k, n64)), q, k, n64, n);
+}
+
+/* As dots_body for f16: 16 positions' trees at once from 64 elements up; below 64 the dot is all
+ * tail, four positions' chains side by side. */
+ATTN_INLINE void dots32_body(float *s, const float *q, const float *k, size_t stride, int nt,
+                             int n, float scale) {
+    const int n64 = n & ~63;
+    int t = 0;
+    if (n64 > 0) {
+        const __m512 vscale = _mm512_set1_ps(scale);
+        for (; t + 16 <= nt; t += 16) {
+            const float *kt = k + (size_t)t * stride;
+            __m512 z[16];
+            UNROLL_16 for (int r = 0; r < 16; r++) z[r] = dot_x32(q, kt + (size_t)r * stride, n64);
+            const __m512 v = hsum16x16_tree(z);
+            if (n64 == n) {
+                _mm512_storeu_ps(s + t, _mm512_mul_ps(v, vscale));
+            } else {
+                float vs[16];
+                _mm512_storeu_ps(vs, v);
+                for (int r = 0; r < 16; r++)
+                    s[t + r] = dot_tail32(vs[r], q, kt + (size_t)r * stride, n64, n) * scale;
+            }
+        }
+    } else {
+        for (; t + 4 <= nt; t += 4) {
+            const float *k0 = k + (size_t)t * stride, *k1 = k0 + stride, *k2 = k1 + stride,
+                        *k3 = k2 + stride;
+            float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (int i = 0; i < n; i++) {
+                const float p0 = q[i] * k0[i], p1 = q[i] * k1[i], p2 = q[i] * k2[i],
+                            p3 = q[i] * k3[i];
+                s0 = s0 + p0, s1 = s1 + p1, s2 = s2 + p2, s3 = s3 + p3;
+            }
+            s[t] = s0 * scale, s[t + 1] = s1 * scale, s[t + 2] = s2 * scale, s[t + 3] = s3 * scale;
+        }
+    }
+    for (; t < nt; t++) s[t] = dot_f32(q, k + (size_t)t * stride, n) * scale;
+}
+
+static void dots_f32(float *s, const float *q, const float *k, size_t stride, int nt, int n,
+                     float scale) {
+    if (n == 64) dots32_body(s, q, k, stride, nt, 64, scale);
+    else if (n == 128) dots32_body(s, q, k, stride, nt, 128, scale);
+    else dots32_body(s, q, k, stride, nt, n, scale);
+}
+
+/* wsum_f32 (attn.h): 16 elements at a time, the 16 position chains in 16 registers (position
+ * t feeds register t % 16), the tree across the registers; the last n % 16 elements through the
+ * AVX2 version (the same definition). */
+static void wsum_f32(float *y, const float *p, const float *x, size_t stride, int nt, int n) {
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 a[16];
+        UNROLL_16 for (int l = 0; l < 16; l++) a[l] = _mm512_setzero_ps();
+        int t = 0;
+        for (; t + 16 <= nt; t += 16)
+            UNROLL_16 for (int l = 0; l < 16; l++)
+                a[l] = _mm512_fmadd_ps(_mm512_loadu_ps(x + (size_t)(t + l) * stride + i),
+                                       _mm512_set1_ps(p[t + l]), a[l]);
+        for (int l = 0; t + l < nt; l++)
+            a[l] = _mm512_fmadd_ps(_mm512_loadu_ps(x + (size_t)(t + l) * stride + i),
+                                   _mm512_set1_ps(p[t + l]), a[l]);
+        UNROLL_16 for (int l = 0; l < 8; l++) a[l] = _mm512_add_ps(a[l], a[l + 8]);
+        UNROLL_16 for (int l = 0; l < 4; l++) a[l] = _mm512_add_ps(a[l], a[l + 4]);
+        UNROLL_16 for (int l = 0; l < 2; l++) a[l] = _mm512_add_ps(a[l], a[l + 2]);
+        _mm512_storeu_ps(y + i, _mm512_add_ps(a[0], a[1]));
+    }
+    if (i < n) attn_ops_avx2.wsum_f32(y + i, p, x + i, stride, nt, n - i);
+}
+
+void attn_avx512_patch(attn_ops *ops) {
     ops->dot_f16h = dot_f16h;
     ops->dots_f16h = dots_f16h;
     ops->wsum_f16h = wsum_f16h;
     ops->wsum_f16h_n = wsum_f16h_n;
+    ops->dot_f32 = dot_f32;
+    ops->dots_f32 = dots_f32;
+    ops->wsum_f32 = wsum_f32;
 }

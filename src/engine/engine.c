@@ -415,10 +415,14 @@ static void attend_f16(engine *e, int layer, int i, int orow, int h0, int h1, fl
 }
 
 /* Attention of entry i for query heads [h0, h1), which share one KV head, over positions
- * 0..pos of the entry's sequence, into row orow of att. The f32 cache: head by head over all
- * positions (the scores with q in registers, the weighted sum of V with the sums in registers);
- * the heads of a GQA group re-read the same K / V rows from cache. scores holds
- * (h1 - h0) * n_ctx floats. The f16 cache: see attend_f16. */
+ * 0..pos of the entry's sequence, into row orow of att. The f32 cache, in the arithmetic of
+ * llama.cpp's f32-cache attention without flash attention (its like-for-like configuration in
+ * scripts/compare-llama.sh): the scores in ggml_vec_dot_f32's order times the scale
+ * (dots_f32), its softmax (ew softmax: vector exp, chunk sums in double), the weighted sum of V
+ * in the order of its batched f32 matmul (wsum_f32; llama.cpp itself takes another order for a
+ * single query, so its decode steps can differ from its prefill in the last bits). Head by head
+ * over all positions; the heads of a GQA group re-read the same K / V rows from cache. scores
+ * holds (h1 - h0) * n_ctx floats. The f16 cache: see attend_f16. */
 static void attend(engine *e, int layer, int i, int orow, int h0, int h1, float *scores) {
     if (!e->kv_f32) {
         attend_f16(e, layer, i, orow, h0, h1, scores);
@@ -438,19 +442,8 @@ static void attend(engine *e, int layer, int i, int orow, int h0, int h1, float 
     for (int h = 0; h < nh; h++)
         op->dots_f32(scores + h * sn, q + h * hd, (const float *)(kb + off), e->kv_dim, pos + 1,
                      hd, scale);
-    for (int h = 0; h < nh; h++) {
-        float *sc = scores + h * sn, mx = -INFINITY, sum = 0;
-        for (int t = 0; t <= pos; t++)
-            if (sc[t] > mx) mx = sc[t];
-        for (int t = 0; t <= pos; t++) {
-            sc[t] = expf(sc[t] - mx);
-            sum += sc[t];
-        }
-        float inv = 1.0f / sum;
-        for (int t = 0; t <= pos; t++) sc[t] *= inv;
-    }
-    /* head by head over all positions, sums in registers (wsum: the same arithmetic as one
-     * axpy per position) */
+    for (int h = 0; h < nh; h++) e->ew->softmax(scores + h * sn, pos + 1);
+    /* head by head over all positions, sums in registers */
     for (int h = 0; h < nh; h++)
         op->wsum_f32(out + h * hd, scores + h * sn, (const float *)(vb + off), e->kv_dim, pos + 1,
                      hd);

@@ -28,6 +28,21 @@ static void silu_mul(float *g, const float *u, int64_t n) {
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + ew_vexpf(0.0f - g[i])) * u[i];
 }
 
+static void softmax(float *s, int n) {
+    float mx = -INFINITY;
+    for (int t = 0; t < n; t++) mx = mx > s[t] ? mx : s[t];
+    double sum = 0;
+    for (int c = 0; c < n; c += 16) {
+        float e[16] = {0};
+        for (int l = 0; l < 16 && c + l < n; l++) e[l] = s[c + l] = ew_vexpf(s[c + l] - mx);
+        for (int w = 8; w >= 1; w /= 2)
+            for (int l = 0; l < w; l++) e[l] = e[l] + e[l + w];
+        sum += (double)e[0];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int t = 0; t < n; t++) s[t] *= inv;
+}
+
 void ew_rope_angles(float *cs, int pos, int n_rot, float base, float scale, const float *freqs) {
     const float step = powf(base, -2.0f / (float)n_rot);
     float theta = (float)pos;
@@ -82,7 +97,7 @@ static int64_t argmax(const float *x, int64_t n) {
     return 0; /* not reached: mx is one of the x[i] */
 }
 
-const ew_ops ew_ops_scalar = {silu_mul, rope, argmax};
+const ew_ops ew_ops_scalar = {silu_mul, softmax, rope, argmax};
 
 /* As attn_get(): vecdot's AVX2 level is compiled with the same flags and chosen only when the
  * CPU supports them (SHOAL_ISA included). */

@@ -19,6 +19,12 @@
 typedef struct ew_ops {
     /* g[i] = g[i] / (1 + e) * u[i] for i < n (silu(gate) * up), e = ew_vexpf(0 - g[i]) */
     void (*silu_mul)(float *g, const float *u, int64_t n);
+    /* The softmax of llama.cpp's CPU soft_max over a row of n scores s (already scaled) in
+     * place, as it runs for the f32-cache attention without flash attention: m = the max;
+     * e = ew_vexpf(s - m) in chunks of 16 from the start (a partial last chunk padded with the
+     * zeros that masked positions give there), each chunk summed by the tree l + 8, + 4, + 2,
+     * + 1 and added to a double; s = e * (float)(1 / sum). */
+    void (*softmax)(float *s, int n);
     /* RoPE of one head vector v in place: pair i (i < n_rot / 2) is (v[2i], v[2i + 1]), or
      * (v[i], v[i + n_rot / 2]) when neox, rotated by cs[2i] = cos, cs[2i + 1] = sin as
      * x0' = fma(x0, c, -(x1 s)), x1' = fma(x0, s, x1 c): the arithmetic of llama.cpp's CPU

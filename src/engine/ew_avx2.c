@@ -64,6 +64,46 @@ static void silu_mul(float *g, const float *u, int64_t n) {
     }
 }
 
+/* ============================================================ softmax ===== */
+
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* The scalar version's operations: a chunk of 16 is two registers, lane l + 8 is the other
+ * register's lane l, and hsum8 takes lanes + 4, + 2, + 1 (the tree); a partial last chunk is
+ * loaded into zeroed registers. */
+static void softmax(float *s, int n) {
+    float mx = -INFINITY;
+    for (int t = 0; t < n; t++) mx = mx > s[t] ? mx : s[t];
+    const __m256 vmx = _mm256_set1_ps(mx);
+    double sum = 0;
+    int c = 0;
+    for (; c + 16 <= n; c += 16) {
+        const __m256 e0 = vexp8(_mm256_sub_ps(_mm256_loadu_ps(s + c), vmx));
+        const __m256 e1 = vexp8(_mm256_sub_ps(_mm256_loadu_ps(s + c + 8), vmx));
+        _mm256_storeu_ps(s + c, e0);
+        _mm256_storeu_ps(s + c + 8, e1);
+        sum += (double)hsum8(_mm256_add_ps(e0, e1));
+    }
+    if (c < n) {
+        float t[16];
+        for (int l = 0; l < 16; l++) t[l] = c + l < n ? s[c + l] - mx : -INFINITY; /* exp: 0 */
+        const __m256 e0 = vexp8(_mm256_loadu_ps(t)), e1 = vexp8(_mm256_loadu_ps(t + 8));
+        _mm256_storeu_ps(t, e0);
+        _mm256_storeu_ps(t + 8, e1);
+        for (int l = 0; c + l < n; l++) s[c + l] = t[l];
+        sum += (double)hsum8(_mm256_add_ps(e0, e1));
+    }
+    const __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
+    int t = 0;
+    for (; t + 8 <= n; t += 8) _mm256_storeu_ps(s + t, _mm256_mul_ps(_mm256_loadu_ps(s + t), inv));
+    for (; t < n; t++) s[t] *= _mm256_cvtss_f32(inv);
+}
+
 /* ============================================================ rope ===== */
 
 /* The portable version's loop: compiled with -mfma, fmaf is one vfmadd instruction. A few
@@ -109,4 +149,4 @@ static int64_t argmax(const float *x, int64_t n) {
     return 0; /* not reached: mx is one of the x[i] */
 }
 
-const ew_ops ew_ops_avx2 = {silu_mul, rope, argmax};
+const ew_ops ew_ops_avx2 = {silu_mul, softmax, rope, argmax};

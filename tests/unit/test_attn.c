@@ -4,8 +4,9 @@
  * to f16 after every update, as llama.cpp's CPU flash attention does with an f16 cache), the
  * f16 x f16 dot of every table against its definition (the summation order of llama.cpp's
  * AVX-512 ggml_vec_dot_f16) and the online softmax against its definition (sum updated with two
- * roundings); and the AVX-512 f16-cache loops against the AVX2 ones (and wsum_f16h against the
- * scalar one), byte for byte.
+ * roundings); the f32-cache dot and weighted sum against theirs (llama.cpp's orders without
+ * flash attention); and the AVX-512 f16-cache loops against the AVX2 ones (and wsum_f16h
+ * against the scalar one), byte for byte.
  */
 #include "testutil.h"
 
@@ -108,6 +109,92 @@ static void test_dot_f16h(void **state) {
             }
         }
     assert_true(plain_differs > 0);
+}
+
+/* dot_f32 / dots_f32 / wsum_f32 of every table against their definitions, written out here:
+ * the score in ggml_vec_dot_f32's AVX-512 order (4 x 16 FMA lanes per 64 elements, combined,
+ * the tree, then the rest as rounded products), the weighted sum of V in the order of
+ * llama.cpp's batched f32 matmul (16 FMA chains by position, then the tree). n = 1..140 and
+ * position counts around the 16-position chunks; plain sequential sums differ on these
+ * inputs, so the orders are pinned. */
+static float dot_f32_def(const float *q, const float *k, int n) {
+    const int chunks = n / 64;
+    float x[16];
+    for (int l = 0; l < 16; l++) {
+        float a[4] = {0, 0, 0, 0};
+        for (int c = 0; c < chunks; c++)
+            for (int j = 0; j < 4; j++) a[j] = fmaf(q[64 * c + 16 * j + l], k[64 * c + 16 * j + l], a[j]);
+        x[l] = (a[0] + a[2]) + (a[1] + a[3]);
+    }
+    float t8[8], t4[4], t2[2];
+    for (int l = 0; l < 8; l++) t8[l] = x[l] + x[l + 8];
+    for (int l = 0; l < 4; l++) t4[l] = t8[l] + t8[l + 4];
+    for (int l = 0; l < 2; l++) t2[l] = t4[l] + t4[l + 2];
+    float s = t2[0] + t2[1];
+    for (int i = 64 * chunks; i < n; i++) {
+        const volatile float p = q[i] * k[i]; /* volatile: the test's own build may fuse */
+        s = s + p;
+    }
+    return s;
+}
+
+static float wsum_f32_def(const float *p, const float *x, size_t stride, int nt, int i) {
+    float chain[16];
+    for (int l = 0; l < 16; l++) {
+        chain[l] = 0.0f;
+        for (int t = l; t < nt; t += 16) chain[l] = fmaf(x[(size_t)t * stride + i], p[t], chain[l]);
+    }
+    float t8[8], t4[4], t2[2];
+    for (int l = 0; l < 8; l++) t8[l] = chain[l] + chain[l + 8];
+    for (int l = 0; l < 4; l++) t4[l] = t8[l] + t8[l + 4];
+    for (int l = 0; l < 2; l++) t2[l] = t4[l] + t4[l + 2];
+    return t2[0] + t2[1];
+}
+
+static void test_f32_definitions(void **state) {
+    (void)state;
+    const attn_ops *tables[3] = {attn_get(), vecdot_best_isa() >= ISA_AVX2 ? &attn_ops_avx2 : NULL,
+                                 vecdot_best_isa() >= ISA_AVX512 ? attn_avx512_table() : NULL};
+    enum { M = 140, NT = 53, STRIDE = 144 };
+    static float x[NT * STRIDE];
+    float q[M], p[NT], s[NT], y[M];
+    uint64_t seed = 41;
+    for (int i = 0; i < NT * STRIDE; i++) x[i] = ldexpf(tu_randf(&seed), (int)(tu_rand(&seed) % 9) - 4);
+    for (int i = 0; i < M; i++) q[i] = ldexpf(tu_randf(&seed), (int)(tu_rand(&seed) % 9) - 4);
+    for (int t = 0; t < NT; t++) p[t] = fabsf(tu_randf(&seed));
+    int dot_plain_differs = 0, wsum_plain_differs = 0;
+    for (int tb = 0; tb < 3; tb++) {
+        const attn_ops *op = tables[tb];
+        if (!op) continue;
+        for (int n = 1; n <= M; n++) {
+            for (int t = 0; t < 3; t++) {
+                const float got = op->dot_f32(q, x + t * STRIDE, n), want = dot_f32_def(q, x + t * STRIDE, n);
+                if (memcmp(&got, &want, sizeof got)) fail_msg("table %d dot_f32 n=%d: %a, definition %a", tb, n, got, want);
+                float plain = 0;
+                for (int i = 0; i < n; i++) plain += q[i] * x[t * STRIDE + i];
+                dot_plain_differs += memcmp(&plain, &want, sizeof want) != 0;
+            }
+            if (n % 7 != 1 && n != 64 && n != 128) continue;
+            op->dots_f32(s, q, x, STRIDE, NT, n, 0.125f);
+            for (int t = 0; t < NT; t++) {
+                const float want = dot_f32_def(q, x + t * STRIDE, n) * 0.125f;
+                assert_memory_equal(&s[t], &want, sizeof want);
+            }
+            static const int nts[] = {1, 15, 16, 17, 33, 53};
+            for (size_t c = 0; c < sizeof nts / sizeof nts[0]; c++) {
+                op->wsum_f32(y, p, x, STRIDE, nts[c], n);
+                for (int i = 0; i < n; i++) {
+                    const float want = wsum_f32_def(p, x, STRIDE, nts[c], i);
+                    if (memcmp(&y[i], &want, sizeof want))
+                        fail_msg("table %d wsum_f32 n=%d nt=%d i=%d: %a, definition %a", tb, n, nts[c], i, y[i], want);
+                    float plain = 0;
+                    for (int t = 0; t < nts[c]; t++) plain = fmaf(x[t * STRIDE + i], p[t], plain);
+                    wsum_plain_differs += memcmp(&plain, &want, sizeof want) != 0;
+                }
+            }
+        }
+    }
+    assert_true(dot_plain_differs > 0 && wsum_plain_differs > 0);
 }
 
 /* attn_online_softmax: weights, rescale factors and the sum of its definition (the sum updated
@@ -284,6 +371,7 @@ int main(void) {
         cmocka_unit_test(test_f16_accumulator_definition),
         cmocka_unit_test(test_dot_f16h),
         cmocka_unit_test(test_online_softmax),
+        cmocka_unit_test(test_f32_definitions),
         cmocka_unit_test(test_f16h_loops),
         cmocka_unit_test(test_avx512_f16h),
     };

@@ -3,7 +3,8 @@
  * bit (engine/ew.h): the vector exp of SiLU against a definition that scales with vscalefps
  * (AVX-512 machines) and against exp, silu_mul of every version against the scalar formula,
  * the RoPE rotation (FMAs, both pair layouts) of every version against its definition, the
- * rope angles' float recurrence, and the RMS norm (squares rounded to float). None of this needs
+ * rope angles' float recurrence, the RMS norm (squares rounded to float) and the softmax of the
+ * f32-cache attention. None of this needs
  * llama.cpp: the definitions are written here.
  */
 #include "testutil.h"
@@ -189,6 +190,43 @@ static void test_rope_angles(void **state) {
     assert_true(differs_from_double > 0);
 }
 
+/* softmax, every version: its definition (max; ew_vexpf(s - max) in 16-element chunks, each
+ * chunk's tree sum added in double; times (float)(1 / sum)), to the bit, for row lengths
+ * around the chunk size; a plain float sum of the exps differs on some rows. */
+static void test_softmax(void **state) {
+    (void)state;
+    enum { N = 300 };
+    uint64_t seed = 37;
+    int plain_differs = 0;
+    for (int v = 0; v < 2; v++) {
+        const ew_ops *op = versions(v);
+        if (!op) continue;
+        for (int n = 1; n <= N; n += n < 40 ? 1 : 37) {
+            float s[N], got[N], want[N];
+            for (int i = 0; i < n; i++) s[i] = tu_randf(&seed) * 6.0f;
+            memcpy(got, s, sizeof s);
+            op->softmax(got, n);
+            float mx = -INFINITY;
+            for (int i = 0; i < n; i++) mx = mx > s[i] ? mx : s[i];
+            double sum = 0;
+            float plain = 0;
+            for (int c = 0; c < n; c += 16) {
+                float e[16] = {0};
+                for (int l = 0; l < 16 && c + l < n; l++) e[l] = want[c + l] = ew_vexpf(s[c + l] - mx);
+                for (int l = 0; l < 16 && c + l < n; l++) plain += e[l];
+                for (int w = 8; w >= 1; w /= 2)
+                    for (int l = 0; l < w; l++) e[l] = e[l] + e[l + w];
+                sum += (double)e[0];
+            }
+            const float inv = (float)(1.0 / sum);
+            plain_differs += bits(inv) != bits(1.0f / plain);
+            for (int i = 0; i < n; i++) want[i] *= inv;
+            assert_memory_equal(got, want, (size_t)n * sizeof(float));
+        }
+    }
+    assert_true(plain_differs > 0);
+}
+
 /* ew_rmsnorm: llama.cpp's rms_norm then the weight: squares rounded to float, summed in double,
  * mean and scale in float, x * scale * w; in place too. Over these rows the exact (double)
  * squares give a different scale somewhere, so the test tells the two apart. */
@@ -230,6 +268,7 @@ int main(void) {
         cmocka_unit_test(test_rope_definition),
         cmocka_unit_test(test_rope_angles),
         cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_softmax),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
