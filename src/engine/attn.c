@@ -15,9 +15,21 @@ static float dot_f16(const float *q, const uint16_t *k, int n) {
     return s;
 }
 
+/* The definition (attn.h). */
 static float dot_f32(const float *q, const float *k, int n) {
-    float s = 0;
-    for (int i = 0; i < n; i++) s += q[i] * k[i];
+    const int n64 = n & ~63;
+    float a[4][16] = {{0}}, x[16];
+    for (int c = 0; c < n64; c += 64)
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 16; l++) a[j][l] = fmaf(q[c + 16 * j + l], k[c + 16 * j + l], a[j][l]);
+    for (int l = 0; l < 16; l++) x[l] = (a[0][l] + a[2][l]) + (a[1][l] + a[3][l]);
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) x[l] = x[l] + x[l + w];
+    float s = x[0];
+    for (int i = n64; i < n; i++) {
+        const float p = q[i] * k[i]; /* rounded: no FMA */
+        s = s + p;
+    }
     return s;
 }
 
@@ -34,9 +46,15 @@ static void wsum_f16(float *y, const float *p, const uint16_t *x, size_t stride,
     for (int t = 0; t < nt; t++) axpy_f16(y, p[t], x + (size_t)t * stride, n);
 }
 
+/* The definition (attn.h): 16 chains by position, then the tree. */
 static void wsum_f32(float *y, const float *p, const float *x, size_t stride, int nt, int n) {
-    for (int i = 0; i < n; i++) y[i] = 0;
-    for (int t = 0; t < nt; t++) axpy_f32(y, p[t], x + (size_t)t * stride, n);
+    for (int i = 0; i < n; i++) {
+        float a[16] = {0};
+        for (int t = 0; t < nt; t++) a[t & 15] = fmaf(x[(size_t)t * stride + i], p[t], a[t & 15]);
+        for (int w = 8; w >= 1; w /= 2)
+            for (int l = 0; l < w; l++) a[l] = a[l] + a[l + w];
+        y[i] = a[0];
+    }
 }
 
 
@@ -59,10 +77,23 @@ static void to_f16(uint16_t *dst, const float *src, int n) {
     for (int i = 0; i < n; i++) dst[i] = half_from_f32(src[i]);
 }
 
+/* The definition (attn.h). A product of two f16 values is exact in float, so a += p here is
+ * the fma of the vector versions. */
 static float dot_f16h(const uint16_t *q, const uint16_t *k, int n) {
-    float s = 0;
-    for (int i = 0; i < n; i++) s += half_to_f32(q[i]) * half_to_f32(k[i]);
-    return s;
+    const int n64 = n & ~63;
+    float a[4][16] = {{0}}, x[16];
+    for (int c = 0; c < n64; c += 64)
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 16; l++) {
+                const int i = c + 16 * j + l;
+                a[j][l] += half_to_f32(q[i]) * half_to_f32(k[i]);
+            }
+    for (int l = 0; l < 16; l++) x[l] = (a[0][l] + a[2][l]) + (a[1][l] + a[3][l]);
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) x[l] = x[l] + x[l + w];
+    double s = x[0];
+    for (int i = n64; i < n; i++) s += (double)(half_to_f32(q[i]) * half_to_f32(k[i]));
+    return (float)s;
 }
 
 /* fmaf, as the AVX2 version's vfmadd: both give the same f16 results */
@@ -102,6 +133,25 @@ static const attn_ops attn_ops_scalar = {
     dot_f16h, mad_f16h, scale_f16h, dots_f16h, wsum_f16h, wsum_f16h_n,
 };
 
+float attn_online_softmax(float *s, float *ms, int nt) {
+    float mx = -INFINITY, sum = 0.0f;
+    for (int t = 0; t < nt; t++) {
+        float m = 1.0f, w = 1.0f;
+        if (s[t] > mx) { /* new max: rescale what is accumulated; this weight is 1 */
+            m = expf(mx - s[t]);
+            mx = s[t];
+        } else {
+            w = expf(s[t] - mx);
+        }
+        ms[t] = m;
+        s[t] = w;
+        /* two statements: no contraction into an FMA under any compiler's default */
+        const float scaled = sum * m;
+        sum = scaled + w;
+    }
+    return sum;
+}
+
 /* vecdot's AVX2 level is compiled with the same flags (AVX2, FMA, F16C) and only chosen when
  * the CPU and OS support all of them, so its ISA decision is ours too (SHOAL_ISA included). */
 const attn_ops *attn_get(void) {
@@ -110,12 +160,12 @@ const attn_ops *attn_get(void) {
     return isa >= ISA_AVX2 ? &attn_ops_avx2 : &attn_ops_scalar;
 }
 
-/* Built once: only the f16-cache loops have AVX-512 versions, the rest is the AVX2 table. */
+/* Built once: the attention loops with AVX-512 versions replace the AVX2 table's. */
 static attn_ops avx512_ops;
 static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;
 static void avx512_init(void) {
     avx512_ops = attn_ops_avx2;
-    attn_avx512_f16h(&avx512_ops);
+    attn_avx512_patch(&avx512_ops);
 }
 
 const attn_ops *attn_avx512_table(void) {

@@ -17,6 +17,7 @@ static inline float hsum8(__m256 v) {
 
 /* always inlined into dots_f16 / dots_f32 (the table gets an out-of-line copy as well) */
 #define ATTN_INLINE static inline __attribute__((always_inline))
+#define UNROLL_16 _Pragma("GCC unroll 16")
 ATTN_INLINE float dot_f16(const float *q, const uint16_t *k, int n) {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     int i = 0;
@@ -35,17 +36,22 @@ ATTN_INLINE float dot_f16(const float *q, const uint16_t *k, int n) {
     return s;
 }
 
+/* dot_f32 (attn.h): the 16-lane accumulators as 8-lane halves (a[r] covers elements
+ * 64 c + 8 r .. + 7), hsum8 of the halves' sum is the tree, then the unfused tail. */
 ATTN_INLINE float dot_f32(const float *q, const float *k, int n) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i), a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), _mm256_loadu_ps(k + i + 8), a1);
+    const int n64 = n & ~63;
+    __m256 a[8];
+    for (int r = 0; r < 8; r++) a[r] = _mm256_setzero_ps();
+    for (int c = 0; c < n64; c += 64)
+        for (int r = 0; r < 8; r++)
+            a[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q + c + 8 * r), _mm256_loadu_ps(k + c + 8 * r), a[r]);
+    const __m256 xlo = _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[2], a[6]));
+    const __m256 xhi = _mm256_add_ps(_mm256_add_ps(a[1], a[5]), _mm256_add_ps(a[3], a[7]));
+    float s = hsum8(_mm256_add_ps(xlo, xhi));
+    for (int i = n64; i < n; i++) {
+        const float p = q[i] * k[i]; /* rounded: no FMA (two statements: no contraction) */
+        s = s + p;
     }
-    for (; i + 8 <= n; i += 8)
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i), a0);
-    float s = hsum8(_mm256_add_ps(a0, a1));
-    for (; i < n; i++) s += q[i] * k[i];
     return s;
 }
 
@@ -104,9 +110,36 @@ static void axpy_f32(float *y, float a, const float *x, int n) {
 static inline __m256 load8_f16(const uint16_t *x) {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x));
 }
-static inline float id_f32(float v) { return v; }
 DEFINE_WSUM(wsum_f16, uint16_t, load8_f16, half_to_f32)
-DEFINE_WSUM(wsum_f32, float, _mm256_loadu_ps, id_f32)
+
+/* wsum_f32 (attn.h): 8 elements at a time, the 16 position chains in 16 registers (position t
+ * feeds register t % 16), then the tree across the registers; the last n % 8 elements as the
+ * definition does them. */
+static void wsum_f32(float *y, const float *p, const float *x, size_t stride, int nt, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 a[16];
+        UNROLL_16 for (int l = 0; l < 16; l++) a[l] = _mm256_setzero_ps();
+        int t = 0;
+        for (; t + 16 <= nt; t += 16)
+            UNROLL_16 for (int l = 0; l < 16; l++)
+                a[l] = _mm256_fmadd_ps(_mm256_loadu_ps(x + (size_t)(t + l) * stride + i),
+                                       _mm256_set1_ps(p[t + l]), a[l]);
+        for (int l = 0; t + l < nt; l++)
+            a[l] = _mm256_fmadd_ps(_mm256_loadu_ps(x + (size_t)(t + l) * stride + i),
+                                   _mm256_set1_ps(p[t + l]), a[l]);
+        for (int w = 8; w >= 1; w /= 2)
+            for (int l = 0; l < w; l++) a[l] = _mm256_add_ps(a[l], a[l + w]);
+        _mm256_storeu_ps(y + i, a[0]);
+    }
+    for (; i < n; i++) {
+        float a[16] = {0};
+        for (int t = 0; t < nt; t++) a[t & 15] = fmaf(x[(size_t)t * stride + i], p[t], a[t & 15]);
+        for (int w = 8; w >= 1; w /= 2)
+            for (int l = 0; l < w; l++) a[l] = a[l] + a[l + w];
+        y[i] = a[0];
+    }
+}
 
 
 /* dots: the dot product inlined into the loop over positions; 64 and 128 (the usual head
@@ -132,21 +165,47 @@ static void to_f16(uint16_t *dst, const float *src, int n) {
     for (; i < n; i++) dst[i] = half_from_f32(src[i]);
 }
 
+static inline __m256 load8h(const uint16_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+/* dot_f16h (attn.h): the 16-lane accumulators a_j as 8-lane halves (a[2j] lanes 0-7, a[2j+1]
+ * lanes 8-15, i.e. a[r] covers elements 64 c + 8 r .. + 7); x[l] + x[l + 8] is the sum of the
+ * halves, and hsum8 then takes lanes l + 4, l + 2, l + 1: the tree of the definition. */
 ATTN_INLINE float dot_f16h(const uint16_t *q, const uint16_t *k, int n) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(q + i))),
-                             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))), a0);
-        a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(q + i + 8))),
-                             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i + 8))), a1);
+    const int n64 = n & ~63;
+    __m256 a[8];
+    for (int r = 0; r < 8; r++) a[r] = _mm256_setzero_ps();
+    for (int c = 0; c < n64; c += 64)
+        for (int r = 0; r < 8; r++) a[r] = _mm256_fmadd_ps(load8h(q + c + 8 * r), load8h(k + c + 8 * r), a[r]);
+    const __m256 xlo = _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[2], a[6]));
+    const __m256 xhi = _mm256_add_ps(_mm256_add_ps(a[1], a[5]), _mm256_add_ps(a[3], a[7]));
+    double s = hsum8(_mm256_add_ps(xlo, xhi));
+    for (int i = n64; i < n; i++) s += (double)(_cvtsh_ss(q[i]) * _cvtsh_ss(k[i]));
+    return (float)s;
+}
+
+/* Head sizes below 64: the dot is all double tail, one add after another; four positions side by
+ * side (each its own chain, in element order) keep the adder busy. */
+static void dots_f16h_small(float *s, const uint16_t *q, const uint16_t *k, size_t stride,
+                            int nt, int n, float scale) {
+    float qf[64];
+    for (int i = 0; i < n; i++) qf[i] = _cvtsh_ss(q[i]);
+    int t = 0;
+    for (; t + 4 <= nt; t += 4) {
+        const uint16_t *k0 = k + (size_t)t * stride, *k1 = k0 + stride, *k2 = k1 + stride,
+                       *k3 = k2 + stride;
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (int i = 0; i < n; i++) {
+            s0 += (double)(qf[i] * _cvtsh_ss(k0[i]));
+            s1 += (double)(qf[i] * _cvtsh_ss(k1[i]));
+            s2 += (double)(qf[i] * _cvtsh_ss(k2[i]));
+            s3 += (double)(qf[i] * _cvtsh_ss(k3[i]));
+        }
+        s[t] = (float)s0 * scale, s[t + 1] = (float)s1 * scale;
+        s[t + 2] = (float)s2 * scale, s[t + 3] = (float)s3 * scale;
     }
-    for (; i + 8 <= n; i += 8)
-        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(q + i))),
-                             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))), a0);
-    float s = hsum8(_mm256_add_ps(a0, a1));
-    for (; i < n; i++) s += half_to_f32(q[i]) * half_to_f32(k[i]);
-    return s;
+    for (; t < nt; t++) s[t] = dot_f16h(q, k + (size_t)t * stride, n) * scale;
 }
 
 static void mad_f16h(uint16_t *y, float a, const uint16_t *x, int n) {
@@ -175,7 +234,9 @@ static void scale_f16h(uint16_t *y, float a, int n) {
 /* dots_f16h: dot_f16h inlined, 64 and 128 as constants (q stays in registers) */
 static void dots_f16h(float *s, const uint16_t *q, const uint16_t *k, size_t stride, int nt,
                       int n, float scale) {
-    if (n == 64)
+    if (n < 64)
+        dots_f16h_small(s, q, k, stride, nt, n, scale);
+    else if (n == 64)
         for (int t = 0; t < nt; t++) s[t] = dot_f16h(q, k + (size_t)t * stride, 64) * scale;
     else if (n == 128)
         for (int t = 0; t < nt; t++) s[t] = dot_f16h(q, k + (size_t)t * stride, 128) * scale;

@@ -1,13 +1,13 @@
 /*
  * engine/attn_avx512 — the f16-cache attention loops (dots_f16h, wsum_f16h) with AVX-512
  * (compiled with AVX-512F/BW/VL/DQ plus AVX2, FMA and F16C by the Makefile; chosen at run time
- * by attn_get()). Every result is bit-identical to the AVX2 version (attn_avx2.c):
+ * by attn_get()). Every result is bit-identical to the AVX2 version (attn_avx2.c) and to the
+ * definitions in attn.h (the f32-cache dot and weighted sum too, at the end):
  *
- *  - dots_f16h: the AVX2 dot keeps two 8-lane sums a0 (elements i % 16 < 8) and a1 (i % 16 >=
- *    8), adds one more 8-block to a0, then reduces a0 + a1 with a fixed tree (hsum8) and adds
- *    the last n % 8 products one by one. One 16-lane register here holds a0 in its low and a1
- *    in its high half (the same fma per lane, in the same order), and the tree is the same
- *    additions with the same operands, done for 16 positions at once by transposing shuffles.
+ *  - dots_f16h: per position the four 16-lane accumulators of dot_f16h's definition (one
+ *    register each), combined as (a0 + a2) + (a1 + a3), then the tree l + 8, + 4, + 2, + 1 for
+ *    16 positions at once by transposing shuffles; the double tail (head sizes that are not a
+ *    multiple of 64) per position after that.
  *  - wsum_f16h: the accumulator is per element, so only the per-element operations matter:
  *    f16 -> f32, fma(x, v, acc) or acc * m in f32, f32 -> f16 to nearest even, as there.
  */
@@ -25,24 +25,21 @@ static inline __m512 load16_f16(const uint16_t *p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
 }
 
-/* 8 f16 values into the low 8 lanes (the high ones are 0 and never used) */
-static inline __m512 load8_f16_lo(const uint16_t *p) {
-    return _mm512_cvtph_ps(_mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)p)));
+/* dot_f16h's vector part (attn.h) for one position: the four accumulators over the n64 / 64
+ * chunks, combined lane by lane (the tree comes after) */
+ATTN_INLINE __m512 dot_x(const uint16_t *q, const uint16_t *k, int n64) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int c = 0; c < n64; c += 64) {
+        a0 = _mm512_fmadd_ps(load16_f16(q + c), load16_f16(k + c), a0);
+        a1 = _mm512_fmadd_ps(load16_f16(q + c + 16), load16_f16(k + c + 16), a1);
+        a2 = _mm512_fmadd_ps(load16_f16(q + c + 32), load16_f16(k + c + 32), a2);
+        a3 = _mm512_fmadd_ps(load16_f16(q + c + 48), load16_f16(k + c + 48), a3);
+    }
+    return _mm512_add_ps(_mm512_add_ps(a0, a2), _mm512_add_ps(a1, a3));
 }
 
-/* The AVX2 dot's vector part, n8 = n rounded down to a multiple of 8: lane j < 8 is its a0[j],
- * lane 8 + j its a1[j]. The trailing 8-block goes to the low half only (mask 0x00ff), as the
- * AVX2 version adds it to a0. */
-ATTN_INLINE __m512 dot_acc(const uint16_t *q, const uint16_t *k, int n8) {
-    __m512 a = _mm512_setzero_ps();
-    int i = 0;
-    for (; i + 16 <= n8; i += 16) a = _mm512_fmadd_ps(load16_f16(q + i), load16_f16(k + i), a);
-    if (i < n8) a = _mm512_mask3_fmadd_ps(load8_f16_lo(q + i), load8_f16_lo(k + i), a, 0x00ff);
-    return a;
-}
-
-/* AVX2's hsum8(a0 + a1), the same additions with the same operand order */
-static inline float hsum16_as_avx2(__m512 a) {
+/* the tree x[l] + x[l + 8], + 4, + 2, + 1 of one register */
+static inline float hsum16_tree(__m512 a) {
     const __m256 v = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -50,23 +47,28 @@ static inline float hsum16_as_avx2(__m512 a) {
     return _mm_cvtss_f32(s);
 }
 
-/* one position: the AVX2 dot_f16h bit for bit (scalar tail included) */
-ATTN_INLINE float dot_f16h(const uint16_t *q, const uint16_t *k, int n) {
-    const int n8 = n & ~7;
-    float s = hsum16_as_avx2(dot_acc(q, k, n8));
-    for (int i = n8; i < n; i++) s += half_to_f32(q[i]) * half_to_f32(k[i]);
-    return s;
+/* the products past n64 added in double, one by one, after the vector part v */
+ATTN_INLINE float dot_tail(float v, const uint16_t *q, const uint16_t *k, int n64, int n) {
+    double s = v;
+    for (int i = n64; i < n; i++) s += (double)(_cvtsh_ss(q[i]) * _cvtsh_ss(k[i]));
+    return (float)s;
 }
 
-/* hsum16_as_avx2 of 16 accumulators at once; lane r of the result is row r's sum. Each step
- * pairs the lane that hsum8 takes as the first operand (the lower half) with its partner, for
- * two rows' halves per instruction:
- *   1) a0 + a1:      lane j + lane j+8   (128-bit blocks 0,1 + 2,3 of each row)
+/* one position */
+ATTN_INLINE float dot_f16h(const uint16_t *q, const uint16_t *k, int n) {
+    const int n64 = n & ~63;
+    return dot_tail(hsum16_tree(dot_x(q, k, n64)), q, k, n64, n);
+}
+
+/* hsum16_tree of 16 registers at once; lane r of the result is register r's sum. Each step
+ * pairs the lane that the tree takes as the first operand (the lower half) with its partner,
+ * for two rows' halves per instruction:
+ *   1) 256-bit halves: lane j + lane j+8  (128-bit blocks 0,1 + 2,3 of each row)
  *   2) lo + hi:      lane j + lane j+4   (128-bit blocks of the 8-lane sums)
  *   3) movehl:       lane j + lane j+2   (within a 128-bit block)
  *   4) movehdup/ss:  lane 0 + lane 1
  * After step 4, row 4e + L sits at lane 4L + e; a final permute puts row r at lane r. */
-static inline __m512 hsum16x16_as_avx2(const __m512 z[16]) {
+static inline __m512 hsum16x16_tree(const __m512 z[16]) {
     __m512 u[8], v[4], w[2];
     UNROLL_16 for (int m = 0; m < 8; m++) /* [rows 2m, 2m+1] x 8 lanes */
         u[m] = _mm512_add_ps(_mm512_shuffle_f32x4(z[2 * m], z[2 * m + 1], _MM_SHUFFLE(1, 0, 1, 0)),
@@ -84,31 +86,44 @@ static inline __m512 hsum16x16_as_avx2(const __m512 z[16]) {
     return _mm512_permutexvar_ps(idx, s);
 }
 
-/* Positions in groups of 16 (their sums reduced together) while n is a multiple of 8 (no
- * scalar tail, which comes after the tree); the rest one by one. The fma chain of each
- * position runs over the elements in order, as dot_acc's. */
+/* Head sizes from 64 up: positions in groups of 16 (their trees reduced together), the double
+ * tail per position when n is not a multiple of 64, the last positions one by one. Below 64 the
+ * dot is all double tail: four positions side by side (each its own chain, in element order). */
 ATTN_INLINE void dots_body(float *s, const uint16_t *q, const uint16_t *k, size_t stride, int nt,
                            int n, float scale) {
+    const int n64 = n & ~63;
     int t = 0;
-    if ((n & 7) == 0) {
+    if (n64 > 0) {
         const __m512 vscale = _mm512_set1_ps(scale);
         for (; t + 16 <= nt; t += 16) {
             const uint16_t *kt = k + (size_t)t * stride;
             __m512 z[16];
-            UNROLL_16 for (int r = 0; r < 16; r++) z[r] = _mm512_setzero_ps();
-            int i = 0;
-            for (; i + 16 <= n; i += 16) {
-                const __m512 qv = load16_f16(q + i);
-                UNROLL_16 for (int r = 0; r < 16; r++)
-                    z[r] = _mm512_fmadd_ps(qv, load16_f16(kt + (size_t)r * stride + i), z[r]);
+            UNROLL_16 for (int r = 0; r < 16; r++) z[r] = dot_x(q, kt + (size_t)r * stride, n64);
+            const __m512 v = hsum16x16_tree(z);
+            if (n64 == n) {
+                _mm512_storeu_ps(s + t, _mm512_mul_ps(v, vscale));
+            } else {
+                float vs[16];
+                _mm512_storeu_ps(vs, v);
+                for (int r = 0; r < 16; r++)
+                    s[t + r] = dot_tail(vs[r], q, kt + (size_t)r * stride, n64, n) * scale;
             }
-            if (i < n) {
-                const __m512 qv = load8_f16_lo(q + i);
-                UNROLL_16 for (int r = 0; r < 16; r++)
-                    z[r] = _mm512_mask3_fmadd_ps(qv, load8_f16_lo(kt + (size_t)r * stride + i),
-                                                 z[r], 0x00ff);
+        }
+    } else {
+        float qf[64];
+        for (int i = 0; i < n; i++) qf[i] = _cvtsh_ss(q[i]);
+        for (; t + 4 <= nt; t += 4) {
+            const uint16_t *k0 = k + (size_t)t * stride, *k1 = k0 + stride, *k2 = k1 + stride,
+                           *k3 = k2 + stride;
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (int i = 0; i < n; i++) {
+                s0 += (double)(qf[i] * _cvtsh_ss(k0[i]));
+                s1 += (double)(qf[i] * _cvtsh_ss(k1[i]));
+                s2 += (double)(qf[i] * _cvtsh_ss(k2[i]));
+                s3 += (double)(qf[i] * _cvtsh_ss(k3[i]));
             }
-            _mm512_storeu_ps(s + t, _mm512_mul_ps(hsum16x16_as_avx2(z), vscale));
+            s[t] = (float)s0 * scale, s[t + 1] = (float)s1 * scale;
+            s[t + 2] = (float)s2 * scale, s[t + 3] = (float)s3 * scale;
         }
     }
     for (; t < nt; t++) s[t] = dot_f16h(q, k + (size_t)t * stride, n) * scale;
@@ -226,9 +241,109 @@ static void wsum_f16h_n(float *const *y, const float *const *ms, const float *co
     for (; j < nh; j++) wsum_f16h(y[j], ms[j], vs[j], x[j], stride, nt, n);
 }
 
-void attn_avx512_f16h(attn_ops *ops) {
+/* ============================================================ f32 cache ===== */
+
+/* dot_f32's vector part (attn.h) for one position, as dot_x for f16 */
+ATTN_INLINE __m512 dot_x32(const float *q, const float *k, int n64) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int c = 0; c < n64; c += 64) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + c), _mm512_loadu_ps(k + c), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + c + 16), _mm512_loadu_ps(k + c + 16), a1);
+        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(q + c + 32), _mm512_loadu_ps(k + c + 32), a2);
+        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(q + c + 48), _mm512_loadu_ps(k + c + 48), a3);
+    }
+    return _mm512_add_ps(_mm512_add_ps(a0, a2), _mm512_add_ps(a1, a3));
+}
+
+/* the elements past n64 as rounded products added one by one */
+ATTN_INLINE float dot_tail32(float s, const float *q, const float *k, int n64, int n) {
+    for (int i = n64; i < n; i++) {
+        const float p = q[i] * k[i]; /* rounded: no FMA (two statements: no contraction) */
+        s = s + p;
+    }
+    return s;
+}
+
+static float dot_f32(const float *q, const float *k, int n) {
+    const int n64 = n & ~63;
+    return dot_tail32(hsum16_tree(dot_x32(q, k, n64)), q, k, n64, n);
+}
+
+/* As dots_body for f16: 16 positions' trees at once from 64 elements up; below 64 the dot is all
+ * tail, four positions' chains side by side. */
+ATTN_INLINE void dots32_body(float *s, const float *q, const float *k, size_t stride, int nt,
+                             int n, float scale) {
+    const int n64 = n & ~63;
+    int t = 0;
+    if (n64 > 0) {
+        const __m512 vscale = _mm512_set1_ps(scale);
+        for (; t + 16 <= nt; t += 16) {
+            const float *kt = k + (size_t)t * stride;
+            __m512 z[16];
+            UNROLL_16 for (int r = 0; r < 16; r++) z[r] = dot_x32(q, kt + (size_t)r * stride, n64);
+            const __m512 v = hsum16x16_tree(z);
+            if (n64 == n) {
+                _mm512_storeu_ps(s + t, _mm512_mul_ps(v, vscale));
+            } else {
+                float vs[16];
+                _mm512_storeu_ps(vs, v);
+                for (int r = 0; r < 16; r++)
+                    s[t + r] = dot_tail32(vs[r], q, kt + (size_t)r * stride, n64, n) * scale;
+            }
+        }
+    } else {
+        for (; t + 4 <= nt; t += 4) {
+            const float *k0 = k + (size_t)t * stride, *k1 = k0 + stride, *k2 = k1 + stride,
+                        *k3 = k2 + stride;
+            float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (int i = 0; i < n; i++) {
+                const float p0 = q[i] * k0[i], p1 = q[i] * k1[i], p2 = q[i] * k2[i],
+                            p3 = q[i] * k3[i];
+                s0 = s0 + p0, s1 = s1 + p1, s2 = s2 + p2, s3 = s3 + p3;
+            }
+            s[t] = s0 * scale, s[t + 1] = s1 * scale, s[t + 2] = s2 * scale, s[t + 3] = s3 * scale;
+        }
+    }
+    for (; t < nt; t++) s[t] = dot_f32(q, k + (size_t)t * stride, n) * scale;
+}
+
+static void dots_f32(float *s, const float *q, const float *k, size_t stride, int nt, int n,
+                     float scale) {
+    if (n == 64) dots32_body(s, q, k, stride, nt, 64, scale);
+    else if (n == 128) dots32_body(s, q, k, stride, nt, 128, scale);
+    else dots32_body(s, q, k, stride, nt, n, scale);
+}
+
+/* wsum_f32 (attn.h): 16 elements at a time, the 16 position chains in 16 registers (position
+ * t feeds register t % 16), the tree across the registers; the last n % 16 elements through the
+ * AVX2 version (the same definition). */
+static void wsum_f32(float *y, const float *p, const float *x, size_t stride, int nt, int n) {
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 a[16];
+        UNROLL_16 for (int l = 0; l < 16; l++) a[l] = _mm512_setzero_ps();
+        int t = 0;
+        for (; t + 16 <= nt; t += 16)
+            UNROLL_16 for (int l = 0; l < 16; l++)
+                a[l] = _mm512_fmadd_ps(_mm512_loadu_ps(x + (size_t)(t + l) * stride + i),
+                                       _mm512_set1_ps(p[t + l]), a[l]);
+        for (int l = 0; t + l < nt; l++)
+            a[l] = _mm512_fmadd_ps(_mm512_loadu_ps(x + (size_t)(t + l) * stride + i),
+                                   _mm512_set1_ps(p[t + l]), a[l]);
+        UNROLL_16 for (int l = 0; l < 8; l++) a[l] = _mm512_add_ps(a[l], a[l + 8]);
+        UNROLL_16 for (int l = 0; l < 4; l++) a[l] = _mm512_add_ps(a[l], a[l + 4]);
+        UNROLL_16 for (int l = 0; l < 2; l++) a[l] = _mm512_add_ps(a[l], a[l + 2]);
+        _mm512_storeu_ps(y + i, _mm512_add_ps(a[0], a[1]));
+    }
+    if (i < n) attn_ops_avx2.wsum_f32(y + i, p, x + i, stride, nt, n - i);
+}
+
+void attn_avx512_patch(attn_ops *ops) {
     ops->dot_f16h = dot_f16h;
     ops->dots_f16h = dots_f16h;
     ops->wsum_f16h = wsum_f16h;
     ops->wsum_f16h_n = wsum_f16h_n;
+    ops->dot_f32 = dot_f32;
+    ops->dots_f32 = dots_f32;
+    ops->wsum_f32 = wsum_f32;
 }

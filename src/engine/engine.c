@@ -249,27 +249,6 @@ void engine_seq_copy(engine *e, int src, int dst, int len) {
     e->seq_len[dst] = len;
 }
 
-/* out = x * w / sqrt(mean(x^2) + eps), as llama.cpp: the mean in double, the scale in float */
-static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
-    double ss = 0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float scale = 1.0f / sqrtf((float)(ss / n) + eps);
-    for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
-}
-
-/* Rotates the first n_rot dims of one head vector v by the entry's angles cs (cos,sin pairs). */
-static void rope_apply(float *v, const float *cs, int n_rot, model_rope mode) {
-    int half = n_rot / 2;
-    for (int i = 0; i < half; i++) {
-        float c = cs[2 * i], s = cs[2 * i + 1];
-        int a = mode == MODEL_ROPE_NORM ? 2 * i : i;
-        int b = mode == MODEL_ROPE_NORM ? 2 * i + 1 : i + half;
-        float x0 = v[a], x1 = v[b];
-        v[a] = x0 * c - x1 * s;
-        v[b] = x0 * s + x1 * c;
-    }
-}
-
 /* Rows [r0, r1) of every batch row: out[j][r] = W[r] . act[j] */
 static void matmul_rows(const engine *e, const model_mat *w, const uint8_t *act, int n,
                         int64_t r0, int64_t r1, float *out, int64_t out_stride) {
@@ -297,7 +276,7 @@ static void norm_rows(engine *e, const float *w, const model_mat *mm, uint8_t *a
     const vecdot_kernel *k = vecdot_get(mm->type);
     int dim = e->hp.dim;
     for (int64_t i = lo; i < hi; i++) {
-        rmsnorm(scratch, e->x + (size_t)(map ? map[i] : i) * dim, w, dim, e->hp.norm_eps);
+        ew_rmsnorm(scratch, e->x + (size_t)(map ? map[i] : i) * dim, w, dim, e->hp.norm_eps);
         vecdot_quantize_act(k->act_type, scratch, act + i * e->act_row, dim);
     }
 }
@@ -363,7 +342,8 @@ static void qkv_unit(engine *e, const model_layer *ly, const uint8_t *act, int l
         float *v = e->qkv + (size_t)i * e->qkv_dim + col0;
         if (bias)
             for (int d = 0; d < hd; d++) v[d] += bias[row0 + d];
-        if (kind < 2) rope_apply(v, e->rope_cs + (size_t)i * hp->n_rot, hp->n_rot, hp->rope);
+        if (kind < 2)
+            e->ew->rope(v, e->rope_cs + (size_t)i * hp->n_rot, hp->n_rot, hp->rope == MODEL_ROPE_NEOX);
         if (kind == 0) continue;
         void *dst = (uint8_t *)kv_at(e, kind == 1 ? e->k_cache : e->v_cache, layer, seq_of(b, i),
                                      b->pos[i]) + (size_t)row0 * e->kv_elem;
@@ -378,15 +358,17 @@ static void qkv_unit(engine *e, const model_layer *ly, const uint8_t *act, int l
 /*
  * Attention with the f16 cache, in the arithmetic of llama.cpp's CPU flash attention (on by
  * default there, and what it runs per query row with an f16 cache): each query is rounded to
- * f16 before the dot products, and the softmax runs online (one pass over the positions,
- * rescaling by exp(old max - new max) when the max grows) into an f16 accumulator that is
- * rounded after every update; the result is that accumulator times 1 / (sum of weights).
- * Computing it as the f32 path does (f32 query, two-pass softmax, f32 accumulator) differed
- * from llama.cpp's defaults by rel L2 0.75-1.25e-3 at the logits; this way by ~1e-7 on prompts
- * of a few tokens and 1-4e-4 on the 24-token prompt of scripts/compare-llama.sh (the rest grows
- * with the number of query rows in a batch; llama.cpp also has a tiled f32 kernel for batches,
- * which this does not mirror). Same contract as attend(), except that [h0, h1) may span
- * several KV heads; work holds 2 * ATTN_WSUM_MAX_HEADS * n_ctx + head_dim floats.
+ * f16, its dot products with the f16 keys are summed in the order of llama.cpp's AVX-512
+ * ggml_vec_dot_f16 (dot_f16h), and the softmax runs online (one pass over the positions,
+ * rescaling by exp(old max - new max) when the max grows, the sum of weights updated as
+ * sum * ms + vs with two roundings) into an f16 accumulator that is rounded after every
+ * update; the result is that accumulator times 1 / (sum of weights). Computing it as the f32
+ * path does (f32 query, two-pass softmax, f32 accumulator) differed from llama.cpp's defaults
+ * by rel L2 0.75-1.25e-3 at the logits; with the f16 roundings but other dot / sum orders, by
+ * 1-4e-4 on the 24-token prompt of scripts/compare-llama.sh; now every head row of that prompt
+ * is bit-identical to llama.cpp's (eval-callback dumps, head sizes 32, 64, 96, 128). Same
+ * contract as attend(), except that [h0, h1) may span several KV heads; work holds
+ * 2 * ATTN_WSUM_MAX_HEADS * n_ctx + head_dim floats.
  */
 static void attend_f16(engine *e, int layer, int i, int orow, int h0, int h1, float *work) {
     const model_hparams *hp = &e->hp;
@@ -418,21 +400,7 @@ static void attend_f16(engine *e, int layer, int i, int orow, int h0, int h1, fl
             float *vs = work + (size_t)(2 * j) * sn, *ms = vs + sn;
             op->to_f16(q16, q + (size_t)h * hd, hd); /* F16C where there is AVX2 */
             op->dots_f16h(vs, q16, (const uint16_t *)(kb + off), e->kv_dim, pos + 1, hd, scale);
-            float mx = -INFINITY, sum = 0.0f;
-            for (int t = 0; t <= pos; t++) {
-                const float s = vs[t];
-                float m = 1.0f, w = 1.0f;
-                if (s > mx) { /* new max: rescale what is accumulated; this weight is 1 */
-                    m = expf(mx - s);
-                    mx = s;
-                } else {
-                    w = expf(s - mx);
-                }
-                ms[t] = m;
-                vs[t] = w;
-                sum = fmaf(sum, m, w);
-            }
-            sums[j] = sum;
+            sums[j] = attn_online_softmax(vs, ms, pos + 1);
             ys[j] = out + (size_t)h * hd;
             mss[j] = ms;
             vss[j] = vs;
@@ -447,10 +415,14 @@ static void attend_f16(engine *e, int layer, int i, int orow, int h0, int h1, fl
 }
 
 /* Attention of entry i for query heads [h0, h1), which share one KV head, over positions
- * 0..pos of the entry's sequence, into row orow of att. The f32 cache: head by head over all
- * positions (the scores with q in registers, the weighted sum of V with the sums in registers);
- * the heads of a GQA group re-read the same K / V rows from cache. scores holds
- * (h1 - h0) * n_ctx floats. The f16 cache: see attend_f16. */
+ * 0..pos of the entry's sequence, into row orow of att. The f32 cache, in the arithmetic of
+ * llama.cpp's f32-cache attention without flash attention (its like-for-like configuration in
+ * scripts/compare-llama.sh): the scores in ggml_vec_dot_f32's order times the scale
+ * (dots_f32), its softmax (ew softmax: vector exp, chunk sums in double), the weighted sum of V
+ * in the order of its batched f32 matmul (wsum_f32; llama.cpp itself takes another order for a
+ * single query, so its decode steps can differ from its prefill in the last bits). Head by head
+ * over all positions; the heads of a GQA group re-read the same K / V rows from cache. scores
+ * holds (h1 - h0) * n_ctx floats. The f16 cache: see attend_f16. */
 static void attend(engine *e, int layer, int i, int orow, int h0, int h1, float *scores) {
     if (!e->kv_f32) {
         attend_f16(e, layer, i, orow, h0, h1, scores);
@@ -470,19 +442,8 @@ static void attend(engine *e, int layer, int i, int orow, int h0, int h1, float 
     for (int h = 0; h < nh; h++)
         op->dots_f32(scores + h * sn, q + h * hd, (const float *)(kb + off), e->kv_dim, pos + 1,
                      hd, scale);
-    for (int h = 0; h < nh; h++) {
-        float *sc = scores + h * sn, mx = -INFINITY, sum = 0;
-        for (int t = 0; t <= pos; t++)
-            if (sc[t] > mx) mx = sc[t];
-        for (int t = 0; t <= pos; t++) {
-            sc[t] = expf(sc[t] - mx);
-            sum += sc[t];
-        }
-        float inv = 1.0f / sum;
-        for (int t = 0; t <= pos; t++) sc[t] *= inv;
-    }
-    /* head by head over all positions, sums in registers (wsum: the same arithmetic as one
-     * axpy per position) */
+    for (int h = 0; h < nh; h++) e->ew->softmax(scores + h * sn, pos + 1);
+    /* head by head over all positions, sums in registers */
     for (int h = 0; h < nh; h++)
         op->wsum_f32(out + h * hd, scores + h * sn, (const float *)(vb + off), e->kv_dim, pos + 1,
                      hd);
@@ -517,14 +478,12 @@ static void forward_thread(void *ctx, int ith, int nth) {
     split(n, 1, ith, nth, &lo, &hi);
     for (int64_t i = lo; i < hi; i++) {
         model_mat_row(&m->tok_embd, b->token[i], e->x + i * dim);
-        float *cs = e->rope_cs + i * hp->n_rot;
-        double p = (double)b->pos[i] * hp->rope_scale;
-        for (int k = 0; k < hp->n_rot / 2; k++) {
-            double theta = p * pow((double)hp->rope_base, -2.0 * k / hp->n_rot);
-            if (m->rope_freqs) theta /= m->rope_freqs[k];
-            cs[2 * k] = (float)cos(theta);
-            cs[2 * k + 1] = (float)sin(theta);
-        }
+        /* llama.cpp's float recurrence (ew_rope_angles): angles computed in double differ in
+         * the last bits, and after the rotation 5-15% of a position's q / k elements were an
+         * ulp off llama.cpp's (its eval callback on a 3-layer model), enough to flip an 8-bit
+         * activation level now and then (~1e-2 at the logits of a random-weight model) */
+        ew_rope_angles(e->rope_cs + i * hp->n_rot, b->pos[i], hp->n_rot, hp->rope_base,
+                       hp->rope_scale, m->rope_freqs);
     }
     pool_barrier(e->pool);
 
@@ -627,7 +586,7 @@ static void forward_thread(void *ctx, int ith, int nth) {
     const vecdot_kernel *ko = e->k_embd_out;
     split(e->n_out, 1, ith, nth, &lo, &hi);
     for (int64_t o = lo; o < hi; o++) {
-        rmsnorm(scratch, e->x + (size_t)e->out_src[o] * dim, m->output_norm, dim, hp->norm_eps);
+        ew_rmsnorm(scratch, e->x + (size_t)e->out_src[o] * dim, m->output_norm, dim, hp->norm_eps);
         vecdot_quantize_act(ko->act_type, scratch, e->act + o * e->act_row, dim);
     }
     pool_barrier(e->pool);

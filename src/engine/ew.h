@@ -1,13 +1,15 @@
 /*
- * engine/ew — element-wise loops that have SIMD versions: the FFN's SiLU gate, and the argmax
- * over a row of logits that greedy sampling takes for every token. ew_get() picks the AVX2 + FMA version (ew_avx2.c) when vecdot's ISA level allows AVX2,
- * else the portable scalar one.
+ * engine/ew — element-wise loops that have SIMD or FMA versions: the FFN's SiLU gate, the RoPE
+ * rotation, and the argmax over a row of logits that greedy sampling takes for every token.
+ * ew_get() picks the AVX2 + FMA version (ew_avx2.c) when vecdot's ISA level allows AVX2, else
+ * the portable scalar one.
  *
  * Every version computes each element with the same operations wherever it sits in the array
  * and however long the array is, so results do not depend on how rows are split across threads
- * or batched. The versions differ from each other in the last bits: the AVX2 exp is a
- * polynomial (within 2 ulp of expf), the scalar one calls expf. argmax gives the same index
- * in every version.
+ * or batched, and every version gives the same bits: SiLU's exp and the RoPE rotation follow
+ * llama.cpp's CPU arithmetic (ew_vexpf, FMAs; the portable versions call fmaf), which is what
+ * makes shoal's activations equal to llama.cpp's on the same weights (scripts/compare-llama.sh).
+ * argmax gives the same index in every version.
  */
 #ifndef SHOAL_ENGINE_EW_H
 #define SHOAL_ENGINE_EW_H
@@ -15,13 +17,50 @@
 #include <stdint.h>
 
 typedef struct ew_ops {
-    /* g[i] = g[i] / (1 + exp(-g[i])) * u[i] for i < n (silu(gate) * up) */
+    /* g[i] = g[i] / (1 + e) * u[i] for i < n (silu(gate) * up), e = ew_vexpf(0 - g[i]) */
     void (*silu_mul)(float *g, const float *u, int64_t n);
+    /* The softmax of llama.cpp's CPU soft_max over a row of n scores s (already scaled) in
+     * place, as it runs for the f32-cache attention without flash attention: m = the max;
+     * e = ew_vexpf(s - m) in chunks of 16 from the start (a partial last chunk padded with the
+     * zeros that masked positions give there), each chunk summed by the tree l + 8, + 4, + 2,
+     * + 1 and added to a double; s = e * (float)(1 / sum). */
+    void (*softmax)(float *s, int n);
+    /* RoPE of one head vector v in place: pair i (i < n_rot / 2) is (v[2i], v[2i + 1]), or
+     * (v[i], v[i + n_rot / 2]) when neox, rotated by cs[2i] = cos, cs[2i + 1] = sin as
+     * x0' = fma(x0, c, -(x1 s)), x1' = fma(x0, s, x1 c): the arithmetic of llama.cpp's CPU
+     * rope, whose C++ build contracts x0 c - x1 s and x0 s + x1 c into those FMAs. Every version
+     * gives the same bits (both use a true FMA; the portable one calls fmaf). */
+    void (*rope)(float *v, const float *cs, int n_rot, int neox);
     /* The index of the largest x[i], i < n, the first one on a tie; NaNs never win, and the
      * answer is 0 when x[0] is NaN or n <= 1 (exactly what the plain loop
      * "if (x[i] > x[best]) best = i" from best = 0 gives). */
     int64_t (*argmax)(const float *x, int64_t n);
 } ew_ops;
+
+/*
+ * exp(x) in the arithmetic of llama.cpp's AVX-512 vector exp (ggml_v_expf, used by its SiLU and
+ * softmax on the AVX-512 CPUs it runs on, Intel and AMD alike): n = round(x / ln2) via the
+ * 1.5 * 2^23 shifter, b = x - n ln2 (ln2 in two parts, two FMAs), j = 1 + b + ... by a degree-5
+ * polynomial in FMAs, then j * 2^n rounded once (vscalefps); |n| > 192 gives 0 or +inf. Within
+ * 2.3 ulp of exp (measured on a sweep of floats in [-90, 90]). The reference for silu_mul; NaN in,
+ * NaN out.
+ */
+float ew_vexpf(float x);
+
+/*
+ * RoPE angles of position pos into cs (cs[2i] = cos, cs[2i + 1] = sin of pair i < n_rot / 2),
+ * the way llama.cpp's CPU backend fills its rope cache, in float throughout: theta_0 = pos,
+ * theta_{i+1} = theta_i * base^(-2 / n_rot) (one rounded multiplication per pair), angle_i =
+ * scale * (theta_i / freqs[i]) (freqs may be NULL: 1), then cosf and sinf.
+ */
+void ew_rope_angles(float *cs, int pos, int n_rot, float base, float scale, const float *freqs);
+
+/*
+ * out[i] = x[i] * scale * w[i], scale = 1 / sqrtf(mean + eps), as llama.cpp's CPU rms_norm
+ * followed by its multiplication with the norm weight: each square x[i] * x[i] rounded to
+ * float and summed in double, mean = (float)(sum / n). out may be x.
+ */
+void ew_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 
 /* The plain loop above, for tests and as the reference. */
 int64_t ew_argmax_ref(const float *x, int64_t n);

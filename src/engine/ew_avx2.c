@@ -3,42 +3,51 @@
  * Makefile; chosen at run time by ew_get()).
  */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "engine/ew.h"
 
 /* ============================================================ exp ===== */
 
-/*
- * exp(x) for 8 floats: x = n ln2 + r with n = round(x / ln2) and |r| <= ln2 / 2 (ln2 in two
- * parts, so r is exact to a few ulp), exp(r) by the classic degree-6 polynomial for floats
- * (coefficients from the Cephes expf), times 2^n built in the exponent field. Within 2 ulp of
- * expf. x is clamped to [-87.3, 88] so that 2^n stays a normal float (no inf, no denormals):
- * below that the true result is < 1.2e-38 and silu's quotient underflows either way.
- */
-static inline __m256 exp8(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.0f));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    const __m256 pr2 = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r); /* p r^2 + r */
-    const __m256 e = _mm256_add_ps(pr2, _mm256_set1_ps(1.0f));
-    const __m256i bits = _mm256_slli_epi32(
-        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(e, _mm256_castsi256_ps(bits));
+/* 2^k for integral k in [-126, 127] (as floats), built in the exponent field */
+static inline __m256 pow2i(__m256 k) {
+    return _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23));
+}
+
+/* ew_vexpf for 8 floats: the same FMAs, and j * 2^n as (j * 2^n1) * 2^(n - n1) with n1 = n / 2
+ * truncated (the first product exact, the second rounded once, as vscalefps rounds j * 2^n);
+ * lanes with |n| > 192 get 0 or +inf. Bit-identical to the scalar function. */
+static inline __m256 vexp8(__m256 x) {
+    const __m256 shift = _mm256_set1_ps(0x1.8p23f);
+    const __m256 n = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), shift), shift);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b,
+                                        _mm256_set1_ps(0x1.573e2ep-5f)),
+                        u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b,
+                                        _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm256_fmadd_ps(_mm256_set1_ps(0x1.ffffecp-1f), b, _mm256_set1_ps(1.0f)));
+    /* clamp (a NaN n becomes 192: j is NaN there, and so is the product) */
+    const __m256 nc = _mm256_max_ps(_mm256_min_ps(n, _mm256_set1_ps(192.0f)), _mm256_set1_ps(-192.0f));
+    const __m256 n1 = _mm256_round_ps(_mm256_mul_ps(nc, _mm256_set1_ps(0.5f)),
+                                      _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 r = _mm256_mul_ps(_mm256_mul_ps(j, pow2i(n1)), pow2i(_mm256_sub_ps(nc, n1)));
+    const __m256 big = _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), n),
+                                     _mm256_set1_ps(192.0f), _CMP_GT_OQ);
+    const __m256 alt = _mm256_andnot_ps(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ),
+                                        _mm256_set1_ps(INFINITY));
+    return _mm256_blendv_ps(r, alt, big);
 }
 
 /* ============================================================ silu ===== */
 
 static inline __m256 silu_mul8(__m256 g, __m256 u) {
-    const __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+    const __m256 e = vexp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
     return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), u);
 }
 
@@ -46,12 +55,67 @@ static void silu_mul(float *g, const float *u, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(g + i, silu_mul8(_mm256_loadu_ps(g + i), _mm256_loadu_ps(u + i)));
-    if (i < n) { /* the tail through the same vector code, so position never matters */
+    if (i < n) { /* the tail through the same vector code (every lane is independent) */
         float gt[8] = {0}, ut[8] = {0};
         memcpy(gt, g + i, (size_t)(n - i) * sizeof(float));
         memcpy(ut, u + i, (size_t)(n - i) * sizeof(float));
         _mm256_storeu_ps(gt, silu_mul8(_mm256_loadu_ps(gt), _mm256_loadu_ps(ut)));
         memcpy(g + i, gt, (size_t)(n - i) * sizeof(float));
+    }
+}
+
+/* ============================================================ softmax ===== */
+
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* The scalar version's operations: a chunk of 16 is two registers, lane l + 8 is the other
+ * register's lane l, and hsum8 takes lanes + 4, + 2, + 1 (the tree); a partial last chunk is
+ * loaded into zeroed registers. */
+static void softmax(float *s, int n) {
+    float mx = -INFINITY;
+    for (int t = 0; t < n; t++) mx = mx > s[t] ? mx : s[t];
+    const __m256 vmx = _mm256_set1_ps(mx);
+    double sum = 0;
+    int c = 0;
+    for (; c + 16 <= n; c += 16) {
+        const __m256 e0 = vexp8(_mm256_sub_ps(_mm256_loadu_ps(s + c), vmx));
+        const __m256 e1 = vexp8(_mm256_sub_ps(_mm256_loadu_ps(s + c + 8), vmx));
+        _mm256_storeu_ps(s + c, e0);
+        _mm256_storeu_ps(s + c + 8, e1);
+        sum += (double)hsum8(_mm256_add_ps(e0, e1));
+    }
+    if (c < n) {
+        float t[16];
+        for (int l = 0; l < 16; l++) t[l] = c + l < n ? s[c + l] - mx : -INFINITY; /* exp: 0 */
+        const __m256 e0 = vexp8(_mm256_loadu_ps(t)), e1 = vexp8(_mm256_loadu_ps(t + 8));
+        _mm256_storeu_ps(t, e0);
+        _mm256_storeu_ps(t + 8, e1);
+        for (int l = 0; c + l < n; l++) s[c + l] = t[l];
+        sum += (double)hsum8(_mm256_add_ps(e0, e1));
+    }
+    const __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
+    int t = 0;
+    for (; t + 8 <= n; t += 8) _mm256_storeu_ps(s + t, _mm256_mul_ps(_mm256_loadu_ps(s + t), inv));
+    for (; t < n; t++) s[t] *= _mm256_cvtss_f32(inv);
+}
+
+/* ============================================================ rope ===== */
+
+/* The portable version's loop: compiled with -mfma, fmaf is one vfmadd instruction. A few
+ * hundred pairs per token and layer, next to millions of multiply-adds in the matmuls: not
+ * worth vectorising. */
+static void rope(float *v, const float *cs, int n_rot, int neox) {
+    const int half = n_rot / 2;
+    for (int i = 0; i < half; i++) {
+        const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+        const float x0 = v[a], x1 = v[b], c = cs[2 * i], s = cs[2 * i + 1];
+        v[a] = fmaf(x0, c, -(x1 * s));
+        v[b] = fmaf(x0, s, x1 * c);
     }
 }
 
@@ -85,4 +149,4 @@ static int64_t argmax(const float *x, int64_t n) {
     return 0; /* not reached: mx is one of the x[i] */
 }
 
-const ew_ops ew_ops_avx2 = {silu_mul, argmax};
+const ew_ops ew_ops_avx2 = {silu_mul, softmax, rope, argmax};

@@ -9,6 +9,7 @@
 #include "tensor/vecdot.h"
 
 #include <pthread.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -125,7 +126,15 @@ static float dot_q5_1(const void *w, const void *a, int64_t k) {
     return s;
 }
 
-/* Q4_K / Q5_K: per super-block sum_j sc_j * sum(q*a) and sum_j m_j * sum(a) (from bsums). */
+/*
+ * K-quants: per super-block the exact integers sumi = sum_j sc_j * sum(q*a) (and for Q4_K / Q5_K
+ * summ = sum_j m_j * sum(a), from bsums), then one float per output in block order:
+ * s = fmaf((float)sumi, da * dw, s), then s = fmaf((float)summ, -(da * dmin), s). That is the
+ * arithmetic of llama.cpp's AMX / AVX-512 VNNI K-quant kernels (its default for these types on
+ * CPUs with AMX: the weights are repacked into its "AMX" buffer, and its one-row and tile paths
+ * do the same two FMAs per block, so they agree with each other). Every SIMD version gives these
+ * bits.
+ */
 static float dot_q4_k(const void *w, const void *a, int64_t k) {
     const quant_block_q4_k *x = w;
     const quant_block_q8_k *y = a;
@@ -143,8 +152,8 @@ static float dot_q4_k(const void *w, const void *a, int64_t k) {
             sumi += sc * t;
             summ += m * (y[b].bsums[2 * j] + y[b].bsums[2 * j + 1]);
         }
-        s += y[b].d * half_to_f32(x[b].d) * (float)sumi -
-             y[b].d * half_to_f32(x[b].dmin) * (float)summ;
+        s = fmaf((float)sumi, y[b].d * half_to_f32(x[b].d), s);
+        s = fmaf((float)summ, -(y[b].d * half_to_f32(x[b].dmin)), s);
     }
     return s;
 }
@@ -167,8 +176,8 @@ static float dot_q5_k(const void *w, const void *a, int64_t k) {
             sumi += sc * t;
             summ += m * (y[b].bsums[2 * j] + y[b].bsums[2 * j + 1]);
         }
-        s += y[b].d * half_to_f32(x[b].d) * (float)sumi -
-             y[b].d * half_to_f32(x[b].dmin) * (float)summ;
+        s = fmaf((float)sumi, y[b].d * half_to_f32(x[b].d), s);
+        s = fmaf((float)summ, -(y[b].d * half_to_f32(x[b].dmin)), s);
     }
     return s;
 }
@@ -195,7 +204,7 @@ static float dot_q6_k(const void *w, const void *a, int64_t k) {
                 sumi += sc[2 * i] * t0 + sc[2 * i + 1] * t1;
             }
         }
-        s += y[b].d * half_to_f32(x[b].d) * (float)sumi;
+        s = fmaf((float)sumi, y[b].d * half_to_f32(x[b].d), s);
     }
     return s;
 }

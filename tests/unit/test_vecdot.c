@@ -1,8 +1,10 @@
 /*
  * test_vecdot — the matmul kernels: scalar reference against a double-precision dot of the
  * dequantized rows (for Q8_1 activations, with each block's minimum term taken from the stored
- * fp16 block sum, as the format defines it), every SIMD kernel against the scalar one (float reassociation only),
- * batch invariance (n_act and row split never change a result), untouched outputs.
+ * fp16 block sum, as the format defines it), every SIMD kernel against the scalar one (K-quants
+ * to the bit, the others within float reassociation), the K-quants against their definition
+ * (llama.cpp's AMX / VNNI order), batch invariance (n_act and row split never change a
+ * result), untouched outputs.
  */
 #include "testutil.h"
 
@@ -149,7 +151,8 @@ static void test_scalar_vs_exact(void **state) {
     assert_true(checked > 0);
 }
 
-/* Every SIMD kernel against the scalar one: several k, n_act 1..9, odd row ranges. */
+/* Every SIMD kernel against the scalar one: several k, n_act 1..9, odd row ranges; the
+ * K-quant kernels to the bit, the others within float reassociation. */
 static void test_simd_vs_scalar(void **state) {
     (void)state;
     int compared = 0;
@@ -176,7 +179,10 @@ static void test_simd_vs_scalar(void **state) {
                                 continue;
                             }
                             double err = fabs((double)o[i] - (double)e[i]);
-                            if (err > 2e-6 * p.mag[i] + 1e-30)
+                            /* K-quants: the same float operations as the scalar reference */
+                            const bool exact = dtype_block_elems(all_types[t]) == QUANT_QK_K;
+                            if (exact ? memcmp(&o[i], &e[i], sizeof(float)) != 0
+                                      : err > 2e-6 * p.mag[i] + 1e-30)
                                 fail_msg("%s/%s k=%lld na=%lld r=%lld simd=%.9g ref=%.9g mag=%.3g",
                                          vecdot_isa_name(kn->isa), dtype_name(all_types[t]),
                                          (long long)p.k, (long long)na, (long long)r, o[i], e[i],
@@ -192,6 +198,74 @@ static void test_simd_vs_scalar(void **state) {
     }
     print_message("compared %d SIMD outputs with the scalar reference\n", compared);
     if (vecdot_best_isa() > ISA_SCALAR) assert_true(compared > 0);
+}
+
+/* The K-quant definition, from the outside: per super-block the integer sums sumi (scales x
+ * levels x activation levels) and summ (mins x activation sums), read off the dequantizer on a
+ * copy of the block with d = 1, dmin = 0 (every value sc * q, exact) and with d = 0, dmin = 1
+ * (every value -m), then c = fmaf(sumi, da * dw, c) and c = fmaf(summ, -(da * dmin), c) in
+ * block order: what llama.cpp's AMX / VNNI kernels compute. Every ISA level, to the bit; a
+ * plain float sum of the per-block terms differs on these rows, so the order is pinned. */
+static void test_k_quant_definition(void **state) {
+    (void)state;
+    static const uint32_t types[] = {DT_Q4_K, DT_Q5_K, DT_Q6_K};
+    const uint16_t one = 0x3c00, zero = 0; /* fp16 1.0 and 0.0 */
+    int order_matters = 0;
+    for (size_t t = 0; t < 3; t++) {
+        problem p;
+        problem_make(&p, types[t], 2048, 6, 5, 4242 + t);
+        const size_t wb = dtype_block_bytes(types[t]);
+        const int64_t nb = p.k / QUANT_QK_K;
+        float want[6 * 5];
+        for (int64_t r = 0; r < p.n_rows; r++)
+            for (int64_t j = 0; j < p.n_act; j++) {
+                const quant_block_q8_k *ab = (const void *)(p.A + j * p.a_stride);
+                float c = 0, plain = 0;
+                for (int64_t b = 0; b < nb; b++) {
+                    uint8_t blk[256];
+                    float v[QUANT_QK_K];
+                    const uint8_t *wblk = p.W + r * p.w_stride + (size_t)b * wb;
+                    /* d (and dmin) sit at the start of Q4_K / Q5_K blocks, at the end of Q6_K */
+                    const size_t d_off = types[t] == DT_Q6_K ? wb - 2 : 0;
+                    uint16_t dw, dm = 0;
+                    memcpy(&dw, wblk + d_off, 2);
+                    if (types[t] != DT_Q6_K) memcpy(&dm, wblk + 2, 2);
+                    long long sumi = 0, summ = 0;
+                    memcpy(blk, wblk, wb);
+                    memcpy(blk + d_off, &one, 2);
+                    if (types[t] != DT_Q6_K) memcpy(blk + 2, &zero, 2);
+                    assert_int_equal(quant_dequantize_row(types[t], blk, v, QUANT_QK_K), 0);
+                    for (int i = 0; i < QUANT_QK_K; i++) sumi += (long long)v[i] * ab[b].qs[i];
+                    if (types[t] != DT_Q6_K) {
+                        memcpy(blk, &zero, 2);
+                        memcpy(blk + 2, &one, 2);
+                        assert_int_equal(quant_dequantize_row(types[t], blk, v, QUANT_QK_K), 0);
+                        for (int i = 0; i < QUANT_QK_K; i++) summ -= (long long)v[i] * ab[b].qs[i];
+                    }
+                    const float da = ab[b].d;
+                    c = fmaf((float)sumi, da * half_to_f32(dw), c);
+                    c = fmaf((float)summ, -(da * half_to_f32(dm)), c);
+                    plain += (float)sumi * (da * half_to_f32(dw)) - (float)summ * (da * half_to_f32(dm));
+                }
+                want[j * p.n_rows + r] = c;
+                order_matters += memcmp(&c, &plain, sizeof c) != 0;
+            }
+        for (int isa = ISA_SCALAR; isa <= ISA_AVX512; isa++) {
+            const vecdot_kernel *kn = vecdot_get_isa(types[t], (vecdot_isa)isa);
+            if (!kn) continue;
+            for (int64_t na = 1; na <= p.n_act; na += p.n_act - 1) { /* 1 row, and a group + 1 */
+                float *o = run(kn, &p, 0, p.n_rows, na);
+                for (int64_t i = 0; i < na * p.n_rows; i++)
+                    if (memcmp(&o[i], &want[i], sizeof(float)) != 0)
+                        fail_msg("%s/%s na=%lld out[%lld]=%a, definition %a",
+                                 vecdot_isa_name(kn->isa), dtype_name(types[t]), (long long)na,
+                                 (long long)i, o[i], want[i]);
+                free(o);
+            }
+        }
+        problem_free(&p);
+    }
+    assert_true(order_matters > 0);
 }
 
 /* n_act = 7 in one call vs one activation row per call, and a different row split: equal bit
@@ -506,6 +580,7 @@ int main(void) {
         cmocka_unit_test(test_known_answer),
         cmocka_unit_test(test_scalar_vs_exact),
         cmocka_unit_test(test_simd_vs_scalar),
+        cmocka_unit_test(test_k_quant_definition),
         cmocka_unit_test(test_batch_invariance),
         cmocka_unit_test(test_scale_buffer_paths),
         cmocka_unit_test(test_act_q8_0),
