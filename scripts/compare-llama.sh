@@ -7,8 +7,8 @@
 # For a matrix of generated models (llama with the llama-spm and llama-bpe vocabs, qwen2 with
 # its vocab, tied embeddings and q/k/v biases; GQA and MQA; head sizes 32 and 64; RoPE bases
 # 1e4 / 5e5 / 1e6, linear scaling with rope_freqs factors; f32 and f16 weights;
-# llama.cpp-quantized Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) it compares, on the same
-# token ids:
+# llama.cpp-quantized Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K and the Q4_K_M mix) it
+# compares, on the same token ids:
 #   - last-position logits: shoal --kv-f32 against llama.cpp --kv-type f32 --fa off (like for
 #     like: no f16 rounding on either side), and shoal's default f16 KV cache against
 #     llama.cpp's defaults (f16 KV, flash attention auto);
@@ -137,7 +137,7 @@ for m in spm-gqa-hd32 spm-gqa-hd32-f16 bpe-mqa-hd64 bpe-mqa-hd64-f16 qwen2-tied-
          qwen2-tied-bias-f16 spm-hd64-headdim mkgguf-spm mkgguf-qwen2 spm-rope-extras; do
   check $m 1e-3 1
 done
-for q in q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q5_k q6_k; do
+for q in q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q5_k q6_k q4_k_m; do
   for base in spm-gqa-hd32 qwen2-tied-bias; do
     [ -s "$W/$base-$q.gguf" ] || "$PEER" quantize "$W/$base.gguf" "$W/$base-$q.gguf" $q >/dev/null 2>&1
     check $base-$q 2e-2
