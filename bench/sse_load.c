@@ -8,8 +8,10 @@
  * 1. Aggregate generation throughput: for each concurrency C, C threads each stream one greedy
  *    completion of TOKENS tokens (POST /v1/completions, stream with include_usage) at the same
  *    time; throughput = all generated tokens (from the usage chunks) / wall time from the first
- *    request sent to the last [DONE]. Median of ROUNDS rounds, and the median per-stream rate
- *    (tokens / time from its first token to its end).
+ *    request sent to the last [DONE]. Median of ROUNDS rounds, the median per-stream rate
+ *    (tokens / time from its first token to its end), and the median over rounds of each
+ *    concurrency's throughput divided by the first one's (every round runs every concurrency,
+ *    one after the other).
  * 2. Time to first token: a prompt of exactly TTFT_PROMPT_TOKENS token ids, max_tokens 1, one
  *    request at a time; median and p90 from sending the request to reading the first event
  *    that carries a choice.
@@ -237,29 +239,37 @@ int main(int argc, char **argv) {
         fprintf(stderr, "sse_load: the warm-up request to %s failed\n", url);
         return 1;
     }
-    printf("| concurrent streams | aggregate tok/s (median of %d) | per-stream tok/s | vs 1 stream |\n",
+    printf("| concurrent streams | aggregate tok/s (median of %d) | per-stream tok/s | vs the first, "
+           "median of per-round ratios |\n",
            rounds);
     printf("| --- | --- | --- | --- |\n");
-    double base = 0;
-    for (const char *s = streams; *s;) {
-        int c = atoi(s);
-        if (c < 1 || c > MAX_STREAMS) {
-            fprintf(stderr, "sse_load: %d streams (1 to %d)\n", c, MAX_STREAMS);
+    int cs[16], nc = 0;
+    for (const char *s = streams; *s && nc < 16;) {
+        cs[nc] = atoi(s);
+        if (cs[nc] < 1 || cs[nc] > MAX_STREAMS) {
+            fprintf(stderr, "sse_load: %d streams (1 to %d)\n", cs[nc], MAX_STREAMS);
             return 2;
         }
-        double aggs[99], pers[99];
-        for (int r = 0; r < rounds; r++)
-            if (!round_of(c, tokens, 100 * r, &aggs[r], &pers[r])) {
-                fprintf(stderr, "sse_load: a request failed (%d streams)\n", c);
-                return 1;
-            }
-        const double agg = median(aggs, rounds), per = median(pers, rounds);
-        if (base == 0) base = agg;
-        printf("| %d | %.1f | %.1f | %.2fx |\n", c, agg, per, agg / base);
+        nc++;
         s = strchr(s, ',');
         if (!s) break;
         s++;
     }
+    /* Every round measures every concurrency in turn, so the per-round ratio to the first one
+     * compares figures taken a few seconds apart (the machine's speed drifts by more than the
+     * effect over minutes); the ratio column is the median of those per-round ratios. */
+    static double aggs[16][99], pers[16][99], ratios[16][99];
+    for (int r = 0; r < rounds; r++)
+        for (int k = 0; k < nc; k++) {
+            if (!round_of(cs[k], tokens, 100 * r, &aggs[k][r], &pers[k][r])) {
+                fprintf(stderr, "sse_load: a request failed (%d streams)\n", cs[k]);
+                return 1;
+            }
+            ratios[k][r] = aggs[k][r] / aggs[0][r];
+        }
+    for (int k = 0; k < nc; k++)
+        printf("| %d | %.1f | %.1f | %.2fx |\n", cs[k], median(aggs[k], rounds),
+               median(pers[k], rounds), median(ratios[k], rounds));
     double ms[1000];
     /* token ids, distinct per request and per invocation: no prefix is reused from the previous
      * request or from an earlier run against the same server */
