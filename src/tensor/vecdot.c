@@ -378,9 +378,13 @@ static size_t packed_value_bytes(uint32_t wtype) {
     return wtype == DT_Q8_0 ? 512 : wtype == DT_Q4_0 ? 256 : 0;
 }
 
-int vecdot_packable(uint32_t wtype) { return packed_value_bytes(wtype) != 0; }
+int vecdot_packable(uint32_t wtype) { return packed_value_bytes(wtype) != 0 || wtype == DT_Q4_K; }
 
 size_t vecdot_packed_group_bytes(uint32_t wtype, int64_t k) {
+    if (wtype == DT_Q4_K) {
+        if (k <= 0 || k % QUANT_QK_K) return 0;
+        return (size_t)(k / QUANT_QK_K) * VECDOT_Q4K_PACKED_BYTES;
+    }
     const size_t vb = packed_value_bytes(wtype);
     if (!vb || k <= 0 || k % QUANT_QK) return 0;
     const size_t nb = (size_t)(k / QUANT_QK);
@@ -393,6 +397,31 @@ size_t vecdot_packed_bytes(uint32_t wtype, int64_t k, int64_t n_rows) {
     return gb * (size_t)((n_rows + VECDOT_PACK_ROWS - 1) / VECDOT_PACK_ROWS);
 }
 
+/* One group of Q4_K rows (see VECDOT_Q4K_PACKED_BYTES); rows past n_rows stay zero. */
+static void pack_q4_k(int64_t k, const void *W, size_t w_stride, int64_t n_rows, int64_t g0,
+                      uint8_t *g) {
+    const int64_t nsb = k / QUANT_QK_K;
+    for (int r = 0; r < VECDOT_PACK_ROWS; r++) {
+        const int64_t row = g0 + r;
+        if (row >= n_rows) continue;
+        const quant_block_q4_k *w = (const void *)((const uint8_t *)W + (size_t)row * w_stride);
+        for (int64_t b = 0; b < nsb; b++) {
+            uint8_t *sb = g + (size_t)b * VECDOT_Q4K_PACKED_BYTES;
+            for (int c = 0; c < 4; c++)
+                for (int q = 0; q < 8; q++)
+                    memcpy(sb + (size_t)(c * 8 + q) * 64 + (size_t)r * 4, w[b].qs + 32 * c + 4 * q, 4);
+            for (int j = 0; j < 8; j++) {
+                uint8_t sc, m;
+                quant_k4_scale_min(j, w[b].scales, &sc, &m);
+                sb[2048 + j * 16 + r] = sc;
+                sb[2048 + 128 + (j / 2) * 32 + r * 2 + (j & 1)] = m;
+            }
+            memcpy(sb + 2048 + 256 + r * 2, &w[b].d, 2);
+            memcpy(sb + 2048 + 256 + 32 + r * 2, &w[b].dmin, 2);
+        }
+    }
+}
+
 void vecdot_pack(uint32_t wtype, int64_t k, const void *W, size_t w_stride, int64_t n_rows,
                  int64_t r0, int64_t r1, void *dst) {
     const size_t gb = vecdot_packed_group_bytes(wtype, k), vb = packed_value_bytes(wtype);
@@ -401,6 +430,10 @@ void vecdot_pack(uint32_t wtype, int64_t k, const void *W, size_t w_stride, int6
     for (int64_t g0 = r0; g0 < r1; g0 += VECDOT_PACK_ROWS) {
         uint8_t *g = (uint8_t *)dst + (size_t)(g0 / VECDOT_PACK_ROWS) * gb;
         memset(g, 0, gb);
+        if (wtype == DT_Q4_K) {
+            pack_q4_k(k, W, w_stride, n_rows, g0, g);
+            continue;
+        }
         uint16_t *sc = (uint16_t *)(g + (size_t)nb * vb); /* 2-byte aligned: gb, vb are even */
         for (int r = 0; r < VECDOT_PACK_ROWS; r++) {
             const int64_t row = g0 + r;

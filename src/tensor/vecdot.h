@@ -61,7 +61,16 @@ typedef struct vecdot_kernel {
 /* Rows per group of the packed layout. */
 #define VECDOT_PACK_ROWS 16
 
-/* True when weights of this type have a packed layout (Q8_0, Q4_0). */
+/* Q4_K's packed layout: per 256-value super-block, a group's 16 rows take 2368 bytes:
+ *   [0, 2048)     the 4-bit values: 64-byte chunk 8c + q holds, for each row r, the 4 bytes
+ *                 qs[32c + 4q .. +3] of its block at r * 4 (low nibbles: values 64c + 4q ..,
+ *                 of sub-block 2c; high nibbles: values 64c + 32 + 4q .., of sub-block 2c + 1)
+ *   [2048, 2176)  the 6-bit scales, sub-block j of row r at 16 j + r
+ *   [2176, 2304)  the 6-bit mins in pairs, sub-block j of row r at 32 (j / 2) + 2 r + (j % 2)
+ *   [2304, 2336)  the rows' d (f16), [2336, 2368) their dmin (f16) */
+#define VECDOT_Q4K_PACKED_BYTES 2368
+
+/* True when weights of this type have a packed layout (Q8_0, Q4_0, Q4_K). */
 int vecdot_packable(uint32_t wtype);
 
 /* Bytes of one packed group of VECDOT_PACK_ROWS rows of k elements (a multiple of 64), and of

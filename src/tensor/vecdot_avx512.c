@@ -451,6 +451,130 @@ DEFINE_PK_DEC(pk_dec_q4_0, pk_wload_q4_0, 256, offsetof(vecdot_act_sum, s_q4_0))
 DEFINE_PK_MATMUL(mmp_q8_0, pk_tile_q8_0, pk_dec_q8_0)
 DEFINE_PK_MATMUL(mmp_q4_0, pk_tile_q4_0, pk_dec_q4_0)
 
+/* ============================================================ packed Q4_K ===== */
+
+/*
+ * Q4_K on its packed layout (VECDOT_Q4K_PACKED_BYTES in vecdot.h): one 32-bit lane per weight
+ * row of a 16-row group, Q8_K activation rows. Per super-block, activation row j and weight
+ * row r, exactly the scalar reference's integers and float operations (vecdot.c, dot_q4_k):
+ *
+ *     sumi = sum_j sc_j * sum(q * a)      (vpdpbusd per 4 values, vpmulld by the lane's scale)
+ *     summ = sum_j m_j * (bsum_2j + bsum_2j+1)          (vpdpwssd on pairs of sub-blocks)
+ *     acc  = fma(float(sumi), da * dw, acc), then fma(float(summ), -(da * dmin), acc)
+ *
+ * so the packed kernel gives the reference's bits for every n_act and row split. The values of
+ * a 64-value chunk are loaded once per activation tile: low nibbles for every activation row,
+ * then the high ones.
+ */
+
+/* The pairs (b_2p, b_2p+1) of sub-block sums b_j = bsums[2j] + bsums[2j+1] of one Q8_K block,
+ * as 4 int32 (two int16 each) for vpdpwssd; |b_j| <= 32 * 128 fits an int16. */
+ALWAYS_INLINE void q4kp_bpairs(const quant_block_q8_k *a, int32_t out[4]) {
+    const __m256i bs = _mm256_loadu_si256((const __m256i *)a->bsums);
+    const __m256i b32 = _mm256_madd_epi16(bs, _mm256_set1_epi16(1));
+    _mm_storeu_si128((__m128i *)out,
+                     _mm_packs_epi32(_mm256_castsi256_si128(b32), _mm256_extracti128_si256(b32, 1)));
+}
+
+/* acc[j] += the super-block at sb for activation rows j < na (a[j]: their Q8_K blocks, bp[j]:
+ * their pairs from q4kp_bpairs). SPLIT: two integer chains per row (few rows: latency). */
+ALWAYS_INLINE void q4kp_block(const uint8_t *sb, const quant_block_q8_k *const *a,
+                              const int32_t (*bp)[4], int na, __m512 *acc, int pf) {
+    const __m512i mask = _mm512_set1_epi8(0x0F);
+    __m512i sumi[8];
+    UNROLL_8 for (int j = 0; j < na; j++) sumi[j] = _mm512_setzero_si512();
+    if (pf)
+        for (int l = 0; l < VECDOT_Q4K_PACKED_BYTES; l += 64)
+            _mm_prefetch((const char *)sb + PK_PF_TILE + l, _MM_HINT_T0);
+    UNROLL_8 for (int c = 0; c < 4; c++) {
+        UNROLL_8 for (int half = 0; half < 2; half++) {
+            __m512i w[8];
+            UNROLL_8 for (int q = 0; q < 8; q++) {
+                const __m512i x = _mm512_loadu_si512((const void *)(sb + (size_t)(c * 8 + q) * 64));
+                w[q] = _mm512_and_si512(half ? _mm512_srli_epi16(x, 4) : x, mask);
+            }
+            const __m512i sc = _mm512_cvtepu8_epi32(
+                _mm_loadu_si128((const __m128i *)(sb + 2048 + (2 * c + half) * 16)));
+            UNROLL_8 for (int j = 0; j < na; j++) {
+                const uint8_t *av = (const uint8_t *)a[j]->qs + 64 * c + 32 * half;
+                __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+                UNROLL_8 for (int q = 0; q < 8; q += 2) {
+                    s0 = pk_dp_bcast(s0, w[q], av + 4 * q);
+                    if (na < 4) s1 = pk_dp_bcast(s1, w[q + 1], av + 4 * q + 4);
+                    else s0 = pk_dp_bcast(s0, w[q + 1], av + 4 * q + 4);
+                }
+                if (na < 4) s0 = _mm512_add_epi32(s0, s1);
+                sumi[j] = _mm512_add_epi32(sumi[j], _mm512_mullo_epi32(s0, sc));
+            }
+        }
+    }
+    __m512i mp[4];
+    UNROLL_8 for (int p = 0; p < 4; p++)
+        mp[p] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(sb + 2176 + 32 * p)));
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + 2304)));
+    const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + 2336)));
+    UNROLL_8 for (int j = 0; j < na; j++) {
+        __m512i summ = _mm512_setzero_si512();
+        UNROLL_8 for (int p = 0; p < 4; p++)
+            summ = _mm512_dpwssd_epi32(summ, mp[p], _mm512_set1_epi32(bp[j][p]));
+        const __m512 da = _mm512_set1_ps(a[j]->d);
+        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi[j]), _mm512_mul_ps(da, dw), acc[j]);
+        const __m512 ndm = _mm512_xor_ps(_mm512_mul_ps(da, dmin), _mm512_set1_ps(-0.0f));
+        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(summ), ndm, acc[j]);
+    }
+}
+
+/* One group x na activation rows over all super-blocks, stored under the row mask. */
+#define Q4KP_CASE(N)                                                                               \
+    case N: {                                                                                      \
+        __m512 acc[N];                                                                             \
+        UNROLL_8 for (int i = 0; i < N; i++) acc[i] = _mm512_setzero_ps();                         \
+        for (int64_t b = 0; b < nsb; b++) {                                                        \
+            const quant_block_q8_k *ab[N];                                                         \
+            int32_t bp[N][4];                                                                      \
+            UNROLL_8 for (int i = 0; i < N; i++) {                                                 \
+                ab[i] = A[i] + b;                                                                  \
+                q4kp_bpairs(ab[i], bp[i]);                                                         \
+            }                                                                                      \
+            q4kp_block(g + (size_t)b * VECDOT_Q4K_PACKED_BYTES, ab, (const int32_t(*)[4])bp, N,   \
+                       acc, j == 0);                                                               \
+        }                                                                                          \
+        UNROLL_8 for (int i = 0; i < N; i++)                                                       \
+            _mm512_mask_storeu_ps(out + (j + i) * os + g0, m, acc[i]);                             \
+        break;                                                                                     \
+    }
+
+/* The matmul of vecdot_kernel.matmul_packed for Q4_K: as the Q8_0 / Q4_0 ones, blocks of
+ * groups kept in L2, each meeting every tile of up to 8 activation rows (the first tile
+ * prefetches the weights from memory). */
+static void mmp_q4_k(int64_t k, const void *W, size_t gs, int64_t r0, int64_t r1, const void *Av,
+                     size_t as, int64_t n, float *out, int64_t os) {
+    const int64_t nsb = k / QUANT_QK_K;
+    int64_t gblk = (int64_t)(PK_L2_BYTES / gs);
+    if (gblk < 1) gblk = 1;
+    for (int64_t b0 = r0 / PK * PK; b0 < r1; b0 += gblk * PK) {
+        const int64_t b1 = b0 + gblk * PK < r1 ? b0 + gblk * PK : r1;
+        for (int64_t j = 0; j < n;) {
+            const int na = n - j >= 8 ? 8 : n - j >= 4 ? 4 : 1;
+            const quant_block_q8_k *A[8];
+            for (int i = 0; i < na; i++)
+                A[i] = (const quant_block_q8_k *)(const void *)((const uint8_t *)Av +
+                                                                 (size_t)(j + i) * as);
+            for (int64_t g0 = b0; g0 < b1; g0 += PK) {
+                const uint8_t *g = (const uint8_t *)W + (size_t)(g0 / PK) * gs;
+                const int64_t lo = r0 > g0 ? r0 - g0 : 0, hi = b1 - g0 < PK ? b1 - g0 : PK;
+                const __mmask16 m = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+                switch (na) {
+                    Q4KP_CASE(8)
+                    Q4KP_CASE(4)
+                    Q4KP_CASE(1)
+                }
+            }
+            j += na;
+        }
+    }
+}
+
 /* ============================================================ activation rows ===== */
 
 /* Blocks as quant_quantize_row_q8_0_act, which rounds like llama.cpp's x86 quantizer: the same
@@ -495,7 +619,7 @@ const vecdot_kernel vecdot_avx512_kernels[] = {
     {DT_Q4_1, DT_Q8_1, ISA_AVX512, mm512_q4_1, NULL},
     {DT_Q5_0, DT_Q8_0, ISA_AVX512, mm512_q5_0, NULL},
     {DT_Q5_1, DT_Q8_1, ISA_AVX512, mm512_q5_1, NULL},
-    {DT_Q4_K, DT_Q8_K, ISA_AVX512, mm_q4_k, NULL},
+    {DT_Q4_K, DT_Q8_K, ISA_AVX512, mm_q4_k, mmp_q4_k},
     {DT_Q5_K, DT_Q8_K, ISA_AVX512, mm_q5_k, NULL},
     {DT_Q6_K, DT_Q8_K, ISA_AVX512, mm_q6_k, NULL},
     {0, 0, ISA_AVX512, NULL, NULL},
