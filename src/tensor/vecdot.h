@@ -27,6 +27,7 @@
  * thread reads one contiguous stream per group. Packed Q8_0 values are stored offset by +128
  * (unsigned bytes), packed Q4_0 values keep their bytes. Both layouts are the same for every
  * ISA; which kernels use them is up to the kernel table (vecdot_get(t)->matmul_packed != NULL).
+ * Q4_K has its own packed layout, per 256-value super-block (VECDOT_Q4K_PACKED_BYTES).
  *
  * Q8_0 activation rows (act_type DT_Q8_0) produced by vecdot_quantize_act carry, after their
  * blocks (at offset vecdot_act_trailer_offset), per block the scale as a float and the sum of
