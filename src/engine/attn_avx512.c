@@ -88,7 +88,7 @@ static inline __m512 hsum16x16_tree(const __m512 z[16]) {
 
 /* Head sizes from 64 up: positions in groups of 16 (their trees reduced together), the double
  * tail per position when n is not a multiple of 64, the last positions one by one. Below 64 the
- * dot is all double tail: four positions side by side (each its own chain, in element order). */
+ * dot is all double tail: the AVX2 version's four positions side by side. */
 ATTN_INLINE void dots_body(float *s, const uint16_t *q, const uint16_t *k, size_t stride, int nt,
                            int n, float scale) {
     const int n64 = n & ~63;
@@ -109,22 +109,9 @@ ATTN_INLINE void dots_body(float *s, const uint16_t *q, const uint16_t *k, size_
                     s[t + r] = dot_tail(vs[r], q, kt + (size_t)r * stride, n64, n) * scale;
             }
         }
-    } else {
-        float qf[64];
-        for (int i = 0; i < n; i++) qf[i] = _cvtsh_ss(q[i]);
-        for (; t + 4 <= nt; t += 4) {
-            const uint16_t *k0 = k + (size_t)t * stride, *k1 = k0 + stride, *k2 = k1 + stride,
-                           *k3 = k2 + stride;
-            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-            for (int i = 0; i < n; i++) {
-                s0 += (double)(qf[i] * _cvtsh_ss(k0[i]));
-                s1 += (double)(qf[i] * _cvtsh_ss(k1[i]));
-                s2 += (double)(qf[i] * _cvtsh_ss(k2[i]));
-                s3 += (double)(qf[i] * _cvtsh_ss(k3[i]));
-            }
-            s[t] = (float)s0 * scale, s[t + 1] = (float)s1 * scale;
-            s[t + 2] = (float)s2 * scale, s[t + 3] = (float)s3 * scale;
-        }
+    } else { /* all tail: no 512-bit work, the AVX2 loop (the same bits) */
+        attn_ops_avx2.dots_f16h(s, q, k, stride, nt, n, scale);
+        return;
     }
     for (; t < nt; t++) s[t] = dot_f16h(q, k + (size_t)t * stride, n) * scale;
 }
