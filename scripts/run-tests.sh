@@ -45,7 +45,10 @@ run_script() {
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
   PASS=$((PASS + p)); FAIL=$((FAIL + f))
   if [ "$f" -ne 0 ]; then
-    FAILED_NAMES+=("$name"); echo "FAIL $name ($p passed, $f failed) — $log"; tail -n 40 "$log"
+    FAILED_NAMES+=("$name"); echo "FAIL $name ($p passed, $f failed) — $log"
+    # the failing checks first (a CI page may show only the start), then the end of the log
+    grep -a '^FAIL' "$log" | head -n 20 | sed 's/^/  /'
+    tail -n 40 "$log"
   else
     echo "ok   $name ($p passed)"
   fi

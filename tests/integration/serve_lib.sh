@@ -29,3 +29,21 @@ ensure_node_clients() {
   [ -d "$dir/node_modules/openai" ] && return 0
   (cd "$dir" && npm ci --silent >/dev/null 2>&1) || (cd "$dir" && npm ci)
 }
+
+# slots_busy BASE [HEADER]: how many slots of all models are busy (GET /slots).
+slots_busy() {
+  local h=()
+  [ -n "${2:-}" ] && h=(-H "$2")
+  curl -s "${h[@]}" "$1/slots" | python3 -c 'import json,sys; print(sum(m["busy"] for m in json.load(sys.stdin)))' 2>/dev/null
+}
+
+# wait_busy BASE N [HEADER]: waits (up to 30 s) until exactly N slots are busy; 1 on timeout.
+# Tests use it to order events by the server's state instead of by sleeping.
+wait_busy() {
+  for _ in $(seq 1 3000); do
+    [ "$(slots_busy "$1" "${3:-}")" = "$2" ] && return 0
+    sleep 0.01
+  done
+  echo "wait_busy: $2 busy slots never seen at $1" >&2
+  return 1
+}
