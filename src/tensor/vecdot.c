@@ -378,12 +378,21 @@ static size_t packed_value_bytes(uint32_t wtype) {
     return wtype == DT_Q8_0 ? 512 : wtype == DT_Q4_0 ? 256 : 0;
 }
 
-int vecdot_packable(uint32_t wtype) { return packed_value_bytes(wtype) != 0 || wtype == DT_Q4_K; }
+/* Bytes per 256-value super-block of a packed K-quant group; 0 for other types. */
+static size_t packed_k_bytes(uint32_t wtype) {
+    return wtype == DT_Q4_K   ? VECDOT_Q4K_PACKED_BYTES
+           : wtype == DT_Q6_K ? VECDOT_Q6K_PACKED_BYTES
+                              : 0;
+}
+
+int vecdot_packable(uint32_t wtype) {
+    return packed_value_bytes(wtype) != 0 || packed_k_bytes(wtype) != 0;
+}
 
 size_t vecdot_packed_group_bytes(uint32_t wtype, int64_t k) {
-    if (wtype == DT_Q4_K) {
+    if (packed_k_bytes(wtype)) {
         if (k <= 0 || k % QUANT_QK_K) return 0;
-        return (size_t)(k / QUANT_QK_K) * VECDOT_Q4K_PACKED_BYTES;
+        return (size_t)(k / QUANT_QK_K) * packed_k_bytes(wtype);
     }
     const size_t vb = packed_value_bytes(wtype);
     if (!vb || k <= 0 || k % QUANT_QK) return 0;
@@ -422,6 +431,46 @@ static void pack_q4_k(int64_t k, const void *W, size_t w_stride, int64_t n_rows,
     }
 }
 
+/* The unsigned 6 bits (q + 32) of value v < 256 of a Q6_K block (layout in tensor/quant.h). */
+static unsigned q6_k_value(const quant_block_q6_k *w, int v) {
+    const int h = v / 128, i = v % 128 / 32, l = v % 32;
+    const unsigned lo = (w->ql[64 * h + 32 * (i & 1) + l] >> (4 * (i >> 1))) & 0xF;
+    return lo | ((w->qh[32 * h + l] >> (2 * i)) & 3) << 4;
+}
+
+/* One group of Q6_K rows (see VECDOT_Q6K_PACKED_BYTES); rows past n_rows stay zero. */
+static void pack_q6_k(int64_t k, const void *W, size_t w_stride, int64_t n_rows, int64_t g0,
+                      uint8_t *g) {
+    const int64_t nsb = k / QUANT_QK_K;
+    for (int r = 0; r < VECDOT_PACK_ROWS; r++) {
+        const int64_t row = g0 + r;
+        if (row >= n_rows) continue;
+        const quant_block_q6_k *w = (const void *)((const uint8_t *)W + (size_t)row * w_stride);
+        for (int64_t b = 0; b < nsb; b++) {
+            uint8_t *sb = g + (size_t)b * VECDOT_Q6K_PACKED_BYTES;
+            for (int c = 0; c < 4; c++)
+                for (int i = 0; i < 4; i++) {
+                    for (int p = 0; p < 8; p++) {
+                        const unsigned lo = q6_k_value(&w[b], 64 * c + 4 * p + i);
+                        const unsigned hi = q6_k_value(&w[b], 64 * c + 32 + 4 * p + i);
+                        sb[(c * 8 + p) * 64 + r * 4 + i] = (uint8_t)((lo & 0xF) | (hi & 0xF) << 4);
+                    }
+                    for (int t = 0; t < 4; t++) {
+                        const int v = 64 * c + 8 * t + i;
+                        sb[2048 + (c * 4 + t) * 64 + r * 4 + i] =
+                            (uint8_t)(q6_k_value(&w[b], v) >> 4 |
+                                      (q6_k_value(&w[b], v + 32) >> 4) << 2 |
+                                      (q6_k_value(&w[b], v + 4) >> 4) << 4 |
+                                      (q6_k_value(&w[b], v + 36) >> 4) << 6);
+                    }
+                }
+            for (int s = 0; s < 16; s++)
+                sb[3072 + 32 * (s / 2) + 2 * r + s % 2] = (uint8_t)w[b].scales[s];
+            memcpy(sb + 3328 + r * 2, &w[b].d, 2);
+        }
+    }
+}
+
 void vecdot_pack(uint32_t wtype, int64_t k, const void *W, size_t w_stride, int64_t n_rows,
                  int64_t r0, int64_t r1, void *dst) {
     const size_t gb = vecdot_packed_group_bytes(wtype, k), vb = packed_value_bytes(wtype);
@@ -430,8 +479,8 @@ void vecdot_pack(uint32_t wtype, int64_t k, const void *W, size_t w_stride, int6
     for (int64_t g0 = r0; g0 < r1; g0 += VECDOT_PACK_ROWS) {
         uint8_t *g = (uint8_t *)dst + (size_t)(g0 / VECDOT_PACK_ROWS) * gb;
         memset(g, 0, gb);
-        if (wtype == DT_Q4_K) {
-            pack_q4_k(k, W, w_stride, n_rows, g0, g);
+        if (wtype == DT_Q4_K || wtype == DT_Q6_K) {
+            (wtype == DT_Q4_K ? pack_q4_k : pack_q6_k)(k, W, w_stride, n_rows, g0, g);
             continue;
         }
         uint16_t *sc = (uint16_t *)(g + (size_t)nb * vb); /* 2-byte aligned: gb, vb are even */

@@ -27,7 +27,8 @@
  * thread reads one contiguous stream per group. Packed Q8_0 values are stored offset by +128
  * (unsigned bytes), packed Q4_0 values keep their bytes. Both layouts are the same for every
  * ISA; which kernels use them is up to the kernel table (vecdot_get(t)->matmul_packed != NULL).
- * Q4_K has its own packed layout, per 256-value super-block (VECDOT_Q4K_PACKED_BYTES).
+ * Q4_K and Q6_K have their own packed layouts, per 256-value super-block (VECDOT_Q4K_PACKED_BYTES,
+ * VECDOT_Q6K_PACKED_BYTES).
  *
  * Q8_0 activation rows (act_type DT_Q8_0) produced by vecdot_quantize_act carry, after their
  * blocks (at offset vecdot_act_trailer_offset), per block the scale as a float and the sum of
@@ -71,7 +72,19 @@ typedef struct vecdot_kernel {
  *   [2304, 2336)  the rows' d (f16), [2336, 2368) their dmin (f16) */
 #define VECDOT_Q4K_PACKED_BYTES 2368
 
-/* True when weights of this type have a packed layout (Q8_0, Q4_0, Q4_K). */
+/* Q6_K's packed layout: per 256-value super-block, a group's 16 rows take 3360 bytes (as many
+ * as in the file). q is a value's unsigned 6 bits (the file's q - 32 + 32):
+ *   [0, 2048)     the low 4 bits, arranged as Q4_K's values: chunk 8c + p, row r at r * 4,
+ *                 byte i: low nibble of value 64c + 4p + i, high nibble of value 64c + 32 + 4p + i
+ *   [2048, 3072)  the top 2 bits: chunk 4c + t, row r at r * 4, byte i: bits 0-1 of value
+ *                 64c + 8t + i, bits 2-3 of 64c + 32 + 8t + i, bits 4-5 of 64c + 8t + 4 + i,
+ *                 bits 6-7 of 64c + 32 + 8t + 4 + i (so the chunk serves low chunks 2t, 2t + 1)
+ *   [3072, 3328)  the int8 scales in pairs, 16-value sub-block s of row r at 32 (s / 2) + 2 r +
+ *                 (s % 2)
+ *   [3328, 3360)  the rows' d (f16) */
+#define VECDOT_Q6K_PACKED_BYTES 3360
+
+/* True when weights of this type have a packed layout (Q8_0, Q4_0, Q4_K, Q6_K). */
 int vecdot_packable(uint32_t wtype);
 
 /* Bytes of one packed group of VECDOT_PACK_ROWS rows of k elements (a multiple of 64), and of

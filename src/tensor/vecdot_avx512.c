@@ -544,36 +544,131 @@ ALWAYS_INLINE void q4kp_block(const uint8_t *sb, const quant_block_q8_k *const *
         break;                                                                                     \
     }
 
-/* The matmul of vecdot_kernel.matmul_packed for Q4_K: as the Q8_0 / Q4_0 ones, blocks of
- * groups kept in L2, each meeting every tile of up to 8 activation rows (the first tile
- * prefetches the weights from memory). */
-static void mmp_q4_k(int64_t k, const void *W, size_t gs, int64_t r0, int64_t r1, const void *Av,
-                     size_t as, int64_t n, float *out, int64_t os) {
-    const int64_t nsb = k / QUANT_QK_K;
-    int64_t gblk = (int64_t)(PK_L2_BYTES / gs);
-    if (gblk < 1) gblk = 1;
-    for (int64_t b0 = r0 / PK * PK; b0 < r1; b0 += gblk * PK) {
-        const int64_t b1 = b0 + gblk * PK < r1 ? b0 + gblk * PK : r1;
-        for (int64_t j = 0; j < n;) {
-            const int na = n - j >= 8 ? 8 : n - j >= 4 ? 4 : 1;
-            const quant_block_q8_k *A[8];
-            for (int i = 0; i < na; i++)
-                A[i] = (const quant_block_q8_k *)(const void *)((const uint8_t *)Av +
-                                                                 (size_t)(j + i) * as);
-            for (int64_t g0 = b0; g0 < b1; g0 += PK) {
-                const uint8_t *g = (const uint8_t *)W + (size_t)(g0 / PK) * gs;
-                const int64_t lo = r0 > g0 ? r0 - g0 : 0, hi = b1 - g0 < PK ? b1 - g0 : PK;
-                const __mmask16 m = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
-                switch (na) {
-                    Q4KP_CASE(8)
-                    Q4KP_CASE(4)
-                    Q4KP_CASE(1)
-                }
+/* The matmul of vecdot_kernel.matmul_packed for the K-quants: as the Q8_0 / Q4_0 ones, blocks
+ * of groups kept in L2, each meeting every tile of up to 8 activation rows (the first tile
+ * prefetches the weights from memory). CASE(N) runs one group for N activation rows. */
+#define DEFINE_KP_MATMUL(name, CASE)                                                               \
+    static void name(int64_t k, const void *W, size_t gs, int64_t r0, int64_t r1, const void *Av,  \
+                     size_t as, int64_t n, float *out, int64_t os) {                               \
+        const int64_t nsb = k / QUANT_QK_K;                                                        \
+        int64_t gblk = (int64_t)(PK_L2_BYTES / gs);                                                \
+        if (gblk < 1) gblk = 1;                                                                    \
+        for (int64_t b0 = r0 / PK * PK; b0 < r1; b0 += gblk * PK) {                                \
+            const int64_t b1 = b0 + gblk * PK < r1 ? b0 + gblk * PK : r1;                          \
+            for (int64_t j = 0; j < n;) {                                                          \
+                const int na = n - j >= 8 ? 8 : n - j >= 4 ? 4 : 1;                                \
+                const quant_block_q8_k *A[8];                                                      \
+                for (int i = 0; i < na; i++)                                                       \
+                    A[i] = (const quant_block_q8_k *)(const void *)((const uint8_t *)Av +          \
+                                                                    (size_t)(j + i) * as);         \
+                for (int64_t g0 = b0; g0 < b1; g0 += PK) {                                         \
+                    const uint8_t *g = (const uint8_t *)W + (size_t)(g0 / PK) * gs;                \
+                    const int64_t lo = r0 > g0 ? r0 - g0 : 0, hi = b1 - g0 < PK ? b1 - g0 : PK;    \
+                    const __mmask16 m = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));         \
+                    switch (na) {                                                                  \
+                        CASE(8)                                                                    \
+                        CASE(4)                                                                    \
+                        CASE(1)                                                                    \
+                    }                                                                              \
+                }                                                                                  \
+                j += na;                                                                           \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+DEFINE_KP_MATMUL(mmp_q4_k, Q4KP_CASE)
+
+/* ============================================================ packed Q6_K ===== */
+
+/*
+ * Q6_K on its packed layout (VECDOT_Q6K_PACKED_BYTES in vecdot.h), Q8_K activation rows. The
+ * weights are taken unsigned (u = q + 32, 0..63) so vpdpbusd can multiply them; the offset
+ * comes back through the activation rows' 16-value sums. Per super-block, activation row j and
+ * weight row r:
+ *
+ *     sumi = sum_s sc_s * sum(u * a)  -  32 * sum_s sc_s * bsum_s
+ *
+ * which is the reference's integer sum_s sc_s * sum((u - 32) * a) exactly (no term overflows
+ * an int32), then acc = fma(float(sumi), da * dw, acc) as in vecdot.c's dot_q6_k: the packed
+ * kernel gives the reference's bits for every n_act and row split.
+ */
+
+/* The 6-bit values of low chunk p (0..7) of chunk column c: the low or high nibbles of L (by
+ * half) with their top two bits from H, the high-bit chunk of the pair (p / 2). */
+ALWAYS_INLINE __m512i q6kp_values(__m512i L, __m512i H, int p, int half) {
+    const __m512i lo = _mm512_and_si512(half ? _mm512_srli_epi16(L, 4) : L, _mm512_set1_epi8(0x0F));
+    const int sh = 4 - 2 * half - 4 * (p & 1); /* where bits (2 * half + 4 * (p & 1)) go to 4-5 */
+    const __m512i hi = sh > 0 ? _mm512_slli_epi16(H, sh) : sh < 0 ? _mm512_srli_epi16(H, -sh) : H;
+    return _mm512_ternarylogic_epi32(lo, hi, _mm512_set1_epi8(0x30), 0xF8); /* lo | (hi & 0x30) */
+}
+
+/* acc[j] += the super-block at sb for activation rows j < na (a[j]: their Q8_K blocks). */
+ALWAYS_INLINE void q6kp_block(const uint8_t *sb, const quant_block_q8_k *const *a, int na,
+                              __m512 *acc, int pf) {
+    __m512i sumi[8];
+    UNROLL_8 for (int j = 0; j < na; j++) sumi[j] = _mm512_setzero_si512();
+    if (pf)
+        for (int l = 0; l < VECDOT_Q6K_PACKED_BYTES; l += 64)
+            _mm_prefetch((const char *)sb + PK_PF_TILE + l, _MM_HINT_T0);
+    UNROLL_8 for (int c = 0; c < 4; c++) {
+        UNROLL_8 for (int half = 0; half < 2; half++) {
+            __m512i w[8];
+            UNROLL_8 for (int p = 0; p < 8; p++) {
+                const __m512i L = _mm512_loadu_si512((const void *)(sb + (size_t)(c * 8 + p) * 64));
+                const __m512i H =
+                    _mm512_loadu_si512((const void *)(sb + 2048 + (size_t)(c * 4 + p / 2) * 64));
+                w[p] = q6kp_values(L, H, p, half);
             }
-            j += na;
+            /* sub-blocks 4c + 2 half (p < 4) and 4c + 2 half + 1 (p >= 4): one scale pair */
+            const __m512i pr = _mm512_cvtepi8_epi16(
+                _mm256_loadu_si256((const __m256i *)(sb + 3072 + 32 * (2 * c + half))));
+            const __m512i sc0 = _mm512_srai_epi32(_mm512_slli_epi32(pr, 16), 16);
+            const __m512i sc1 = _mm512_srai_epi32(pr, 16);
+            UNROLL_8 for (int j = 0; j < na; j++) {
+                const uint8_t *av = (const uint8_t *)a[j]->qs + 64 * c + 32 * half;
+                __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+                UNROLL_8 for (int p = 0; p < 4; p++) {
+                    s0 = pk_dp_bcast(s0, w[p], av + 4 * p);
+                    s1 = pk_dp_bcast(s1, w[p + 4], av + 4 * p + 16);
+                }
+                sumi[j] = _mm512_add_epi32(sumi[j], _mm512_add_epi32(_mm512_mullo_epi32(s0, sc0),
+                                                                     _mm512_mullo_epi32(s1, sc1)));
+            }
         }
     }
+    __m512i sp[8];
+    UNROLL_8 for (int p = 0; p < 8; p++) {
+        sp[p] = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(sb + 3072 + 32 * p)));
+    }
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + 3328)));
+    UNROLL_8 for (int j = 0; j < na; j++) {
+        __m512i corr = _mm512_setzero_si512();
+        int32_t bs[8];
+        memcpy(bs, a[j]->bsums, sizeof bs); /* (bsum_2p, bsum_2p+1) as one int32 each */
+        UNROLL_8 for (int p = 0; p < 8; p++) {
+            corr = _mm512_dpwssd_epi32(corr, sp[p], _mm512_set1_epi32(bs[p]));
+        }
+        const __m512i si = _mm512_sub_epi32(sumi[j], _mm512_slli_epi32(corr, 5));
+        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), _mm512_mul_ps(_mm512_set1_ps(a[j]->d), dw),
+                                 acc[j]);
+    }
 }
+
+#define Q6KP_CASE(N)                                                                               \
+    case N: {                                                                                      \
+        __m512 acc[N];                                                                             \
+        UNROLL_8 for (int i = 0; i < N; i++) acc[i] = _mm512_setzero_ps();                         \
+        for (int64_t b = 0; b < nsb; b++) {                                                        \
+            const quant_block_q8_k *ab[N];                                                         \
+            UNROLL_8 for (int i = 0; i < N; i++) ab[i] = A[i] + b;                                 \
+            q6kp_block(g + (size_t)b * VECDOT_Q6K_PACKED_BYTES, ab, N, acc, j == 0);               \
+        }                                                                                          \
+        UNROLL_8 for (int i = 0; i < N; i++)                                                       \
+            _mm512_mask_storeu_ps(out + (j + i) * os + g0, m, acc[i]);                             \
+        break;                                                                                     \
+    }
+
+DEFINE_KP_MATMUL(mmp_q6_k, Q6KP_CASE)
 
 /* ============================================================ activation rows ===== */
 
@@ -621,7 +716,6 @@ const vecdot_kernel vecdot_avx512_kernels[] = {
     {DT_Q5_1, DT_Q8_1, ISA_AVX512, mm512_q5_1, NULL},
     {DT_Q4_K, DT_Q8_K, ISA_AVX512, mm_q4_k, mmp_q4_k},
     {DT_Q5_K, DT_Q8_K, ISA_AVX512, mm_q5_k, NULL},
-    {DT_Q6_K, DT_Q8_K, ISA_AVX512, mm_q6_k, NULL},
+    {DT_Q6_K, DT_Q8_K, ISA_AVX512, mm_q6_k, mmp_q6_k},
     {0, 0, ISA_AVX512, NULL, NULL},
 };
-
