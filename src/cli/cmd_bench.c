@@ -2,6 +2,9 @@
  * shoal bench — prompt processing and generation speed, measured like llama-bench: pp is one
  * batch of p tokens into an empty cache, tg is n single-token decodes from an empty cache;
  * each is run once as a warm-up, then r times, and the median tokens per second is reported.
+ * With -s S, tg decodes S sequences together, one token each per step (a serving node's
+ * continuous batch), and reports all of them per second; -d D first fills each sequence's
+ * cache with D tokens (not timed), so that attention reads a context of that length.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -15,8 +18,13 @@
 #include "model/model.h"
 
 static void usage(FILE *f) {
-    fputs("usage: shoal bench -m MODEL [-p 128] [-n 64] [-r 3] [-t N] [--kv-f32] [--no-repack]\n"
-          "                   [--json]\n",
+    fputs("usage: shoal bench -m MODEL [-p 128] [-n 64] [-r 3] [-t N] [-s SEQS] [-d DEPTH]\n"
+          "                   [--kv-f32] [--no-repack] [--json]\n"
+          "  -p N      prompt processing: one batch of N tokens (0: skip)\n"
+          "  -n N      generation: N decode steps (0: skip)\n"
+          "  -r N      timed runs of each, after a warm-up; the median is reported\n"
+          "  -s SEQS   generation decodes SEQS sequences together, one token each per step (1)\n"
+          "  -d DEPTH  tokens in each sequence's cache before generation starts (0)\n",
           f);
 }
 
@@ -52,13 +60,33 @@ static double run_pp(engine *e, int32_t *tok, int32_t *pos, int p, sh_err *err) 
     return now_ms() - t;
 }
 
-/* One tg run: n single-token decodes from an empty cache. */
-static double run_tg(engine *e, int n, int n_vocab, sh_err *err) {
-    engine_seq_truncate(e, 0, 0);
+/* One tg run: for each of ns sequences, depth tokens into its cache (not timed, in batches
+ * of at most n_batch), then n steps of ns tokens, one per sequence, every one with logits.
+ * tok/pos/seq/lg hold max(ns, n_batch) entries. */
+static double run_tg(engine *e, int n, int ns, int depth, int n_batch, int n_vocab, int32_t *tok,
+                     int32_t *pos, int32_t *seq, uint8_t *lg, sh_err *err) {
+    for (int s = 0; s < ns; s++) {
+        engine_seq_truncate(e, s, 0);
+        for (int d0 = 0; d0 < depth; d0 += n_batch) {
+            const int m = depth - d0 < n_batch ? depth - d0 : n_batch;
+            for (int j = 0; j < m; j++) {
+                tok[j] = bench_token(d0 + j, n_vocab);
+                pos[j] = d0 + j;
+                seq[j] = s;
+            }
+            engine_batch b = {.n = m, .token = tok, .pos = pos, .seq = seq};
+            if (engine_decode(e, &b, err)) return -1;
+        }
+    }
     double t = now_ms();
     for (int i = 0; i < n; i++) {
-        int32_t tok = bench_token(i, n_vocab), pos = i;
-        engine_batch b = {.n = 1, .token = &tok, .pos = &pos};
+        for (int s = 0; s < ns; s++) {
+            tok[s] = bench_token(depth + i + 7 * s, n_vocab);
+            pos[s] = depth + i;
+            seq[s] = s;
+            lg[s] = 1;
+        }
+        engine_batch b = {.n = ns, .token = tok, .pos = pos, .seq = seq, .logits = lg};
         if (engine_decode(e, &b, err)) return -1;
     }
     return now_ms() - t;
@@ -66,7 +94,7 @@ static double run_tg(engine *e, int n, int n_vocab, sh_err *err) {
 
 int cmd_bench(int argc, char **argv) {
     const char *model_path = NULL;
-    int p = 128, n = 64, r = 3, n_threads = 0, json = 0, kv_f32 = 0;
+    int p = 128, n = 64, r = 3, n_threads = 0, json = 0, kv_f32 = 0, ns = 1, depth = 0;
     model_params mp = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -95,6 +123,10 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-n")) rc = cli_int(a, v, 0, 1 << 16, &n);
         else if (!strcmp(a, "-r")) rc = cli_int(a, v, 1, 1000, &r);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) rc = cli_int(a, v, 1, 512, &n_threads);
+        else if (!strcmp(a, "-s") || !strcmp(a, "--seqs"))
+            rc = cli_int(a, v, 1, 256, &ns);
+        else if (!strcmp(a, "-d") || !strcmp(a, "--depth"))
+            rc = cli_int(a, v, 0, 1 << 16, &depth);
         else {
             usage(stderr);
             return cli_error("unknown option '%s'", a);
@@ -109,7 +141,8 @@ int cmd_bench(int argc, char **argv) {
     sh_err err = {{0}};
     int status = 1;
     engine *e = NULL;
-    int32_t *tok = NULL, *pos = NULL;
+    int32_t *tok = NULL, *pos = NULL, *seq = NULL;
+    uint8_t *lg = NULL;
     double *pp = NULL, *tg = NULL;
     model *m = model_load_ex(model_path, &mp, &err);
     if (!m) {
@@ -118,8 +151,10 @@ int cmd_bench(int argc, char **argv) {
     }
     engine_params ep;
     engine_params_default(&ep);
-    ep.n_ctx = (p > n ? p : n) + 1;
-    ep.n_batch = p > 0 ? p : 1;
+    ep.n_ctx = (p > depth + n ? p : depth + n) + 1;
+    ep.n_seq = ns;
+    ep.n_batch = p > ns ? p : ns;
+    if (ep.n_batch < 512 && depth > ep.n_batch) ep.n_batch = depth < 512 ? depth : 512;
     ep.n_threads = n_threads;
     ep.kv_f32 = kv_f32;
     e = engine_init(m, &ep, &err);
@@ -127,11 +162,14 @@ int cmd_bench(int argc, char **argv) {
         cli_error("%s: %s", model_path, err.msg);
         goto done;
     }
-    tok = malloc(((size_t)p + 1) * sizeof *tok);
-    pos = malloc(((size_t)p + 1) * sizeof *pos);
+    const size_t nb = (size_t)ep.n_batch + 1;
+    tok = malloc(nb * sizeof *tok);
+    pos = malloc(nb * sizeof *pos);
+    seq = calloc(nb, sizeof *seq);
+    lg = calloc(nb, 1);
     pp = calloc((size_t)r, sizeof *pp);
     tg = calloc((size_t)r, sizeof *tg);
-    if (!tok || !pos || !pp || !tg) {
+    if (!tok || !pos || !seq || !lg || !pp || !tg) {
         cli_error("out of memory");
         goto done;
     }
@@ -150,20 +188,21 @@ int cmd_bench(int argc, char **argv) {
         pp_ts = median(pp, r);
     }
     if (n > 0) {
-        if (run_tg(e, 1, m->hp.n_vocab, &err) < 0) goto fail;
+        if (run_tg(e, 1, ns, depth, ep.n_batch, m->hp.n_vocab, tok, pos, seq, lg, &err) < 0)
+            goto fail;
         for (int k = 0; k < r; k++) {
-            double ms = run_tg(e, n, m->hp.n_vocab, &err);
+            double ms = run_tg(e, n, ns, depth, ep.n_batch, m->hp.n_vocab, tok, pos, seq, lg, &err);
             if (ms < 0) goto fail;
-            tg[k] = n / (ms / 1e3);
+            tg[k] = (double)n * ns / (ms / 1e3);
         }
         tg_ts = median(tg, r);
     }
     if (json) {
-        json_t *o = json_pack("{s:f, s:f, s:i, s:i, s:i, s:i, s:s, s:s, s:I, s:I}", "pp_tok_s",
-                              pp_ts, "tg_tok_s", tg_ts, "p", p, "n", n, "r", r, "threads",
-                              engine_n_threads(e), "model", model_path, "type", m->type_name,
-                              "params", (json_int_t)m->n_params, "size_bytes",
-                              (json_int_t)m->n_bytes);
+        json_t *o =
+            json_pack("{s:f, s:f, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:s, s:I, s:I}", "pp_tok_s",
+                      pp_ts, "tg_tok_s", tg_ts, "p", p, "n", n, "seqs", ns, "depth", depth, "r", r,
+                      "threads", engine_n_threads(e), "model", model_path, "type", m->type_name,
+                      "params", (json_int_t)m->n_params, "size_bytes", (json_int_t)m->n_bytes);
         char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
         if (!s) {
@@ -173,9 +212,10 @@ int cmd_bench(int argc, char **argv) {
         puts(s);
         free(s);
     } else {
-        printf("bench: pp=%.2f tg=%.2f p=%d n=%d r=%d t=%d model=\"%s\" type=%s params=%llu "
-               "size=%.1fMiB\n", pp_ts, tg_ts, p, n, r, engine_n_threads(e), model_path,
-               m->type_name, (unsigned long long)m->n_params, m->n_bytes / (1024.0 * 1024.0));
+        printf("bench: pp=%.2f tg=%.2f p=%d n=%d s=%d d=%d r=%d t=%d model=\"%s\" type=%s "
+               "params=%llu size=%.1fMiB\n",
+               pp_ts, tg_ts, p, n, ns, depth, r, engine_n_threads(e), model_path, m->type_name,
+               (unsigned long long)m->n_params, m->n_bytes / (1024.0 * 1024.0));
     }
     status = 0;
     goto done;
@@ -184,6 +224,8 @@ fail:
 done:
     free(tok);
     free(pos);
+    free(seq);
+    free(lg);
     free(pp);
     free(tg);
     engine_free(e);

@@ -97,6 +97,14 @@ ATTN_INLINE void dots_body(float *s, const uint16_t *q, const uint16_t *k, size_
         const __m512 vscale = _mm512_set1_ps(scale);
         for (; t + 16 <= nt; t += 16) {
             const uint16_t *kt = k + (size_t)t * stride;
+            /* the next group's rows: the cache rows of one head are a stride apart, and the
+             * hardware prefetcher does not follow 16 short strided reads far enough ahead */
+            if (t + 32 <= nt) {
+                UNROLL_16 for (int r = 0; r < 16; r++) {
+                    const char *next = (const char *)(kt + (size_t)(16 + r) * stride);
+                    for (int l = 0; l < 2 * n; l += 64) _mm_prefetch(next + l, _MM_HINT_T0);
+                }
+            }
             __m512 z[16];
             UNROLL_16 for (int r = 0; r < 16; r++) z[r] = dot_x(q, kt + (size_t)r * stride, n64);
             const __m512 v = hsum16x16_tree(z);
@@ -183,6 +191,8 @@ static void wsum_f16h(float *y, const float *ms, const float *vs, const uint16_t
     }
 }
 
+#define WSUM_PF 8 /* positions the V rows are prefetched ahead */
+
 /* NH heads of R registers each (n = 16 R), all positions in one pass: per head and element
  * exactly wsum_f16h's operations in its order (scale when ms != 1, then the fma, each rounded
  * to f16); the NH * R chains are independent, so their latencies overlap. */
@@ -202,6 +212,8 @@ ATTN_INLINE void wsum_heads(float *const *y, const float *const *ms, const float
         }
         UNROLL_16 for (int h = 0; h < NH; h++) {
             const uint16_t *xr = x[h] + (size_t)t * stride;
+            UNROLL_16 for (int l = 0; l < R; l += 2) /* a few positions ahead (see dots_body) */
+                _mm_prefetch((const char *)(xr + (size_t)WSUM_PF * stride + 16 * l), _MM_HINT_T0);
             const __m512 v = _mm512_set1_ps(vs[h][t]);
             UNROLL_16 for (int r = 0; r < R; r++)
                 a[h * R + r] = round_f16(_mm512_fmadd_ps(load16_f16(xr + 16 * r), v, a[h * R + r]));

@@ -87,6 +87,14 @@ check "inspect of a directory: exit 1" bash -c "[ $rc -eq 1 ] && grep -q 'not a 
 check "gen-model with dim not divisible by heads: exit 1" bash -c "[ $rc -eq 1 ] && grep -q 'multiple of heads' '$TMP/e3' && [ ! -e '$TMP/x.gguf' ]"
 "$SHOAL" gen-model --vocab "$MAL/bad-magic.gguf" -o "$TMP/x.gguf" 2>"$TMP/e4"; rc=$?
 check "gen-model with a bad vocab file: exit 1" bash -c "[ $rc -eq 1 ] && grep -q 'not a GGUF file' '$TMP/e4'"
+# ---- bench: JSON figures, several sequences with a filled cache, bad values ----------------
+"$SHOAL" bench -m "$M" -p 16 -n 4 -r 1 -t 1 -s 3 -d 5 --json >"$TMP/bench.json"
+check "bench --json: pp, tg over 3 sequences at depth 5" python3 -c "
+import json,sys; j=json.load(open(sys.argv[1]))
+assert j['pp_tok_s'] > 0 and j['tg_tok_s'] > 0 and j['seqs'] == 3 and j['depth'] == 5 and j['n'] == 4, j" "$TMP/bench.json"
+"$SHOAL" bench -m "$M" -s 0 2>"$TMP/e5"; rc=$?
+check "bench -s 0: a clear error, exit 1" bash -c "[ $rc -eq 1 ] && grep -q -- '-s' '$TMP/e5'"
+
 "$SHOAL" frobnicate 2>/dev/null; rc=$?
 check "unknown command: exit 2" test $rc -eq 2
 
