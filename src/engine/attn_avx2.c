@@ -231,17 +231,29 @@ static void scale_f16h(uint16_t *y, float a, int n) {
     for (; i < n; i++) y[i] = half_from_f32(half_to_f32(y[i]) * a);
 }
 
+/* Position t's score, with the K row DOTS_PF positions ahead prefetched (one head's rows are a
+ * whole cache row apart, too far for the hardware prefetcher to run ahead of) */
+#define DOTS_PF 16
+ATTN_INLINE float dot_f16h_pf(const uint16_t *q, const uint16_t *k, size_t stride, int t, int nt,
+                              int n) {
+    const uint16_t *kt = k + (size_t)t * stride;
+    if (t + DOTS_PF < nt)
+        for (int l = 0; l < 2 * n; l += 64)
+            _mm_prefetch((const char *)(kt + (size_t)DOTS_PF * stride) + l, _MM_HINT_T0);
+    return dot_f16h(q, kt, n);
+}
+
 /* dots_f16h: dot_f16h inlined, 64 and 128 as constants (q stays in registers) */
 static void dots_f16h(float *s, const uint16_t *q, const uint16_t *k, size_t stride, int nt,
                       int n, float scale) {
     if (n < 64)
         dots_f16h_small(s, q, k, stride, nt, n, scale);
     else if (n == 64)
-        for (int t = 0; t < nt; t++) s[t] = dot_f16h(q, k + (size_t)t * stride, 64) * scale;
+        for (int t = 0; t < nt; t++) s[t] = dot_f16h_pf(q, k, stride, t, nt, 64) * scale;
     else if (n == 128)
-        for (int t = 0; t < nt; t++) s[t] = dot_f16h(q, k + (size_t)t * stride, 128) * scale;
+        for (int t = 0; t < nt; t++) s[t] = dot_f16h_pf(q, k, stride, t, nt, 128) * scale;
     else
-        for (int t = 0; t < nt; t++) s[t] = dot_f16h(q, k + (size_t)t * stride, n) * scale;
+        for (int t = 0; t < nt; t++) s[t] = dot_f16h_pf(q, k, stride, t, nt, n) * scale;
 }
 
 /* fp16 rounding of every lane, back as floats (what a store to and load from the f16
@@ -253,7 +265,26 @@ static inline __m256 round_f16(__m256 v) {
 /* NR registers of 8 elements each, over all t: per element the operations of scale_f16h and
  * mad_f16h in the same order, the accumulator rounded to f16 after each */
 #define UNROLL_8 _Pragma("GCC unroll 8")
-#define WSUM_F16H_CHUNK(NR)                                                                            for (; i + 8 * (NR) <= n; i += 8 * (NR)) {                                                             __m256 a[NR];                                                                                      UNROLL_8 for (int r = 0; r < (NR); r++) a[r] = _mm256_setzero_ps();                                       for (int t = 0; t < nt; t++) {                                                                         const uint16_t *xr = x + (size_t)t * stride + i;                                                   if (ms[t] != 1.0f) {                                                                                   const __m256 m = _mm256_set1_ps(ms[t]);                                                            UNROLL_8 for (int r = 0; r < (NR); r++) a[r] = round_f16(_mm256_mul_ps(a[r], m));                    }                                                                                                  const __m256 v = _mm256_set1_ps(vs[t]);                                                            for (int r = 0; r < (NR); r++)                                                                         a[r] = round_f16(_mm256_fmadd_ps(                                                                      _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xr + 8 * r))), v, a[r]));            }                                                                                                  UNROLL_8 for (int r = 0; r < (NR); r++) _mm256_storeu_ps(y + i + 8 * r, a[r]);                 }
+#define WSUM_PF 8 /* positions the V rows are prefetched ahead (rows of one head are far apart) */
+#define WSUM_F16H_CHUNK(NR)                                                                        \
+    for (; i + 8 * (NR) <= n; i += 8 * (NR)) {                                                     \
+        __m256 a[NR];                                                                              \
+        UNROLL_8 for (int r = 0; r < (NR); r++) a[r] = _mm256_setzero_ps();                        \
+        for (int t = 0; t < nt; t++) {                                                             \
+            const uint16_t *xr = x + (size_t)t * stride + i;                                       \
+            UNROLL_8 for (int l = 0; l < (NR); l += 4)                                             \
+                _mm_prefetch((const char *)(xr + (size_t)WSUM_PF * stride + 8 * l), _MM_HINT_T0);  \
+            if (ms[t] != 1.0f) {                                                                   \
+                const __m256 m = _mm256_set1_ps(ms[t]);                                            \
+                UNROLL_8 for (int r = 0; r < (NR); r++) a[r] = round_f16(_mm256_mul_ps(a[r], m));  \
+            }                                                                                      \
+            const __m256 v = _mm256_set1_ps(vs[t]);                                                \
+            for (int r = 0; r < (NR); r++)                                                         \
+                a[r] = round_f16(_mm256_fmadd_ps(                                                  \
+                    _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xr + 8 * r))), v, a[r]));    \
+        }                                                                                          \
+        UNROLL_8 for (int r = 0; r < (NR); r++) _mm256_storeu_ps(y + i + 8 * r, a[r]);             \
+    }
 
 static void wsum_f16h(float *y, const float *ms, const float *vs, const uint16_t *x,
                       size_t stride, int nt, int n) {
