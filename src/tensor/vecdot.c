@@ -381,6 +381,7 @@ static size_t packed_value_bytes(uint32_t wtype) {
 /* Bytes per 256-value super-block of a packed K-quant group; 0 for other types. */
 static size_t packed_k_bytes(uint32_t wtype) {
     return wtype == DT_Q4_K   ? VECDOT_Q4K_PACKED_BYTES
+           : wtype == DT_Q5_K ? VECDOT_Q5K_PACKED_BYTES
            : wtype == DT_Q6_K ? VECDOT_Q6K_PACKED_BYTES
                               : 0;
 }
@@ -406,27 +407,52 @@ size_t vecdot_packed_bytes(uint32_t wtype, int64_t k, int64_t n_rows) {
     return gb * (size_t)((n_rows + VECDOT_PACK_ROWS - 1) / VECDOT_PACK_ROWS);
 }
 
-/* One group of Q4_K rows (see VECDOT_Q4K_PACKED_BYTES); rows past n_rows stay zero. */
-static void pack_q4_k(int64_t k, const void *W, size_t w_stride, int64_t n_rows, int64_t g0,
-                      uint8_t *g) {
+/* Row r of a packed Q4_K / Q5_K super-block at sb: the nibbles qs, then at tail the unpacked
+ * 6-bit scales and mins of scales[12], d and dmin. */
+static void pack_k4_row(uint8_t *sb, int r, const uint8_t *qs, const uint8_t *scales, uint16_t d,
+                        uint16_t dmin, size_t tail) {
+    for (int c = 0; c < 4; c++)
+        for (int q = 0; q < 8; q++)
+            memcpy(sb + (size_t)(c * 8 + q) * 64 + (size_t)r * 4, qs + 32 * c + 4 * q, 4);
+    for (int j = 0; j < 8; j++) {
+        uint8_t sc, m;
+        quant_k4_scale_min(j, scales, &sc, &m);
+        sb[tail + j * 16 + r] = sc;
+        sb[tail + 128 + (j / 2) * 32 + r * 2 + (j & 1)] = m;
+    }
+    memcpy(sb + tail + 256 + r * 2, &d, 2);
+    memcpy(sb + tail + 288 + r * 2, &dmin, 2);
+}
+
+/* One group of Q4_K or Q5_K rows (VECDOT_Q4K_PACKED_BYTES, VECDOT_Q5K_PACKED_BYTES); rows past
+ * n_rows stay zero. */
+static void pack_k45(uint32_t wtype, int64_t k, const void *W, size_t w_stride, int64_t n_rows,
+                     int64_t g0, uint8_t *g) {
     const int64_t nsb = k / QUANT_QK_K;
     for (int r = 0; r < VECDOT_PACK_ROWS; r++) {
         const int64_t row = g0 + r;
         if (row >= n_rows) continue;
-        const quant_block_q4_k *w = (const void *)((const uint8_t *)W + (size_t)row * w_stride);
+        const uint8_t *wr = (const uint8_t *)W + (size_t)row * w_stride;
         for (int64_t b = 0; b < nsb; b++) {
-            uint8_t *sb = g + (size_t)b * VECDOT_Q4K_PACKED_BYTES;
+            if (wtype == DT_Q4_K) {
+                const quant_block_q4_k *w = (const quant_block_q4_k *)(const void *)wr + b;
+                pack_k4_row(g + (size_t)b * VECDOT_Q4K_PACKED_BYTES, r, w->qs, w->scales, w->d,
+                            w->dmin, 2048);
+                continue;
+            }
+            const quant_block_q5_k *w = (const quant_block_q5_k *)(const void *)wr + b;
+            uint8_t *sb = g + (size_t)b * VECDOT_Q5K_PACKED_BYTES;
+            pack_k4_row(sb, r, w->qs, w->scales, w->d, w->dmin, 2560);
+            /* fifth bits: value 64c + l has bit 2c of qh[l], value 64c + 32 + l bit 2c + 1 */
             for (int c = 0; c < 4; c++)
                 for (int q = 0; q < 8; q++)
-                    memcpy(sb + (size_t)(c * 8 + q) * 64 + (size_t)r * 4, w[b].qs + 32 * c + 4 * q, 4);
-            for (int j = 0; j < 8; j++) {
-                uint8_t sc, m;
-                quant_k4_scale_min(j, w[b].scales, &sc, &m);
-                sb[2048 + j * 16 + r] = sc;
-                sb[2048 + 128 + (j / 2) * 32 + r * 2 + (j & 1)] = m;
-            }
-            memcpy(sb + 2048 + 256 + r * 2, &w[b].d, 2);
-            memcpy(sb + 2048 + 256 + 32 + r * 2, &w[b].dmin, 2);
+                    for (int i = 0; i < 4; i++) {
+                        const int l = 4 * q + i;
+                        const unsigned lo = (w->qh[l] >> (2 * c)) & 1;
+                        const unsigned hi = (w->qh[l] >> (2 * c + 1)) & 1;
+                        sb[2048 + (c * 2 + q / 4) * 64 + r * 4 + i] |=
+                            (uint8_t)(lo << (q % 4) | hi << (4 + q % 4));
+                    }
         }
     }
 }
@@ -479,8 +505,12 @@ void vecdot_pack(uint32_t wtype, int64_t k, const void *W, size_t w_stride, int6
     for (int64_t g0 = r0; g0 < r1; g0 += VECDOT_PACK_ROWS) {
         uint8_t *g = (uint8_t *)dst + (size_t)(g0 / VECDOT_PACK_ROWS) * gb;
         memset(g, 0, gb);
-        if (wtype == DT_Q4_K || wtype == DT_Q6_K) {
-            (wtype == DT_Q4_K ? pack_q4_k : pack_q6_k)(k, W, w_stride, n_rows, g0, g);
+        if (wtype == DT_Q4_K || wtype == DT_Q5_K) {
+            pack_k45(wtype, k, W, w_stride, n_rows, g0, g);
+            continue;
+        }
+        if (wtype == DT_Q6_K) {
+            pack_q6_k(k, W, w_stride, n_rows, g0, g);
             continue;
         }
         uint16_t *sc = (uint16_t *)(g + (size_t)nb * vb); /* 2-byte aligned: gb, vb are even */

@@ -27,8 +27,8 @@
  * thread reads one contiguous stream per group. Packed Q8_0 values are stored offset by +128
  * (unsigned bytes), packed Q4_0 values keep their bytes. Both layouts are the same for every
  * ISA; which kernels use them is up to the kernel table (vecdot_get(t)->matmul_packed != NULL).
- * Q4_K and Q6_K have their own packed layouts, per 256-value super-block (VECDOT_Q4K_PACKED_BYTES,
- * VECDOT_Q6K_PACKED_BYTES).
+ * The K-quants Q4_K, Q5_K and Q6_K have their own packed layouts, per 256-value super-block
+ * (VECDOT_Q4K_PACKED_BYTES, VECDOT_Q5K_PACKED_BYTES, VECDOT_Q6K_PACKED_BYTES).
  *
  * Q8_0 activation rows (act_type DT_Q8_0) produced by vecdot_quantize_act carry, after their
  * blocks (at offset vecdot_act_trailer_offset), per block the scale as a float and the sum of
@@ -72,6 +72,13 @@ typedef struct vecdot_kernel {
  *   [2304, 2336)  the rows' d (f16), [2336, 2368) their dmin (f16) */
 #define VECDOT_Q4K_PACKED_BYTES 2368
 
+/* Q5_K's packed layout: Q4_K's with the values' fifth bits in between, 2880 bytes:
+ *   [0, 2048)     the low 4 bits, as Q4_K's
+ *   [2048, 2560)  the fifth bits: chunk 2c + q / 4, row r at r * 4, byte i: bit q % 4 for value
+ *                 64c + 4q + i (the low nibble's), bit 4 + q % 4 for value 64c + 32 + 4q + i
+ *   [2560, 2880)  scales, mins, d and dmin as Q4_K's [2048, 2368) */
+#define VECDOT_Q5K_PACKED_BYTES 2880
+
 /* Q6_K's packed layout: per 256-value super-block, a group's 16 rows take 3360 bytes (as many
  * as in the file). q is a value's unsigned 6 bits (the file's q - 32 + 32):
  *   [0, 2048)     the low 4 bits, arranged as Q4_K's values: chunk 8c + p, row r at r * 4,
@@ -84,7 +91,7 @@ typedef struct vecdot_kernel {
  *   [3328, 3360)  the rows' d (f16) */
 #define VECDOT_Q6K_PACKED_BYTES 3360
 
-/* True when weights of this type have a packed layout (Q8_0, Q4_0, Q4_K, Q6_K). */
+/* True when weights of this type have a packed layout (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K). */
 int vecdot_packable(uint32_t wtype);
 
 /* Bytes of one packed group of VECDOT_PACK_ROWS rows of k elements (a multiple of 64), and of

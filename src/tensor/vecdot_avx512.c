@@ -451,7 +451,7 @@ DEFINE_PK_DEC(pk_dec_q4_0, pk_wload_q4_0, 256, offsetof(vecdot_act_sum, s_q4_0))
 DEFINE_PK_MATMUL(mmp_q8_0, pk_tile_q8_0, pk_dec_q8_0)
 DEFINE_PK_MATMUL(mmp_q4_0, pk_tile_q4_0, pk_dec_q4_0)
 
-/* ============================================================ packed Q4_K ===== */
+/* ============================================================ packed Q4_K, Q5_K ===== */
 
 /*
  * Q4_K on its packed layout (VECDOT_Q4K_PACKED_BYTES in vecdot.h): one 32-bit lane per weight
@@ -464,7 +464,8 @@ DEFINE_PK_MATMUL(mmp_q4_0, pk_tile_q4_0, pk_dec_q4_0)
  *
  * so the packed kernel gives the reference's bits for every n_act and row split. The values of
  * a 64-value chunk are loaded once per activation tile: low nibbles for every activation row,
- * then the high ones.
+ * then the high ones. Q5_K (VECDOT_Q5K_PACKED_BYTES) is the same with each value's fifth bit
+ * OR-ed in at bit 4 (q up to 31: the integers still fit), as vecdot.c's dot_q5_k.
  */
 
 /* The pairs (b_2p, b_2p+1) of sub-block sums b_j = bsums[2j] + bsums[2j+1] of one Q8_K block,
@@ -477,14 +478,17 @@ ALWAYS_INLINE void q4kp_bpairs(const quant_block_q8_k *a, int32_t out[4]) {
 }
 
 /* acc[j] += the super-block at sb for activation rows j < na (a[j]: their Q8_K blocks, bp[j]:
- * their pairs from q4kp_bpairs). SPLIT: two integer chains per row (few rows: latency). */
+ * their pairs from q4kp_bpairs). Q5 (a constant): Q5_K's layout, whose fifth bits are OR-ed into
+ * the values at bit 4 (VECDOT_Q5K_PACKED_BYTES); the rest is Q4_K's arithmetic. Few rows (na
+ * < 4): two integer chains per row, for latency. */
 ALWAYS_INLINE void q4kp_block(const uint8_t *sb, const quant_block_q8_k *const *a,
-                              const int32_t (*bp)[4], int na, __m512 *acc, int pf) {
+                              const int32_t (*bp)[4], int na, __m512 *acc, int pf, const int Q5) {
     const __m512i mask = _mm512_set1_epi8(0x0F);
+    const size_t tail = Q5 ? 2560 : 2048; /* scales, mins, d, dmin */
     __m512i sumi[8];
     UNROLL_8 for (int j = 0; j < na; j++) sumi[j] = _mm512_setzero_si512();
     if (pf)
-        for (int l = 0; l < VECDOT_Q4K_PACKED_BYTES; l += 64)
+        for (int l = 0; l < (Q5 ? VECDOT_Q5K_PACKED_BYTES : VECDOT_Q4K_PACKED_BYTES); l += 64)
             _mm_prefetch((const char *)sb + PK_PF_TILE + l, _MM_HINT_T0);
     UNROLL_8 for (int c = 0; c < 4; c++) {
         UNROLL_8 for (int half = 0; half < 2; half++) {
@@ -492,9 +496,18 @@ ALWAYS_INLINE void q4kp_block(const uint8_t *sb, const quant_block_q8_k *const *
             UNROLL_8 for (int q = 0; q < 8; q++) {
                 const __m512i x = _mm512_loadu_si512((const void *)(sb + (size_t)(c * 8 + q) * 64));
                 w[q] = _mm512_and_si512(half ? _mm512_srli_epi16(x, 4) : x, mask);
+                if (Q5) { /* bit q % 4 + 4 half of the fifth-bit chunk, moved to bit 4 */
+                    const __m512i h = _mm512_loadu_si512(
+                        (const void *)(sb + 2048 + (size_t)(c * 2 + q / 4) * 64));
+                    const int sh = 4 - (q % 4) - 4 * half;
+                    const __m512i hs = sh > 0   ? _mm512_slli_epi16(h, sh)
+                                       : sh < 0 ? _mm512_srli_epi16(h, -sh)
+                                                : h;
+                    w[q] = _mm512_ternarylogic_epi32(w[q], hs, _mm512_set1_epi8(0x10), 0xF8);
+                }
             }
             const __m512i sc = _mm512_cvtepu8_epi32(
-                _mm_loadu_si128((const __m128i *)(sb + 2048 + (2 * c + half) * 16)));
+                _mm_loadu_si128((const __m128i *)(sb + tail + (2 * c + half) * 16)));
             UNROLL_8 for (int j = 0; j < na; j++) {
                 const uint8_t *av = (const uint8_t *)a[j]->qs + 64 * c + 32 * half;
                 __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
@@ -509,10 +522,12 @@ ALWAYS_INLINE void q4kp_block(const uint8_t *sb, const quant_block_q8_k *const *
         }
     }
     __m512i mp[4];
-    UNROLL_8 for (int p = 0; p < 4; p++)
-        mp[p] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(sb + 2176 + 32 * p)));
-    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + 2304)));
-    const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + 2336)));
+    UNROLL_8 for (int p = 0; p < 4; p++) {
+        const __m256i m8 = _mm256_loadu_si256((const __m256i *)(sb + tail + 128 + 32 * p));
+        mp[p] = _mm512_cvtepu8_epi16(m8);
+    }
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + tail + 256)));
+    const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + tail + 288)));
     UNROLL_8 for (int j = 0; j < na; j++) {
         __m512i summ = _mm512_setzero_si512();
         UNROLL_8 for (int p = 0; p < 4; p++)
@@ -525,7 +540,7 @@ ALWAYS_INLINE void q4kp_block(const uint8_t *sb, const quant_block_q8_k *const *
 }
 
 /* One group x na activation rows over all super-blocks, stored under the row mask. */
-#define Q4KP_CASE(N)                                                                               \
+#define K45P_CASE(N, Q5)                                                                           \
     case N: {                                                                                      \
         __m512 acc[N];                                                                             \
         UNROLL_8 for (int i = 0; i < N; i++) acc[i] = _mm512_setzero_ps();                         \
@@ -536,13 +551,15 @@ ALWAYS_INLINE void q4kp_block(const uint8_t *sb, const quant_block_q8_k *const *
                 ab[i] = A[i] + b;                                                                  \
                 q4kp_bpairs(ab[i], bp[i]);                                                         \
             }                                                                                      \
-            q4kp_block(g + (size_t)b * VECDOT_Q4K_PACKED_BYTES, ab, (const int32_t(*)[4])bp, N,   \
-                       acc, j == 0);                                                               \
+            q4kp_block(g + (size_t)b * (Q5 ? VECDOT_Q5K_PACKED_BYTES : VECDOT_Q4K_PACKED_BYTES),   \
+                       ab, (const int32_t(*)[4])bp, N, acc, j == 0, Q5);                           \
         }                                                                                          \
         UNROLL_8 for (int i = 0; i < N; i++)                                                       \
             _mm512_mask_storeu_ps(out + (j + i) * os + g0, m, acc[i]);                             \
         break;                                                                                     \
     }
+#define Q4KP_CASE(N) K45P_CASE(N, 0)
+#define Q5KP_CASE(N) K45P_CASE(N, 1)
 
 /* The matmul of vecdot_kernel.matmul_packed for the K-quants: as the Q8_0 / Q4_0 ones, blocks
  * of groups kept in L2, each meeting every tile of up to 8 activation rows (the first tile
@@ -577,6 +594,7 @@ ALWAYS_INLINE void q4kp_block(const uint8_t *sb, const quant_block_q8_k *const *
     }
 
 DEFINE_KP_MATMUL(mmp_q4_k, Q4KP_CASE)
+DEFINE_KP_MATMUL(mmp_q5_k, Q5KP_CASE)
 
 /* ============================================================ packed Q6_K ===== */
 
@@ -715,7 +733,7 @@ const vecdot_kernel vecdot_avx512_kernels[] = {
     {DT_Q5_0, DT_Q8_0, ISA_AVX512, mm512_q5_0, NULL},
     {DT_Q5_1, DT_Q8_1, ISA_AVX512, mm512_q5_1, NULL},
     {DT_Q4_K, DT_Q8_K, ISA_AVX512, mm_q4_k, mmp_q4_k},
-    {DT_Q5_K, DT_Q8_K, ISA_AVX512, mm_q5_k, NULL},
+    {DT_Q5_K, DT_Q8_K, ISA_AVX512, mm_q5_k, mmp_q5_k},
     {DT_Q6_K, DT_Q8_K, ISA_AVX512, mm_q6_k, mmp_q6_k},
     {0, 0, ISA_AVX512, NULL, NULL},
 };

@@ -500,7 +500,8 @@ static void test_packed_sizes(void **state) {
     (void)state;
     assert_true(vecdot_packable(DT_Q8_0) && vecdot_packable(DT_Q4_0) && vecdot_packable(DT_Q4_K) &&
                 vecdot_packable(DT_Q6_K));
-    assert_false(vecdot_packable(DT_Q5_K) || vecdot_packable(DT_F16));
+    assert_true(vecdot_packable(DT_Q5_K));
+    assert_false(vecdot_packable(DT_Q4_1) || vecdot_packable(DT_F16));
     /* Q8_0, k = 64: 2 block columns x (512 + 32) bytes */
     assert_int_equal(vecdot_packed_group_bytes(DT_Q8_0, 64), 1088);
     assert_int_equal(vecdot_packed_group_bytes(DT_Q4_0, 32), 320); /* 288 rounded to 64 */
@@ -511,17 +512,18 @@ static void test_packed_sizes(void **state) {
     assert_int_equal(vecdot_packed_group_bytes(DT_Q4_K, 128), 0);
     assert_int_equal(vecdot_packed_group_bytes(DT_Q6_K, 512), 2 * VECDOT_Q6K_PACKED_BYTES);
     assert_int_equal(vecdot_packed_group_bytes(DT_Q6_K, 100), 0);
-    assert_int_equal(vecdot_packed_group_bytes(DT_Q5_K, 256), 0);
+    assert_int_equal(vecdot_packed_group_bytes(DT_Q5_K, 256), VECDOT_Q5K_PACKED_BYTES);
+    assert_int_equal(vecdot_packed_group_bytes(DT_Q4_1, 256), 0);
 }
 
 /* Every packed kernel against the scalar kernel on the file layout: row counts around the
  * group size, odd row ranges, n_act 1..35 (all tile shapes and their tails), outputs outside
- * the range untouched (Q4_K, Q6_K: bit-identical to the scalar kernel, whose integer sums and
+ * the range untouched (K-quants: bit-identical to the scalar kernel, whose integer sums and
  * float operations they repeat); then bit-identical results for one activation row at a time and
  * rows split at odd places. */
 static void test_packed_vs_scalar(void **state) {
     (void)state;
-    static const uint32_t types[] = {DT_Q8_0, DT_Q4_0, DT_Q4_K, DT_Q6_K};
+    static const uint32_t types[] = {DT_Q8_0, DT_Q4_0, DT_Q4_K, DT_Q5_K, DT_Q6_K};
     static const int64_t rows[] = {1, 5, 16, 17, 40};
     int compared = 0;
     for (int isa = ISA_SCALAR; isa <= ISA_AVX512; isa++)
@@ -547,7 +549,7 @@ static void test_packed_vs_scalar(void **state) {
                                 assert_true(isnan(o[i]));
                                 continue;
                             }
-                            const bool exact = types[t] == DT_Q4_K || types[t] == DT_Q6_K;
+                            const bool exact = dtype_block_elems(types[t]) == QUANT_QK_K;
                             if (exact ? memcmp(&o[i], &e[i], sizeof(float)) != 0
                                       : fabs((double)o[i] - (double)e[i]) > 2e-6 * p.mag[i] + 1e-30)
                                 fail_msg("packed %s/%s k=%lld rows=%lld na=%lld r=%lld: %.9g vs "
