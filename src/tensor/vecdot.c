@@ -457,38 +457,38 @@ static void pack_k45(uint32_t wtype, int64_t k, const void *W, size_t w_stride, 
     }
 }
 
-/* The unsigned 6 bits (q + 32) of value v < 256 of a Q6_K block (layout in tensor/quant.h). */
-static unsigned q6_k_value(const quant_block_q6_k *w, int v) {
-    const int h = v / 128, i = v % 128 / 32, l = v % 32;
-    const unsigned lo = (w->ql[64 * h + 32 * (i & 1) + l] >> (4 * (i >> 1))) & 0xF;
-    return lo | ((w->qh[32 * h + l] >> (2 * i)) & 3) << 4;
+/* The unsigned 6 bits (q + 32) of the 256 values of a Q6_K block (layout in tensor/quant.h). */
+static void q6_k_values(const quant_block_q6_k *w, uint8_t u[QUANT_QK_K]) {
+    for (int h = 0; h < 2; h++)
+        for (int i = 0; i < 4; i++)
+            for (int l = 0; l < 32; l++) {
+                const unsigned lo = (w->ql[64 * h + 32 * (i & 1) + l] >> (4 * (i >> 1))) & 0xF;
+                u[128 * h + 32 * i + l] = (uint8_t)(lo | ((w->qh[32 * h + l] >> (2 * i)) & 3) << 4);
+            }
 }
 
 /* One group of Q6_K rows (see VECDOT_Q6K_PACKED_BYTES); rows past n_rows stay zero. */
 static void pack_q6_k(int64_t k, const void *W, size_t w_stride, int64_t n_rows, int64_t g0,
                       uint8_t *g) {
     const int64_t nsb = k / QUANT_QK_K;
+    uint8_t u[QUANT_QK_K];
     for (int r = 0; r < VECDOT_PACK_ROWS; r++) {
         const int64_t row = g0 + r;
         if (row >= n_rows) continue;
         const quant_block_q6_k *w = (const void *)((const uint8_t *)W + (size_t)row * w_stride);
         for (int64_t b = 0; b < nsb; b++) {
             uint8_t *sb = g + (size_t)b * VECDOT_Q6K_PACKED_BYTES;
+            q6_k_values(&w[b], u);
             for (int c = 0; c < 4; c++)
                 for (int i = 0; i < 4; i++) {
-                    for (int p = 0; p < 8; p++) {
-                        const unsigned lo = q6_k_value(&w[b], 64 * c + 4 * p + i);
-                        const unsigned hi = q6_k_value(&w[b], 64 * c + 32 + 4 * p + i);
-                        sb[(c * 8 + p) * 64 + r * 4 + i] = (uint8_t)((lo & 0xF) | (hi & 0xF) << 4);
-                    }
-                    for (int t = 0; t < 4; t++) {
-                        const int v = 64 * c + 8 * t + i;
+                    const uint8_t *v = u + 64 * c + i;
+                    for (int p = 0; p < 8; p++)
+                        sb[(c * 8 + p) * 64 + r * 4 + i] =
+                            (uint8_t)((v[4 * p] & 0xF) | (v[32 + 4 * p] & 0xF) << 4);
+                    for (int t = 0; t < 4; t++)
                         sb[2048 + (c * 4 + t) * 64 + r * 4 + i] =
-                            (uint8_t)(q6_k_value(&w[b], v) >> 4 |
-                                      (q6_k_value(&w[b], v + 32) >> 4) << 2 |
-                                      (q6_k_value(&w[b], v + 4) >> 4) << 4 |
-                                      (q6_k_value(&w[b], v + 36) >> 4) << 6);
-                    }
+                            (uint8_t)(v[8 * t] >> 4 | (v[8 * t + 32] >> 4) << 2 |
+                                      (v[8 * t + 4] >> 4) << 4 | (v[8 * t + 36] >> 4) << 6);
                 }
             for (int s = 0; s < 16; s++)
                 sb[3072 + 32 * (s / 2) + 2 * r + s % 2] = (uint8_t)w[b].scales[s];
