@@ -205,14 +205,23 @@ curl -sN $J "$R/v1/completions" -d '{"model":"tiny","prompt":"Hello","max_tokens
 check "stream through the router: token chunks and [DONE]" bash -c "grep -c '^data: {' '$TMP/s.sse' | grep -qv '^0$' && grep -q '^data: \[DONE\]' '$TMP/s.sse'"
 # a client that goes away: the node's slot must free (its generation is cancelled)
 # (the big node takes it: nothing is outstanding, and it is light's first backend)
-timeout 0.7 curl -sN $J "$R/v1/completions" -d '{"model":"light","prompt":"go on","max_tokens":400,"temperature":0,"stream":true}' >/dev/null
+nb_busy() { curl -s "http://127.0.0.1:$PORT_nb/slots" | python3 -c 'import json,sys; print(sum(s["busy"] for s in json.load(sys.stdin)))'; }
+nb_cancels() { curl -s "http://127.0.0.1:$PORT_nb/metrics" | awk '/^shoal_cancellations_total/ {s+=$2} END {print s+0}'; }
+for _ in $(seq 1 200); do [ "$(nb_busy)" = 0 ] && break; sleep 0.05; done   # the hedge's loser is gone
+c0=$(nb_cancels)
+curl -sN $J "$R/v1/completions" -d '{"model":"light","prompt":"go on","max_tokens":400,"temperature":0,"stream":true}' >"$TMP/gone.sse" &
+GONE=$!
+for _ in $(seq 1 300); do grep -q '^data: {' "$TMP/gone.sse" 2>/dev/null && break; sleep 0.02; done
+kill $GONE; wait $GONE 2>/dev/null   # hung up once tokens were flowing
 busy=9
-for _ in $(seq 1 40); do
-  busy=$(curl -s "http://127.0.0.1:$PORT_nb/slots" | python3 -c 'import json,sys; print(sum(s["busy"] for s in json.load(sys.stdin)))')
+for _ in $(seq 1 100); do
+  busy=$(nb_busy)
   [ "$busy" = 0 ] && break
-  sleep 0.1
+  sleep 0.05
 done
-check "client disconnect through the router cancels the node's generation" test "$busy" = 0
+c1=$(nb_cancels)
+check "client disconnect through the router cancels the node's generation (slots busy: $busy, cancellations $c0 -> $c1)" \
+  test "$busy" = 0 -a "$c1" -gt "$c0"
 
 # ---- kill -9 under load -------------------------------------------------------------------
 res=$(python3 "$ROOT/tests/integration/cluster_load.py" --url "$R" --model tiny --requests 500 --clients 8 \
