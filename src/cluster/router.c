@@ -572,7 +572,10 @@ typedef struct fwd {
     bool root_changed;          /* root no longer says what raw says */
     int64_t tokens;             /* outstanding-token estimate of this request */
     double t_start;             /* when the answering attempt started */
-    char rid[80], tp[64];
+    double t_req, t_commit;     /* when the request arrived / the answer started (monotonic ms) */
+    int attempts;
+    bool hedged;
+    char rid[80], tp[64], peer[64];
     /* remote stream */
     upstream_call *call;
     char *held;                 /* bytes read before the commit / an error event to send */
@@ -593,6 +596,48 @@ static void fwd_free(fwd *f) {
     json_decref(f->root);
     free(f->held);
     free(f);
+}
+
+/* The endpoint of each oai_kind. */
+static const char *const kind_path[] = {"/v1/completions", "/v1/chat/completions", "/v1/embeddings"};
+
+/* The request's one log record (router.h); f may be NULL when the request never got that far.
+ * outcome: NULL for a whole answer. */
+static void route_log(router *rt, const fwd *f, const char *rid, const char *tp, const char *peer,
+                      int kind, double t_req, int status, const char *outcome, const char *error) {
+    if (!rt->ops.log) return;
+    const double now = now_ms();
+    router_log l = {.request_id = rid,
+                    .traceparent = tp && tp[0] ? tp : NULL,
+                    .peer = peer,
+                    .path = kind >= 0 && kind < 3 ? kind_path[kind] : "",
+                    .status = status,
+                    .outcome = outcome        ? outcome
+                               : status < 400 ? "ok"
+                                              : NULL,
+                    .error = error,
+                    .total_ms = now - t_req,
+                    .ttfb_ms = now - t_req};
+    if (f) {
+        l.model = f->asked ? f->asked->name : NULL;
+        l.answered_by = f->m && f->b ? f->m->name : NULL;
+        l.backend = f->b ? f->b->name : NULL;
+        l.attempts = f->attempts;
+        l.stream = f->stream;
+        l.hedged = f->hedged;
+        l.fallback = f->fallback_used;
+        l.degraded = f->degraded;
+        if (f->t_commit > 0) l.ttfb_ms = f->t_commit - t_req;
+    }
+    rt->ops.log(rt->ops.ud, &l);
+}
+
+/* An error answer's message for the log: error.message of its JSON body, else fallback. */
+static void answer_error(const http_response *resp, const char *fallback, char *out, size_t n) {
+    json_t *j = resp->body ? json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
+    const char *m = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+    snprintf(out, n, "%s", m ? m : fallback);
+    json_decref(j);
 }
 
 /* Request accounting: start and end of one attempt on a backend. Under rt->mu. */
@@ -715,6 +760,8 @@ static void local_done(void *ctx, bool aborted) {
     fwd *f = ctx;
     f->ldone(f->lctx, aborted);
     attempt_end(f->rt, f, f->b, aborted ? OUT_CANCELLED : OUT_OK, now_ms() - f->t_start);
+    route_log(f->rt, f, f->rid, f->tp, f->peer, f->kind, f->t_req, 200,
+              aborted ? "cancelled" : "ok", NULL);
     atomic_fetch_sub(&f->rt->active, 1);
     fwd_free(f);
 }
@@ -902,6 +949,7 @@ static ssize_t remote_pull(void *ctx, char *buf, size_t max) {
         /* mid-stream: tokens already reached the client, so no retry — a clear error event */
         char why[200];
         snprintf(why, sizeof why, "%s", upstream_error(f->call));
+        snprintf(f->last_error, sizeof f->last_error, "%s failed mid-stream: %s", f->b->name, why);
         pthread_mutex_lock(&f->rt->mu);
         node_trip(f->rt, f->b->node, upstream_connect_failed(f->call), why);
         pthread_mutex_unlock(&f->rt->mu);
@@ -931,6 +979,11 @@ static void remote_done(void *ctx, bool aborted) {
     f->call = NULL;
     outcome o = aborted ? OUT_CANCELLED : f->last_status == -1 ? OUT_FAILED : OUT_OK;
     attempt_end(f->rt, f, f->b, o, now_ms() - f->t_start);
+    route_log(f->rt, f, f->rid, f->tp, f->peer, f->kind, f->t_req, 200,
+              o == OUT_CANCELLED ? "cancelled"
+              : o == OUT_FAILED  ? "failed"
+                                 : "ok",
+              o == OUT_FAILED ? f->last_error : NULL);
     atomic_fetch_sub(&f->rt->active, 1);
     fwd_free(f);
 }
@@ -1026,6 +1079,8 @@ static attempt_rc try_remote(router *rt, fwd *f, rt_model *m, rt_backend *b, int
             rt_backend *b2 = pick(rt, f, m, ex2, rq, &i2);
             if (b2 && b2->node) {
                 metrics_inc(m->m_hedges, 1);
+                f->hedged = true;
+                f->attempts++;
                 if (leg_start(rt, f, &legs[1], b2, i2, path) == 0) n = 2;
                 else leg_drop(rt, f, &legs[1], OUT_FAILED);
             } else if (b2) {
@@ -1050,7 +1105,6 @@ static attempt_rc try_remote(router *rt, fwd *f, rt_model *m, rt_backend *b, int
 
 /* ============================================================ router_handle ===== */
 
-static const char *const kind_path[] = {"/v1/completions", "/v1/chat/completions", "/v1/embeddings"};
 
 /* Resolves rules names to a model that has backends. NULL with a message in resp. */
 static rt_model *resolve(router *rt, rt_model *m, const char *text, json_t *root, http_response *resp) {
@@ -1100,6 +1154,9 @@ void router_handle(router *rt, int kind, http_request *req, http_response *resp)
         resp->content_type = "application/json";
         resp->body = s;
         resp->body_len = s ? strlen(s) : 0;
+        const char *tp = http_req_header(req, "traceparent");
+        route_log(rt, NULL, http_req_id(req), tp && strlen(tp) == 55 ? tp : NULL,
+                  http_req_peer(req), kind, t0, e.status, NULL, e.message);
         return;
     }
     fwd *f = calloc(1, sizeof *f);
@@ -1120,6 +1177,9 @@ void router_handle(router *rt, int kind, http_request *req, http_response *resp)
     snprintf(f->rid, sizeof f->rid, "%s", http_req_id(req));
     const char *tp = http_req_header(req, "traceparent");
     if (tp && strlen(tp) == 55) snprintf(f->tp, sizeof f->tp, "%s", tp);
+    const char *peer = http_req_peer(req);
+    snprintf(f->peer, sizeof f->peer, "%s", peer ? peer : "");
+    f->t_req = t0;
 
     pthread_mutex_lock(&rt->mu);
     rt_model *m = r.model ? find_model(rt, r.model) : rt->n_models ? rt->models[0] : NULL;
@@ -1140,6 +1200,7 @@ void router_handle(router *rt, int kind, http_request *req, http_response *resp)
             int idx = -1;
             rt_backend *b = pick(rt, f, m, excluded, &rq, &idx);
             if (!b) break;
+            f->attempts++;
             if (attempt > 0) metrics_inc(m->m_retries, 1);
             if (!added_observed) {
                 metrics_observe(rt->m_added, (now_ms() - t0) * 1e-3);
@@ -1153,6 +1214,7 @@ void router_handle(router *rt, int kind, http_request *req, http_response *resp)
                 rc = try_remote(rt, f, m, b, idx, excluded, &rq, req, kind_path[kind], resp);
             }
             if (rc == ATT_DONE) {
+                f->t_commit = now_ms();
                 if (resp->pull) {
                     atomic_fetch_add(&rt->active, 1);
                     f->raw = NULL; /* the request body goes away with this handler */
@@ -1180,6 +1242,11 @@ void router_handle(router *rt, int kind, http_request *req, http_response *resp)
                 f->last_error[0] ? " (last: " : "", f->last_error, f->last_error[0] ? ")" : "");
     http_resp_header(resp, "Retry-After", "1");
 out:
+    if (f) { /* answered whole (or refused) here; a stream logs when it ends */
+        char msg[256] = "";
+        if (resp->status >= 400) answer_error(resp, f->last_error, msg, sizeof msg);
+        route_log(rt, f, f->rid, f->tp, f->peer, kind, t0, resp->status, NULL, msg[0] ? msg : NULL);
+    }
     free(text);
     oai_request_free(&r);
     fwd_free(f);

@@ -28,6 +28,11 @@
  * is not a failure. Nodes may join at run time (POST /v1/cluster/join with the join token,
  * repeated as a heartbeat); a joined node silent for node_ttl_ms is dropped.
  *
+ * Log: every generation request ends in one router_log (ops.log), written when the client has
+ * the whole answer — for a stream, when it ends or the client goes — with the backend that
+ * answered. (A local backend's own request line, with its tokens and timings, is written by the
+ * server's handler as well, with the same request id.)
+ *
  * Threading: router_handle runs on the HTTP connection's thread and may block until the
  * backend answers; all shared state is under one mutex held only for decisions and updates.
  */
@@ -47,9 +52,25 @@ typedef struct router router;
  * model `local` (an index into cfg->locals) exactly as the node's HTTP handler would, with body
  * (the client's request, "model" rewritten to the local name) instead of the request's own.
  * kind is an oai_kind. */
+typedef struct router_log {
+    const char *request_id, *traceparent, *path, *peer; /* traceparent: NULL or 55 chars */
+    int status;              /* HTTP status the client got (200 for a stream that started) */
+    const char *model;       /* the model name the client asked for, or NULL */
+    const char *answered_by; /* the model name that answered (rules, fallback), or NULL */
+    const char *backend;     /* "NODE/MODEL" or "local:NAME" that answered, or NULL */
+    int attempts;            /* backends tried, hedge legs included */
+    bool stream, hedged, fallback, degraded;
+    const char *outcome;      /* "ok", "cancelled" (client went), "failed" (mid-stream) */
+    double ttfb_ms, total_ms; /* from the request's arrival to the answer's start / end */
+    const char *error;        /* the error answered, or NULL */
+} router_log;
+
+/* log() (may be NULL) receives one record per generation request, from any thread; the
+ * record's strings are valid during the call only. */
 typedef struct router_local_ops {
     void (*generate)(void *ud, int local, int kind, http_request *req, const char *body, size_t len,
                      http_response *resp);
+    void (*log)(void *ud, const router_log *l);
     void *ud;
 } router_local_ops;
 

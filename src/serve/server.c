@@ -134,6 +134,7 @@ typedef struct log_info {
     double queue_ms, ttft_ms, total_ms;
     const char *prompt, *output; /* only with log_prompts */
     const char *error;
+    const router_log *route; /* a router's record of a request it routed, or NULL */
 } log_info;
 
 static void log_request(server *s, const log_info *li) {
@@ -167,6 +168,20 @@ static void log_request(server *s, const log_info *li) {
         json_object_set_new(j, "cached_tokens", json_integer(li->cached_tokens));
         json_object_set_new(j, "queue_ms", json_real(li->queue_ms));
         json_object_set_new(j, "ttft_ms", json_real(li->ttft_ms));
+    }
+    const router_log *rl = li->route;
+    if (rl) {
+        if (rl->model) json_object_set_new(j, "model", json_string(rl->model));
+        if (rl->answered_by && (!rl->model || strcmp(rl->answered_by, rl->model)))
+            json_object_set_new(j, "answered_by", json_string(rl->answered_by));
+        if (rl->backend) json_object_set_new(j, "backend", json_string(rl->backend));
+        json_object_set_new(j, "attempts", json_integer(rl->attempts));
+        json_object_set_new(j, "stream", json_boolean(rl->stream));
+        if (rl->outcome) json_object_set_new(j, "outcome", json_string(rl->outcome));
+        if (rl->hedged) json_object_set_new(j, "hedged", json_true());
+        if (rl->fallback) json_object_set_new(j, "fallback", json_true());
+        if (rl->degraded) json_object_set_new(j, "degraded", json_true());
+        json_object_set_new(j, "ttfb_ms", json_real(rl->ttfb_ms));
     }
     json_object_set_new(j, "total_ms", json_real(li->total_ms));
     if (li->error) json_object_set_new(j, "error", json_string(li->error));
@@ -847,8 +862,7 @@ static void on_request(void *ud, http_request *req, http_response *resp) {
             return;
         }
         if (s->rt) {
-            router_handle(s->rt, kind, req, resp);
-            simple_log(s, req, resp->status);
+            router_handle(s->rt, kind, req, resp); /* logs through route_log below */
             return;
         }
         size_t len;
@@ -894,6 +908,20 @@ static void local_generate(void *ud, int local, int kind, http_request *req, con
                            http_response *resp) {
     (void)local; /* the body names the local model */
     handle_generate(ud, (oai_kind)kind, req, body, len, resp);
+}
+
+/* The router's one line per routed request (router.h: router_log). */
+static void route_log(void *ud, const router_log *rl) {
+    log_info li = {.request_id = rl->request_id,
+                   .method = "POST",
+                   .traceparent = traceparent_ok(rl->traceparent) ? rl->traceparent : NULL,
+                   .path = rl->path,
+                   .peer = rl->peer,
+                   .status = rl->status,
+                   .error = rl->error,
+                   .total_ms = rl->total_ms,
+                   .route = rl};
+    log_request(ud, &li);
 }
 
 server *server_init(const server_params *p, const server_model *models, int n_models, sh_err *err) {
@@ -953,7 +981,7 @@ server *server_init(const server_params *p, const server_model *models, int n_mo
         }
     }
     if (cc) {
-        router_local_ops ops = {.generate = local_generate, .ud = s};
+        router_local_ops ops = {.generate = local_generate, .log = route_log, .ud = s};
         if (!(s->rt = router_init(cc, &ops, s->met, err))) goto fail;
     }
     http_config hc = {.host = p->host, .port = p->port, .max_body = p->max_body};

@@ -100,7 +100,7 @@ models:
   - {name: hedged, policy: round_robin, hedge: true, hedge_after_ms: 40, backends: [{node: nb, model: big}, {node: n1, model: tiny}]}
 EOF
 
-start router --config "$TMP/cluster.yaml" --port 0 --log-file /dev/null || { bad "router start"; finish; exit 1; }
+start router --config "$TMP/cluster.yaml" --port 0 --log-file "$TMP/router-requests.log" || { bad "router start"; finish; exit 1; }
 R="http://127.0.0.1:$PORT_router"
 check "router starts although node 'gone' is down, and says so" grep -q "node gone .* is not answering" "$TMP/router.log"
 
@@ -209,7 +209,7 @@ nb_busy() { curl -s "http://127.0.0.1:$PORT_nb/slots" | python3 -c 'import json,
 nb_cancels() { curl -s "http://127.0.0.1:$PORT_nb/metrics" | awk '/^shoal_cancellations_total/ {s+=$2} END {print s+0}'; }
 for _ in $(seq 1 200); do [ "$(nb_busy)" = 0 ] && break; sleep 0.05; done   # the hedge's loser is gone
 c0=$(nb_cancels)
-curl -sN $J "$R/v1/completions" -d '{"model":"light","prompt":"go on","max_tokens":400,"temperature":0,"stream":true}' >"$TMP/gone.sse" &
+curl -sN $J -H 'X-Request-Id: rl-gone' "$R/v1/completions" -d '{"model":"light","prompt":"go on","max_tokens":400,"temperature":0,"stream":true}' >"$TMP/gone.sse" &
 GONE=$!
 for _ in $(seq 1 300); do grep -q '^data: {' "$TMP/gone.sse" 2>/dev/null && break; sleep 0.02; done
 kill $GONE; wait $GONE 2>/dev/null   # hung up once tokens were flowing
@@ -284,6 +284,40 @@ for f in shoal_router_backend_requests_total shoal_router_retries_total shoal_ro
   check "router metrics: $f" bash -c "echo \"\$1\" | grep -q '^$f'" _ "$m"
 done
 check "router metrics: ejections counted for n3" bash -c "echo \"\$1\" | grep -E '^shoal_router_ejections_total\{node=\"n3\"\} [1-9]'" _ "$m"
+
+# ---- the router's request log: one line per request, written when the answer is complete -------
+curl -sN $J -H 'X-Request-Id: rl-stream' "$R/v1/completions" -d '{"model":"default-model","prompt":"hi","max_tokens":5,"stream":true}' >/dev/null
+curl -s $J -H 'X-Request-Id: rl-rules' "$R/v1/completions" -d '{"model":"assistant","prompt":"the weather today","max_tokens":2}' >/dev/null
+curl -s $J -H 'X-Request-Id: rl-local' "$R/v1/completions" -d '{"model":"classifier","prompt":"hi","max_tokens":2}' >/dev/null
+curl -s $J -H 'X-Request-Id: rl-404' "$R/v1/completions" -d '{"model":"nope","prompt":"hi"}' >/dev/null
+curl -s $J -H 'X-Request-Id: rl-400' "$R/v1/completions" -d '{"model":"tiny","prompt":' >/dev/null
+curl -s $J -H 'X-Request-Id: rl-fb' "$R/v1/completions" -d '{"model":"flaky","prompt":"x","max_tokens":2}' >/dev/null
+sleep 0.2
+check "router log: one line per routed request with backend, attempts, outcome and times" python3 - "$TMP/router-requests.log" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+by = {}
+for r in rows:
+    by.setdefault(r.get("request_id"), []).append(r)
+def one(rid, **kw):
+    rs = [r for r in by.get(rid, []) if "attempts" in r or "backend" in r or r.get("status", 200) >= 400]
+    assert len(rs) == 1, (rid, by.get(rid))
+    r = rs[0]
+    for k, v in kw.items():
+        assert r.get(k) == v, (rid, k, r.get(k), v, r)
+    assert r["total_ms"] >= r.get("ttfb_ms", 0) >= 0, r
+    return r
+r = one("rl-stream", status=200, model="tiny", stream=True, outcome="ok", attempts=1)  # asked by alias
+assert r["backend"] in ("n1/tiny", "n2/tiny", "n3/tiny") and "answered_by" not in r, r
+one("rl-rules", status=200, model="assistant", answered_by="weather", backend="n2/weather")
+one("rl-local", status=200, backend="local:loc", stream=False, outcome="ok")
+assert any("model_sha256" in x for x in by["rl-local"]), by["rl-local"]
+assert all("prompt" not in x and "output" not in x for x in by["rl-local"])  # never logged unasked
+one("rl-404", status=404)
+one("rl-400", status=400)
+one("rl-fb", status=200, fallback=True, answered_by="classifier", backend="local:loc")
+one("rl-gone", status=200, outcome="cancelled", stream=True)
+PY
 
 # ---- bad configs: clear errors at start-up ---------------------------------------------------
 badcfg() { # NAME YAML EXPECTED-TEXT
