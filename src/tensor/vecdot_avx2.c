@@ -17,6 +17,9 @@
 typedef __m256 vf;
 #define VF_N 8
 #define FLOAT_NR 1 /* 16 registers: 2 x 4 x 2 accumulators would spill */
+#define FLOAT_NR_DEC 1
+#define FLOAT_CVT_K 0 /* one row per tile: converting in the tile costs less */
+#define FLOAT_G 4
 static inline vf vf_zero(void) { return _mm256_setzero_ps(); }
 static inline vf vf_ld(const float *p) { return _mm256_loadu_ps(p); }
 static inline vf vf_ld_h(const uint16_t *p) {

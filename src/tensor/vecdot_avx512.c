@@ -19,9 +19,15 @@
 
 typedef __m512 vf;
 #define VF_N 16
-#define FLOAT_NR 2 /* 2 x 4 x 2 accumulators fit the 32 registers */
+/* 4 weight rows x 2 activation rows x 2 accumulators: each activation vector loaded from L2
+ * serves 4 rows (2 x 4 x 2 was bound by reading the activations) */
+#define FLOAT_NR 4
+#define FLOAT_NR_DEC 2
+#define FLOAT_CVT_K 1024 /* 4 rows of f32: 16 KiB, in L1 with the activations */
+#define FLOAT_G 2
 static inline vf vf_zero(void) { return _mm512_setzero_ps(); }
 static inline vf vf_ld(const float *p) { return _mm512_loadu_ps(p); }
+static inline void vf_st(float *p, vf v) { _mm512_storeu_ps(p, v); }
 static inline vf vf_ld_h(const uint16_t *p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
 }
