@@ -48,14 +48,11 @@
 
 typedef struct router router;
 
-/* How the router reaches the models of its own process. generate() answers a request for local
- * model `local` (an index into cfg->locals) exactly as the node's HTTP handler would, with body
- * (the client's request, "model" rewritten to the local name) instead of the request's own.
- * kind is an oai_kind. */
+/* One routed request, as the router logs it (ops.log). */
 typedef struct router_log {
     const char *request_id, *traceparent, *path, *peer; /* traceparent: NULL or 55 chars */
     int status;              /* HTTP status the client got (200 for a stream that started) */
-    const char *model;       /* the model name the client asked for, or NULL */
+    const char *model;       /* the name asked for (aliases resolved), or NULL */
     const char *answered_by; /* the model name that answered (rules, fallback), or NULL */
     const char *backend;     /* "NODE/MODEL" or "local:NAME" that answered, or NULL */
     int attempts;            /* backends tried, hedge legs included */
@@ -65,11 +62,15 @@ typedef struct router_log {
     const char *error;        /* the error answered, or NULL */
 } router_log;
 
-/* log() (may be NULL) receives one record per generation request, from any thread; the
- * record's strings are valid during the call only. */
+/* How the router reaches the models of its own process. generate() answers a request for local
+ * model `local` (an index into cfg->locals) exactly as the node's HTTP handler would, with body
+ * (the client's request, "model" rewritten to the local name) instead of the request's own.
+ * kind is an oai_kind. */
 typedef struct router_local_ops {
     void (*generate)(void *ud, int local, int kind, http_request *req, const char *body, size_t len,
                      http_response *resp);
+    /* one record per generation request, from any thread (NULL: none); its strings are valid
+     * during the call only */
     void (*log)(void *ud, const router_log *l);
     void *ud;
 } router_local_ops;
