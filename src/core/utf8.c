@@ -1,6 +1,7 @@
 /* core/utf8 — see utf8.h. Follows RFC 3629: no overlongs, no surrogates, max U+10FFFF. */
 #include "core/utf8.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 size_t utf8_seq_len(const unsigned char *s, size_t n) {
@@ -39,4 +40,27 @@ char *utf8_sanitize(char *s) {
         n -= k;
     }
     return s;
+}
+
+char *utf8_replace_invalid(const char *s, size_t n, size_t *out_n) {
+    char *out = malloc(3 * n + 1); /* at worst every byte becomes three */
+    if (!out) return NULL;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t o = 0;
+    while (n) {
+        size_t k = utf8_seq_len(p, n);
+        if (k) {
+            memcpy(out + o, p, k);
+            o += k;
+        } else {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            k = 1;
+        }
+        p += k;
+        n -= k;
+    }
+    out[o] = 0;
+    *out_n = o;
+    return out;
 }

@@ -14,4 +14,9 @@ size_t utf8_seq_len(const unsigned char *s, size_t n);
  * can be embedded in JSON. Works on NUL-terminated s; returns s. */
 char *utf8_sanitize(char *s);
 
+/* A NUL-terminated copy of s[0..n) in which every byte that does not start a valid sequence
+ * is replaced by U+FFFD (EF BF BD), the usual stand-in for undecodable model output; its
+ * length in *out_n. NULL when memory runs out. The caller frees it. */
+char *utf8_replace_invalid(const char *s, size_t n, size_t *out_n);
+
 #endif

@@ -22,6 +22,7 @@
 #include "api/oai_req.h"
 #include "cluster/router.h"
 #include "core/hash.h"
+#include "core/utf8.h"
 #include "http/chan.h"
 #include "http/http.h"
 #include "metrics/metrics.h"
@@ -137,6 +138,19 @@ typedef struct log_info {
     const router_log *route; /* a router's record of a request it routed, or NULL */
 } log_info;
 
+/* Generated text as a JSON string. The detokenizer passes bytes that never form UTF-8 through
+ * (a model can emit any byte token), which a JSON string cannot hold: those bytes become
+ * U+FFFD rather than losing the whole field. */
+static json_t *text_json(const char *s, size_t n) {
+    json_t *j = json_stringn(s, n);
+    if (j) return j;
+    size_t m;
+    char *clean = utf8_replace_invalid(s, n, &m);
+    j = clean ? json_stringn(clean, m) : NULL;
+    free(clean);
+    return j ? j : json_string("");
+}
+
 static void log_request(server *s, const log_info *li) {
     json_t *j = json_object();
     struct timespec ts;
@@ -186,7 +200,8 @@ static void log_request(server *s, const log_info *li) {
     json_object_set_new(j, "total_ms", json_real(li->total_ms));
     if (li->error) json_object_set_new(j, "error", json_string(li->error));
     if (s->p.log_prompts && li->prompt) json_object_set_new(j, "prompt", json_string(li->prompt));
-    if (s->p.log_prompts && li->output) json_object_set_new(j, "output", json_string(li->output));
+    if (s->p.log_prompts && li->output)
+        json_object_set_new(j, "output", text_json(li->output, strlen(li->output)));
     char *line = dump(j);
     if (!line) return;
     pthread_mutex_lock(&s->log_mu);
@@ -326,10 +341,10 @@ static json_t *chunk_choice(gen_ctx *g, const char *text, size_t len, json_t *lp
             json_object_set_new(delta, "role", json_string("assistant"));
             g->sent_role = true;
         }
-        if (len || !finish) json_object_set_new(delta, "content", json_stringn(text, len));
+        if (len || !finish) json_object_set_new(delta, "content", text_json(text, len));
         json_object_set_new(c, "delta", delta);
     } else {
-        json_object_set_new(c, "text", json_stringn(text, len));
+        json_object_set_new(c, "text", text_json(text, len));
     }
     json_object_set_new(c, "logprobs", lp ? lp : json_null());
     json_object_set_new(c, "finish_reason", finish ? json_string(finish) : json_null());
@@ -510,9 +525,10 @@ static void answer_whole(gen_ctx *g, http_request *req, http_response *resp) {
     json_t *choice = json_pack("{s:i}", "index", 0);
     const char *text = g->text.data ? g->text.data : "";
     if (g->kind == OAI_CHAT)
-        json_object_set_new(choice, "message", json_pack("{s:s, s:s%}", "role", "assistant", "content", text, g->text.n));
+        json_object_set_new(choice, "message",
+                            json_pack("{s:s, s:o}", "role", "assistant", "content", text_json(text, g->text.n)));
     else
-        json_object_set_new(choice, "text", json_stringn(text, g->text.n));
+        json_object_set_new(choice, "text", text_json(text, g->text.n));
     json_object_set_new(choice, "logprobs", g->logprobs ? json_incref(g->lp) : json_null());
     json_object_set_new(choice, "finish_reason", json_string(finish_name(ev->finish)));
     json_t *j = json_pack("{s:s, s:s, s:I, s:s, s:[o], s:o}", "id", g->id, "object",

@@ -64,6 +64,29 @@ import json,sys; d=json.loads(sys.argv[1]); t=sys.argv[2]; s=sys.argv[3]
 c=d['choices'][0]; assert c['finish_reason']=='stop', c
 assert c['text']==t[:t.index(s)], (c['text'], t, s)" "$out" "$TEXT" "$STOP"
 
+# a model can sample byte tokens that never form UTF-8; such bytes become U+FFFD and the text
+# field is still there (JSON strings cannot hold them); seeded sampling finds some
+check "output bytes that are not UTF-8: U+FFFD, never a missing text field" python3 - "$PORT" <<'PY'
+import http.client, json, sys
+port, fffd = int(sys.argv[1]), 0
+def post(path, body):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+    raw = c.getresponse().read().decode("utf-8")  # strict: the body itself must be UTF-8
+    c.close()
+    return raw
+for seed in range(60):
+    base = {"model": "tiny", "max_tokens": 8, "temperature": 1.5, "seed": seed}
+    d = json.loads(post("/v1/completions", dict(base, prompt="Hi")))
+    t = d["choices"][0]["text"]
+    d = json.loads(post("/v1/chat/completions", dict(base, messages=[{"role": "user", "content": "Hi"}])))
+    t += d["choices"][0]["message"]["content"]
+    ev = [l[6:] for l in post("/v1/completions", dict(base, prompt="Hi", stream=True)).split("\n\n") if l.startswith("data: ")]
+    t += "".join(json.loads(e)["choices"][0]["text"] for e in ev[:-1] if json.loads(e)["choices"])
+    fffd += t.count("\ufffd")
+assert fffd > 0, "no undecodable output in 60 seeds: the check did not exercise the case"
+PY
+
 out=$(curl -s $J $B/v1/completions -d '{"model":"tiny","prompt":"Hi","max_tokens":3,"temperature":0,"logprobs":2}')
 check "logprobs: tokens, token_logprobs, top_logprobs with 2 entries" python3 -c "
 import json,sys; lp=json.loads(sys.argv[1])['choices'][0]['logprobs']

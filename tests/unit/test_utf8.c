@@ -1,6 +1,7 @@
 /*
  * Unit tests: core/utf8 — sequence lengths for valid, overlong, surrogate, out-of-range and
- * truncated input, and an exhaustive check over every code point's encoding.
+ * truncated input, an exhaustive check over every code point's encoding, and the U+FFFD
+ * replacement of bytes that are not UTF-8.
  */
 #include "testutil.h"
 
@@ -45,8 +46,41 @@ static void test_all_code_points(void **state) {
     }
 }
 
+/* Model output with bytes that are not UTF-8: each such byte becomes U+FFFD, valid sequences
+ * (and NUL bytes) stay, a truncated sequence at the end is replaced byte by byte. */
+static void test_replace_invalid(void **state) {
+    (void)state;
+    static const struct {
+        const char *in;
+        size_t n;
+        const char *out;
+    } cases[] = {
+        {"plain", 5, "plain"},
+        {"a\xff" "b", 3, "a\xef\xbf\xbd" "b"},
+        {"\xc3\xa9t\xc3\xa9", 5, "\xc3\xa9t\xc3\xa9"},
+        {"x\xe2\x82", 3, "x\xef\xbf\xbd\xef\xbf\xbd"},          /* truncated at the end */
+        {"\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* a surrogate */
+        {"", 0, ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = 99;
+        char *r = utf8_replace_invalid(cases[i].in, cases[i].n, &n);
+        assert_non_null(r);
+        assert_int_equal(n, strlen(cases[i].out));
+        assert_memory_equal(r, cases[i].out, n);
+        assert_int_equal(r[n], 0);
+        free(r);
+    }
+    size_t n = 0;
+    char *r = utf8_replace_invalid("a\0b", 3, &n); /* NUL is a valid character */
+    assert_int_equal(n, 3);
+    assert_memory_equal(r, "a\0b", 3);
+    free(r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_known),
-                                       cmocka_unit_test(test_all_code_points)};
+                                       cmocka_unit_test(test_all_code_points),
+                                       cmocka_unit_test(test_replace_invalid)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
