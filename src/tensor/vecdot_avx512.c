@@ -281,6 +281,13 @@ DEFINE_Q32_MATMUL(mm512_q5_1, quant_block_q5_1, q8_1, rows2_q5_1, 1)
 #define PK_NG 2
 #define PK_PF 1024
 #define PK_PF_TILE 2048
+
+/* Every cache line of the bytes at p, PK_PF_TILE ahead: a tile's first pass over weights that
+ * come from memory. */
+ALWAYS_INLINE void pk_prefetch_tile(const uint8_t *p, size_t bytes) {
+    UNROLL_8 for (size_t l = 0; l < bytes; l += 64)
+        _mm_prefetch((const char *)p + PK_PF_TILE + l, _MM_HINT_T0);
+}
 #define PK_L2_BYTES (128 << 10)
 
 typedef struct {
@@ -324,8 +331,7 @@ ALWAYS_INLINE __m512i pk_dp_bcast(__m512i acc, __m512i w, const uint8_t *p) {
         UNROLL_8 for (int j = 0; j < na; j++) acc[j] = _mm512_setzero_ps();                        \
         for (int64_t b = 0; b < nb; b++) {                                                         \
             if (pf) /* first pass over these weights (small batches): they come from memory */     \
-                UNROLL_8 for (int l = 0; l < (VB); l += 64)                                        \
-                    _mm_prefetch((const char *)g + (size_t)b * (VB) + PK_PF_TILE + l, _MM_HINT_T0);     \
+                pk_prefetch_tile(g + (size_t)b * (VB), (VB));                                      \
             __m512i w[8];                                                                          \
             WLOAD(g, b, w);                                                                        \
             const __m512 dw =                                                                      \
@@ -493,9 +499,7 @@ ALWAYS_INLINE void q4kp_block(const uint8_t *sb, const quant_block_q8_k *const *
     const size_t tail = Q5 ? 2560 : 2048; /* scales, mins, d, dmin */
     __m512i sumi[8];
     UNROLL_8 for (int j = 0; j < na; j++) sumi[j] = _mm512_setzero_si512();
-    if (pf)
-        for (int l = 0; l < (Q5 ? VECDOT_Q5K_PACKED_BYTES : VECDOT_Q4K_PACKED_BYTES); l += 64)
-            _mm_prefetch((const char *)sb + PK_PF_TILE + l, _MM_HINT_T0);
+    if (pf) pk_prefetch_tile(sb, Q5 ? VECDOT_Q5K_PACKED_BYTES : VECDOT_Q4K_PACKED_BYTES);
     UNROLL_8 for (int c = 0; c < 4; c++) {
         UNROLL_8 for (int half = 0; half < 2; half++) {
             __m512i w[8];
@@ -631,9 +635,7 @@ ALWAYS_INLINE void q6kp_block(const uint8_t *sb, const quant_block_q8_k *const *
                               __m512 *acc, int pf) {
     __m512i sumi[8];
     UNROLL_8 for (int j = 0; j < na; j++) sumi[j] = _mm512_setzero_si512();
-    if (pf)
-        for (int l = 0; l < VECDOT_Q6K_PACKED_BYTES; l += 64)
-            _mm_prefetch((const char *)sb + PK_PF_TILE + l, _MM_HINT_T0);
+    if (pf) pk_prefetch_tile(sb, VECDOT_Q6K_PACKED_BYTES);
     UNROLL_8 for (int c = 0; c < 4; c++) {
         UNROLL_8 for (int half = 0; half < 2; half++) {
             __m512i w[8];
