@@ -108,7 +108,8 @@ static void softmax(float *s, int n) {
 
 /* The portable version's loop: compiled with -mfma, fmaf is one vfmadd instruction. A few
  * hundred pairs per token and layer, next to millions of multiply-adds in the matmuls: not
- * worth vectorising. */
+ * worth vectorising, but worth this copy (the portable one calls libm's fmaf: pointing this
+ * table at it cost ~5% of m134 Q8_0 prompt speed, measured). */
 static void rope(float *v, const float *cs, int n_rot, int neox) {
     const int half = n_rot / 2;
     for (int i = 0; i < half; i++) {
