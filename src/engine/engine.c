@@ -21,6 +21,7 @@
 #include "core/half.h"
 #include "engine/attn.h"
 #include "engine/ew.h"
+#include "engine/mm.h"
 #include "engine/pool.h"
 #include "tensor/dtype.h"
 #include "tensor/vecdot.h"
@@ -221,12 +222,8 @@ const float *engine_logits(const engine *e, int i) {
 
 /* ============================================================ helpers ===== */
 
-/* [*lo, *hi): thread ith's share of n items, in chunks that are multiples of `align`. */
 static void split(int64_t n, int64_t align, int ith, int nth, int64_t *lo, int64_t *hi) {
-    int64_t chunks = (n + align - 1) / align;
-    int64_t c0 = chunks * ith / nth, c1 = chunks * (ith + 1) / nth;
-    *lo = c0 * align < n ? c0 * align : n;
-    *hi = c1 * align < n ? c1 * align : n;
+    mm_split(n, align, ith, nth, lo, hi);
 }
 
 static inline int seq_of(const engine_batch *b, int i) { return b->seq ? b->seq[i] : 0; }
@@ -252,13 +249,7 @@ void engine_seq_copy(engine *e, int src, int dst, int len) {
 /* Rows [r0, r1) of every batch row: out[j][r] = W[r] . act[j] */
 static void matmul_rows(const engine *e, const model_mat *w, const uint8_t *act, int n,
                         int64_t r0, int64_t r1, float *out, int64_t out_stride) {
-    if (r0 >= r1) return;
-    const vecdot_kernel *k = vecdot_get(w->type);
-    if (w->packed)
-        k->matmul_packed(w->n_cols, w->packed, w->packed_stride, r0, r1, act, e->act_row, n, out,
-                         out_stride);
-    else
-        k->matmul(w->n_cols, w->data, w->row_bytes, r0, r1, act, e->act_row, n, out, out_stride);
+    mm_rows(w, act, e->act_row, n, r0, r1, out, out_stride);
 }
 
 /* Converts rows [lo, hi) of src (row stride `stride` floats) into act for w's kernel. */
@@ -281,38 +272,12 @@ static void norm_rows(engine *e, const float *w, const model_mat *mm, uint8_t *a
     }
 }
 
-/* Dynamic work sharing: the threads take chunks of `chunk` items of an n-item phase from that
- * phase's counter until none are left. Faster threads (or ones not disturbed by other
- * processes) take more; which thread computes a row never changes its result. */
 static bool grab(engine *e, int phase, int64_t n, int64_t chunk, int64_t *lo, int64_t *hi) {
-    int64_t c = atomic_fetch_add_explicit(&e->counters[phase], 1, memory_order_relaxed);
-    if (c * chunk >= n) return false;
-    *lo = c * chunk;
-    *hi = *lo + chunk < n ? *lo + chunk : n;
-    return true;
+    return mm_grab(&e->counters[phase], n, chunk, lo, hi);
 }
 
-/* Guided work sharing for matmul rows: each grab takes 1/(2 nth) of the rows still left
- * (rounded up to a multiple of 16, the packed layout's group, and at least 16), so chunks
- * start large (few atomic operations) and shrink towards the end, where the threads then
- * finish within a 16-row chunk of each other instead of one large chunk (the other thread
- * waits at the barrier meanwhile, and in decode the memory bus idles). The counter holds the
- * next free row. */
 static bool grab_rows(engine *e, int phase, int64_t n, int nth, int64_t *lo, int64_t *hi) {
-    atomic_llong *c = &e->counters[phase];
-    long long pos = atomic_load_explicit(c, memory_order_relaxed);
-    for (;;) {
-        if (pos >= n) return false;
-        int64_t chunk = (n - pos) / (2 * nth);
-        chunk = chunk < 16 ? 16 : (chunk + 15) & ~(int64_t)15;
-        const long long end = pos + chunk < n ? pos + chunk : n;
-        if (atomic_compare_exchange_weak_explicit(c, &pos, end, memory_order_relaxed,
-                                                  memory_order_relaxed)) {
-            *lo = pos;
-            *hi = end;
-            return true;
-        }
-    }
+    return mm_grab_rows(&e->counters[phase], n, nth, lo, hi);
 }
 
 /* ============================================================ the forward pass ===== */

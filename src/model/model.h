@@ -38,25 +38,11 @@
 
 #include "core/err.h"
 #include "gguf/gguf.h"
+#include "model/weights.h"
 
 typedef enum model_arch { MODEL_ARCH_LLAMA = 0, MODEL_ARCH_QWEN2 = 1 } model_arch;
 
 typedef enum model_rope { MODEL_ROPE_NORM = 0, MODEL_ROPE_NEOX = 1 } model_rope;
-
-/* A 2-D weight matrix as stored in the file: n_rows rows of n_cols elements each. In GGUF
- * terms n_cols = ne[0] (the input size of y = W x) and n_rows = ne[1] (the output size). */
-typedef struct model_mat {
-    const char *name;   /* tensor name, owned by the gguf context */
-    const void *data;   /* n_rows * row_bytes bytes in the file's layout: into the mapping, or
-                         * with repacking a private huge-page copy when the type has no
-                         * packed layout (never for tok_embd) */
-    uint32_t type;      /* ggml type id (tensor/dtype.h) */
-    int64_t n_cols;     /* elements per row */
-    int64_t n_rows;     /* rows */
-    size_t row_bytes;   /* bytes per row */
-    const void *packed; /* the same matrix in the packed layout (tensor/vecdot.h), or NULL */
-    size_t packed_stride; /* bytes per packed group of VECDOT_PACK_ROWS rows */
-} model_mat;
 
 /* Loading options; zero-initialised = the defaults. */
 typedef struct model_params {
@@ -107,9 +93,8 @@ typedef struct model {
     uint64_t n_params;      /* elements of every tensor used */
     uint64_t n_bytes;       /* bytes of those tensors */
     char type_name[32];     /* the most common 2-D weight type, e.g. "Q8_0" */
-    void *pack_buf;         /* anonymous mapping holding every packed matrix, or NULL */
-    size_t pack_bytes;      /* its size */
-    int n_packed;           /* matrices repacked */
+    weights_pack pack;      /* the repacked matrices (model/weights.h), empty with no_repack */
+    int n_packed;           /* matrices repacked (= pack.n_packed) */
     int n_copied;           /* matrices copied in the file's layout (no packed kernel) */
 } model;
 
@@ -128,12 +113,5 @@ model *model_from_gguf_ex(gguf_ctx *g, const model_params *p, sh_err *err);
 
 /* Releases everything, including the mapping. NULL is fine. */
 void model_free(model *m);
-
-/* Converts row `row` of a weight matrix to floats (dst has m->n_cols entries). Returns -1
- * when the type has no conversion (checked at load time for the token embeddings). */
-int model_mat_row(const model_mat *m, int64_t row, float *dst);
-
-/* True when model_mat_row() can convert rows of this type. */
-bool model_row_type_ok(uint32_t type);
 
 #endif
