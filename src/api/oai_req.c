@@ -52,8 +52,16 @@ void oai_request_free(oai_request *r) {
         free(r->messages[i].content);
     }
     free(r->messages);
-    for (size_t i = 0; i < r->n_inputs; i++) free(r->inputs[i]);
+    for (size_t i = 0; i < r->n_inputs; i++) {
+        if (r->inputs) free(r->inputs[i]);
+        if (r->input_ids) free(r->input_ids[i]);
+    }
     free(r->inputs);
+    free(r->input_ids);
+    free(r->n_input_ids);
+    free(r->query);
+    for (size_t i = 0; i < r->n_documents; i++) free(r->documents[i]);
+    free(r->documents);
     for (size_t i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->user);
     memset(r, 0, sizeof *r);
@@ -242,28 +250,100 @@ static int parse_messages(json_t *o, oai_request *r, oai_error *err) {
     return 0;
 }
 
+/* input: "text" | ["text", ...] | [1, 2, 3] | [[1, 2], [3]] (token ids: embeddings only). */
 static int parse_input(json_t *o, oai_request *r, oai_error *err) {
     json_t *in = json_object_get(o, "input");
     if (!in || json_is_null(in)) return oai_errorf(err, 400, INVALID, "input", "'input' is required");
+    const bool ids_ok = r->kind == OAI_EMBEDDING;
     size_t n = json_is_array(in) ? json_array_size(in) : 1;
     if (json_is_array(in) && n == 0) return oai_errorf(err, 400, INVALID, "input", "'input' is empty");
-    if (n > 2048) return oai_errorf(err, 400, INVALID, "input", "at most 2048 inputs per request");
-    r->inputs = calloc(n, sizeof *r->inputs);
-    if (!r->inputs) return oai_errorf(err, 500, "server_error", "input", "out of memory");
+    /* one array of integers is one input of token ids */
+    bool flat_ids = json_is_array(in) && json_is_integer(json_array_get(in, 0));
+    if (flat_ids) n = 1;
+    if (n > OAI_MAX_INPUTS)
+        return oai_errorf(err, 400, INVALID, "input", "%zu inputs; at most %d per request", n,
+                          OAI_MAX_INPUTS);
+    json_t *first = json_is_array(in) && !flat_ids ? json_array_get(in, 0) : in;
+    const bool ids = flat_ids || json_is_array(first);
+    if (ids && !ids_ok)
+        return oai_errorf(err, 400, INVALID, "input", "token id inputs are only accepted by /v1/embeddings");
+    if (ids) {
+        r->input_ids = calloc(n, sizeof *r->input_ids);
+        r->n_input_ids = calloc(n, sizeof *r->n_input_ids);
+        if (!r->input_ids || !r->n_input_ids) return oai_errorf(err, 500, "server_error", "input", "out of memory");
+    } else if (!(r->inputs = calloc(n, sizeof *r->inputs))) {
+        return oai_errorf(err, 500, "server_error", "input", "out of memory");
+    }
     for (size_t i = 0; i < n; i++) {
-        json_t *e = json_is_array(in) ? json_array_get(in, i) : in;
+        json_t *e = flat_ids ? in : json_is_array(in) ? json_array_get(in, i) : in;
+        r->n_inputs = i + 1;
+        if (ids) {
+            if (!json_is_array(e))
+                return bad_type(err, "input", "a string, an array of strings, an array of token ids or an array of such arrays");
+            if (token_array(e, "input", &r->input_ids[i], &r->n_input_ids[i], err)) return -1;
+            continue;
+        }
         if (!json_is_string(e))
             return bad_type(err, "input", "a string or an array of strings");
         if (json_string_length(e) == 0)
             return oai_errorf(err, 400, INVALID, "input", "input %zu is empty", i);
-        r->n_inputs = i + 1;
         if (!(r->inputs[i] = dup_str(e))) return oai_errorf(err, 500, "server_error", "input", "out of memory");
     }
-    json_t *fmt = json_object_get(o, "encoding_format");
-    if (fmt && !json_is_null(fmt) && !(json_is_string(fmt) && !strcmp(json_string_value(fmt), "float")))
-        return oai_errorf(err, 400, INVALID, "encoding_format", "only encoding_format 'float' is supported");
-    if (json_object_get(o, "dimensions") && !json_is_null(json_object_get(o, "dimensions")))
-        return oai_errorf(err, 400, INVALID, "dimensions", "'dimensions' is not supported");
+    if (r->kind == OAI_EMBEDDING) {
+        json_t *fmt = json_object_get(o, "encoding_format");
+        if (fmt && !json_is_null(fmt)) {
+            const char *f = json_is_string(fmt) ? json_string_value(fmt) : "";
+            if (!strcmp(f, "base64")) r->base64 = true;
+            else if (strcmp(f, "float"))
+                return oai_errorf(err, 400, INVALID, "encoding_format",
+                                  "encoding_format must be 'float' or 'base64'");
+        }
+        if (json_object_get(o, "dimensions") && !json_is_null(json_object_get(o, "dimensions")))
+            return oai_errorf(err, 400, INVALID, "dimensions", "'dimensions' is not supported");
+    }
+    return get_bool(o, "truncate", &r->truncate, err);
+}
+
+/* rerank: {query, documents: [str | {text}], top_n, return_documents} or TEI's {query, texts,
+ * return_text}. */
+static int parse_rerank(json_t *o, oai_request *r, oai_error *err) {
+    json_t *q = json_object_get(o, "query");
+    if (!q || json_is_null(q)) return oai_errorf(err, 400, INVALID, "query", "'query' is required");
+    if (!json_is_string(q)) return bad_type(err, "query", "a string");
+    if (json_string_length(q) == 0) return oai_errorf(err, 400, INVALID, "query", "'query' is empty");
+    if (!(r->query = dup_str(q))) return oai_errorf(err, 500, "server_error", "query", "out of memory");
+    json_t *d = json_object_get(o, "documents");
+    const char *key = "documents";
+    if (!d || json_is_null(d)) {
+        d = json_object_get(o, "texts");
+        key = "texts";
+        r->tei = d && !json_is_null(d);
+    }
+    if (!d || json_is_null(d))
+        return oai_errorf(err, 400, INVALID, "documents", "'documents' is required");
+    if (!json_is_array(d)) return bad_type(err, key, "an array of strings");
+    size_t n = json_array_size(d);
+    if (n == 0) return oai_errorf(err, 400, INVALID, key, "'%s' is empty", key);
+    if (n > OAI_MAX_INPUTS)
+        return oai_errorf(err, 400, INVALID, key, "%zu documents; at most %d per request", n,
+                          OAI_MAX_INPUTS);
+    if (!(r->documents = calloc(n, sizeof *r->documents)))
+        return oai_errorf(err, 500, "server_error", key, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(d, i);
+        if (json_is_object(e) && !r->tei) e = json_object_get(e, "text");
+        if (!json_is_string(e))
+            return bad_type(err, key, r->tei ? "an array of strings" : "an array of strings or {\"text\": string} objects");
+        if (json_string_length(e) == 0) return oai_errorf(err, 400, INVALID, key, "document %zu is empty", i);
+        r->n_documents = i + 1;
+        if (!(r->documents[i] = dup_str(e))) return oai_errorf(err, 500, "server_error", key, "out of memory");
+    }
+    int64_t x = 0;
+    if (get_int(o, "top_n", 1, OAI_MAX_INPUTS, &x, err)) return -1;
+    r->top_n = (int32_t)x;
+    if (get_bool(o, "return_documents", &r->return_documents, err) ||
+        get_bool(o, "return_text", &r->return_text, err) || get_bool(o, "truncate", &r->truncate, err))
+        return -1;
     return 0;
 }
 
@@ -289,7 +369,20 @@ static int parse_stop(json_t *o, oai_request *r, oai_error *err) {
 static int parse_common(json_t *o, oai_request *r, oai_error *err) {
     int64_t x;
     if (get_str(o, "model", &r->model, err) || get_str(o, "user", &r->user, err)) return -1;
-    if (r->kind == OAI_EMBEDDING) return 0;
+    if (r->kind == OAI_EMBEDDING || r->kind == OAI_RERANK || r->kind == OAI_CLASSIFY) {
+        /* the scheduling extensions apply to encoders too */
+        double dl = 0;
+        if (get_num(o, "deadline_ms", 0, 86400000.0, &dl, err)) return -1;
+        if (json_object_get(o, "deadline_ms") && !json_is_null(json_object_get(o, "deadline_ms"))) {
+            if (!(dl > 0)) return oai_errorf(err, 400, INVALID, "deadline_ms", "'deadline_ms' must be > 0");
+            r->has_deadline = true;
+            r->deadline_ms = dl;
+        }
+        x = 0;
+        if (get_int(o, "priority", -100, 100, &x, err)) return -1;
+        r->priority = (int32_t)x;
+        return 0;
+    }
 
     x = r->max_tokens;
     if (get_int(o, "max_tokens", 1, INT32_MAX, &x, err)) return -1;
@@ -375,6 +468,7 @@ int oai_parse_request_doc(oai_kind kind, const char *body, size_t len, oai_reque
     if (!json_is_object(o)) rc = oai_errorf(err, 400, INVALID, NULL, "the body must be a JSON object");
     else if (kind == OAI_COMPLETION) rc = parse_prompt(o, r, err);
     else if (kind == OAI_CHAT) rc = parse_messages(o, r, err);
+    else if (kind == OAI_RERANK) rc = parse_rerank(o, r, err);
     else rc = parse_input(o, r, err);
     if (rc == 0) rc = parse_common(o, r, err);
     if (rc == 0 && doc) *doc = o;

@@ -1,8 +1,8 @@
 /*
  * api/oai_req — OpenAI-compatible request bodies, parsed into C structs at the edge.
  *
- * The HTTP layer hands the raw body of POST /v1/completions, /v1/chat/completions or
- * /v1/embeddings to oai_parse_request(); everything after that sees only oai_request. Bad input
+ * The HTTP layer hands the raw body of POST /v1/completions, /v1/chat/completions,
+ * /v1/embeddings, /v1/rerank or /v1/classify to oai_parse_request(); everything after that sees only oai_request. Bad input
  * (malformed JSON, wrong types, out-of-range values, invalid UTF-8, values shoal does not
  * support such as n > 1) gives an oai_error with the HTTP status, OpenAI's error type and the
  * offending parameter; unknown fields are ignored, as OpenAI-compatible servers do.
@@ -22,7 +22,17 @@
 
 #define OAI_MAX_STOP 4
 
-typedef enum oai_kind { OAI_COMPLETION, OAI_CHAT, OAI_EMBEDDING } oai_kind;
+typedef enum oai_kind {
+    OAI_COMPLETION,
+    OAI_CHAT,
+    OAI_EMBEDDING,
+    OAI_RERANK,   /* POST /v1/rerank (llama-server's request and response; also TEI's "texts") */
+    OAI_CLASSIFY, /* POST /v1/classify (shoal) */
+    OAI_KIND_COUNT
+} oai_kind;
+
+/* The most inputs of one embeddings / classify request, and documents of one rerank. */
+#define OAI_MAX_INPUTS 2048
 
 typedef struct oai_message {
     char *role;    /* system | developer | user | assistant | tool */
@@ -42,9 +52,24 @@ typedef struct oai_request {
     oai_message *messages;  /* n_messages >= 1 */
     size_t n_messages;
 
-    /* embeddings: n_inputs texts */
-    char **inputs;
+    /* embeddings, classify: n_inputs inputs, all texts (inputs[i]) or all token ids
+     * (input_ids[i], n_input_ids[i] of them; embeddings only), never mixed */
+    char **inputs;             /* NULL when the inputs are token ids */
+    int32_t **input_ids;       /* NULL when the inputs are texts */
+    size_t *n_input_ids;
     size_t n_inputs;
+    bool base64;               /* embeddings: encoding_format "base64" (little-endian float32) */
+    bool truncate;             /* shoal: cut an input longer than the context to fit it,
+                                * instead of answering 400 (embeddings, classify, rerank) */
+
+    /* rerank */
+    char *query;
+    char **documents;          /* strings, or the "text" of {"text": ...} objects */
+    size_t n_documents;
+    int32_t top_n;             /* results to return; 0: all */
+    bool return_documents;     /* results carry {"document": {"text": ...}} */
+    bool tei;                  /* TEI's form: "texts" in, a bare array of {index, score} out */
+    bool return_text;          /* TEI: results carry "text" */
 
     /* sampling and limits */
     int32_t max_tokens;     /* >= 1, or -1 for no limit but the context */

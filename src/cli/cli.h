@@ -7,6 +7,7 @@
 #ifndef SHOAL_CLI_CLI_H
 #define SHOAL_CLI_CLI_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 int cmd_inspect(int argc, char **argv);
@@ -18,6 +19,10 @@ int cmd_detokenize(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_bench_encoder(int argc, char **argv); /* shoal bench on an encoder file */
+int cmd_embed(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
+int cmd_rerank(int argc, char **argv);
 
 /* Prints "shoal: error: ..." to stderr; returns 1 (the exit status for errors). */
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -28,5 +33,9 @@ int cli_long(const char *opt, const char *s, long lo, long hi, long *out);
 int cli_int(const char *opt, const char *s, long lo, long hi, int *out);
 int cli_float(const char *opt, const char *s, float *out);
 int cli_u64(const char *opt, const char *s, uint64_t *out); /* any unsigned 64-bit integer */
+
+/* In-place unescape of \n \t \r \\ \xHH in s[0..n) (other backslashes stay); returns
+ * the new length. The escapes of the line-oriented commands' input (tokenize, embed, ...). */
+size_t cli_unescape(char *s, size_t n);
 
 #endif

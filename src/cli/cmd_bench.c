@@ -15,6 +15,8 @@
 
 #include "cli/cli.h"
 #include "engine/engine.h"
+#include "gguf/gguf.h"
+#include "model/encoder.h"
 #include "model/model.h"
 
 static void usage(FILE *f) {
@@ -92,7 +94,20 @@ static double run_tg(engine *e, int n, int ns, int depth, int n_batch, int n_voc
     return now_ms() - t;
 }
 
+/* The file named by -m / --model is an encoder (its own benchmark, cmd_bench_enc.c). */
+static bool encoder_arg(int argc, char **argv) {
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) {
+            gguf_ctx *g = gguf_open(argv[i + 1], NULL);
+            bool enc = g && encoder_is_encoder_file(g);
+            gguf_free(g);
+            return enc;
+        }
+    return false;
+}
+
 int cmd_bench(int argc, char **argv) {
+    if (encoder_arg(argc, argv)) return cmd_bench_encoder(argc, argv);
     const char *model_path = NULL;
     int p = 128, n = 64, r = 3, n_threads = 0, json = 0, kv_f32 = 0, ns = 1, depth = 0;
     model_params mp = {0};

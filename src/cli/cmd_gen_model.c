@@ -1,11 +1,13 @@
 /*
- * shoal gen-model — seeded random-weight llama / qwen2 models for tests and benchmarks.
+ * shoal gen-model — seeded random-weight llama / qwen2 decoders and bert / nomic-bert encoders
+ * for tests and benchmarks.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "model/encoder.h"
 #include "model/modelgen.h"
 #include "tensor/dtype.h"
 
@@ -26,7 +28,12 @@ static void usage(FILE *f) {
           "  --ctx N              context length (2048)      --rope-theta X (10000)\n"
           "  --norm-eps X         RMSNorm epsilon (1e-5)     --tied       no output.weight\n"
           "  --qkv-bias           attention biases           --dtype f32|f16 (f32)\n"
-          "  --seed N (0)  --init-std X (0.02)  --norm-std X (0.1)  --name NAME\n",
+          "  --seed N (0)  --init-std X (0.02)  --norm-std X (0.1)  --name NAME\n"
+          "encoders (--arch bert|nomic-bert; ffn 4*dim, ctx 512, norm-eps 1e-12 by default):\n"
+          "  --pooling none|mean|cls|last|rank (mean)   --cls-labels A,B,C  a sequence head\n"
+          "  --cls-dense   dense + tanh before it        --tok-labels O,B-x,I-x  a token head\n"
+          "  --tok-only    the token head as cls.output (shoal.classifier.task = token)\n"
+          "  --type-vocab N   token type rows (2)\n",
           f);
 }
 
@@ -47,6 +54,12 @@ int cmd_gen_model(int argc, char **argv) {
             continue;
         } else if (!strcmp(a, "--qkv-bias")) {
             p.qkv_bias = true;
+            continue;
+        } else if (!strcmp(a, "--cls-dense")) {
+            p.cls_dense = true;
+            continue;
+        } else if (!strcmp(a, "--tok-only")) {
+            p.tok_only = true;
             continue;
         }
         if (!v) {
@@ -70,6 +83,13 @@ int cmd_gen_model(int argc, char **argv) {
         else if (!strcmp(a, "--init-std")) rc = cli_float(a, v, &p.init_std);
         else if (!strcmp(a, "--norm-std")) rc = cli_float(a, v, &p.norm_std);
         else if (!strcmp(a, "--seed")) rc = cli_u64(a, v, &p.seed);
+        else if (!strcmp(a, "--cls-labels")) p.cls_labels = v;
+        else if (!strcmp(a, "--tok-labels")) p.tok_labels = v;
+        else if (!strcmp(a, "--type-vocab")) rc = parse_u32(a, v, &p.type_vocab);
+        else if (!strcmp(a, "--pooling")) {
+            p.pooling = encoder_pooling_from_name(v);
+            if (p.pooling < 0) rc = cli_error("--pooling: '%s' is not one of none, mean, cls, last, rank", v);
+        }
         else if (!strcmp(a, "--dtype")) {
             int t = dtype_from_name(v);
             if (t != DT_F32 && t != DT_F16) rc = cli_error("--dtype: '%s' (f32 or f16)", v);

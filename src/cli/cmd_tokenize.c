@@ -53,36 +53,6 @@ static int parse_opts(int argc, char **argv, opts *o, int allow_tok, const char 
     return 0;
 }
 
-static int hexv(int c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* In-place unescape of \n \t \r \\ \xHH; other backslashes stay. Returns the new length. */
-static size_t unescape(char *s, size_t n) {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '\\' && i + 1 < n) {
-            char c = s[i + 1];
-            if (c == 'n' || c == 't' || c == 'r' || c == '\\') {
-                s[o++] = c == 'n' ? '\n' : c == 't' ? '\t' : c == 'r' ? '\r' : '\\';
-                i++;
-                continue;
-            }
-            if (c == 'x' && i + 3 < n && hexv((unsigned char)s[i + 2]) >= 0 &&
-                hexv((unsigned char)s[i + 3]) >= 0) {
-                s[o++] = (char)(hexv((unsigned char)s[i + 2]) * 16 + hexv((unsigned char)s[i + 3]));
-                i += 3;
-                continue;
-            }
-        }
-        s[o++] = s[i];
-    }
-    return o;
-}
-
 /* Strict UTF-8 length of the sequence at s, 0 when not valid. */
 static int utf8_len(const unsigned char *s, size_t n) {
     unsigned c = s[0], lo = 0x80, hi = 0xBF;
@@ -182,7 +152,7 @@ int cmd_tokenize(int argc, char **argv) {
         while ((k = getline(&line, &cap, stdin)) >= 0) {
             size_t n = (size_t)k;
             if (n && line[n - 1] == '\n') n--;
-            n = unescape(line, n);
+            n = cli_unescape(line, n);
             ids.n = 0;
             if (tok_tokenize(v, line, n, !o.no_bos, o.special, &ids, &err)) {
                 rc = cli_error("%s", err.msg);

@@ -27,6 +27,9 @@ static const command commands[] = {
     {"tokenize", cmd_tokenize, "text lines (or a JSON array) -> token ids with a model's tokenizer"},
     {"serve", cmd_serve, "serve models behind the OpenAI-compatible HTTP API"},
     {"detokenize", cmd_detokenize, "token id lines -> text with a model's tokenizer"},
+    {"embed", cmd_embed, "sentence embeddings with an encoder (BERT / nomic-bert GGUF)"},
+    {"classify", cmd_classify, "labels, probabilities and entities with an encoder's heads"},
+    {"rerank", cmd_rerank, "order documents by relevance to a query with a reranker"},
 };
 
 int cli_error(const char *fmt, ...) {
@@ -71,6 +74,35 @@ int cli_float(const char *opt, const char *s, float *out) {
     if (!*s || *end) return cli_error("%s: '%s' is not a number", opt, s);
     *out = v;
     return 0;
+}
+
+static int hexv(int c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+size_t cli_unescape(char *s, size_t n) {
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\\' && i + 1 < n) {
+            char c = s[i + 1];
+            if (c == 'n' || c == 't' || c == 'r' || c == '\\') {
+                s[o++] = c == 'n' ? '\n' : c == 't' ? '\t' : c == 'r' ? '\r' : '\\';
+                i++;
+                continue;
+            }
+            if (c == 'x' && i + 3 < n && hexv((unsigned char)s[i + 2]) >= 0 &&
+                hexv((unsigned char)s[i + 3]) >= 0) {
+                s[o++] = (char)(hexv((unsigned char)s[i + 2]) * 16 + hexv((unsigned char)s[i + 3]));
+                i += 3;
+                continue;
+            }
+        }
+        s[o++] = s[i];
+    }
+    return o;
 }
 
 static void usage(FILE *f) {

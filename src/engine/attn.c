@@ -128,9 +128,29 @@ static void wsum_f16h_n(float *const *y, const float *const *ms, const float *co
     for (int j = 0; j < nh; j++) wsum_f16h(y[j], ms[j], vs[j], x[j], stride, nt, n);
 }
 
+static void scores_f32(float *s, int s_stride, const float *q, size_t q_stride, const float *kt,
+                       int np, int nq, int hd, float scale) {
+    for (int i = 0; i < nq; i++)
+        for (int j = 0; j < np; j++) {
+            float acc = 0.0f;
+            for (int d = 0; d < hd; d++) acc = fmaf(q[i * q_stride + d], kt[(size_t)d * np + j], acc);
+            s[(size_t)i * s_stride + j] = acc * scale;
+        }
+}
+
+static void wsum_rows_f32(float *out, size_t o_stride, const float *p, int p_stride,
+                          const float *v, size_t v_stride, int nq, int nk, int hd) {
+    for (int i = 0; i < nq; i++)
+        for (int d = 0; d < hd; d++) {
+            float acc = 0.0f;
+            for (int j = 0; j < nk; j++) acc = fmaf(p[(size_t)i * p_stride + j], v[j * v_stride + d], acc);
+            out[i * o_stride + d] = acc;
+        }
+}
+
 static const attn_ops attn_ops_scalar = {
     dot_f16, dot_f32, axpy_f16, axpy_f32, wsum_f16, wsum_f32, dots_f16, dots_f32, to_f16,
-    dot_f16h, mad_f16h, scale_f16h, dots_f16h, wsum_f16h, wsum_f16h_n,
+    dot_f16h, mad_f16h, scale_f16h, dots_f16h, wsum_f16h, wsum_f16h_n, scores_f32, wsum_rows_f32,
 };
 
 float attn_online_softmax(float *s, float *ms, int nt) {

@@ -81,6 +81,18 @@ typedef struct attn_ops {
      * previous one's f16 rounding, so one head alone leaves the core mostly idle). */
     void (*wsum_f16h_n)(float *const *y, const float *const *ms, const float *const *vs,
                         const uint16_t *const *x, size_t stride, int nt, int n, int nh);
+    /* Blocked f32 attention for an encoder (one input's one head, every query over every
+     * key), in two steps around a row softmax. The keys come transposed: kt[d * np + j] is
+     * element d of key j, for j < np (np a multiple of 16, keys past the input zero).
+     *   scores_f32: s[i * s_stride + j] = scale * sum_d q[i * q_stride + d] * kt[d * np + j]
+     *               for i < nq, j < np, d < hd summed in order (one FMA chain per element);
+     *   wsum_rows_f32: out[i * o_stride + d] = sum_j p[i * p_stride + j] * v[j * v_stride + d]
+     *               for i < nq, d < hd, j < nk summed in order (one FMA chain per element).
+     * Every version gives the same bits (the same FMA chains), whatever nq is. */
+    void (*scores_f32)(float *s, int s_stride, const float *q, size_t q_stride, const float *kt,
+                       int np, int nq, int hd, float scale);
+    void (*wsum_rows_f32)(float *out, size_t o_stride, const float *p, int p_stride,
+                          const float *v, size_t v_stride, int nq, int nk, int hd);
 } attn_ops;
 
 #define ATTN_WSUM_MAX_HEADS 4

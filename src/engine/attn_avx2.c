@@ -309,7 +309,76 @@ static void wsum_f16h_n(float *const *y, const float *const *ms, const float *co
     for (int j = 0; j < nh; j++) wsum_f16h(y[j], ms[j], vs[j], x[j], stride, nt, n);
 }
 
+/* ============================================================ encoder blocks ===== */
+
+/* attn.h's scores_f32: 8 keys per register, 4 queries at a time sharing each kt load. */
+static void scores_f32(float *s, int s_stride, const float *q, size_t q_stride, const float *kt,
+                       int np, int nq, int hd, float scale) {
+    const __m256 vs = _mm256_set1_ps(scale);
+    int i = 0;
+    for (; i + 4 <= nq; i += 4) {
+        const float *q0 = q + i * q_stride;
+        for (int j = 0; j < np; j += 8) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int d = 0; d < hd; d++) {
+                const __m256 k = _mm256_loadu_ps(kt + (size_t)d * np + j);
+                a0 = _mm256_fmadd_ps(_mm256_set1_ps(q0[d]), k, a0);
+                a1 = _mm256_fmadd_ps(_mm256_set1_ps(q0[q_stride + d]), k, a1);
+                a2 = _mm256_fmadd_ps(_mm256_set1_ps(q0[2 * q_stride + d]), k, a2);
+                a3 = _mm256_fmadd_ps(_mm256_set1_ps(q0[3 * q_stride + d]), k, a3);
+            }
+            float *o = s + (size_t)i * s_stride + j;
+            _mm256_storeu_ps(o, _mm256_mul_ps(a0, vs));
+            _mm256_storeu_ps(o + s_stride, _mm256_mul_ps(a1, vs));
+            _mm256_storeu_ps(o + 2 * s_stride, _mm256_mul_ps(a2, vs));
+            _mm256_storeu_ps(o + 3 * s_stride, _mm256_mul_ps(a3, vs));
+        }
+    }
+    for (; i < nq; i++)
+        for (int j = 0; j < np; j += 8) {
+            __m256 a = _mm256_setzero_ps();
+            for (int d = 0; d < hd; d++)
+                a = _mm256_fmadd_ps(_mm256_set1_ps(q[i * q_stride + d]),
+                                    _mm256_loadu_ps(kt + (size_t)d * np + j), a);
+            _mm256_storeu_ps(s + (size_t)i * s_stride + j, _mm256_mul_ps(a, vs));
+        }
+}
+
+/* attn.h's wsum_rows_f32: 8 elements per register (the last ones masked), 4 queries at a time
+ * sharing each V load. */
+static void wsum_rows_f32(float *out, size_t o_stride, const float *p, int p_stride,
+                          const float *v, size_t v_stride, int nq, int nk, int hd) {
+    for (int d = 0; d < hd; d += 8) {
+        const int w = hd - d < 8 ? hd - d : 8;
+        const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(w), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        int i = 0;
+        for (; i + 4 <= nq; i += 4) {
+            const float *p0 = p + (size_t)i * p_stride;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int j = 0; j < nk; j++) {
+                const __m256 x = _mm256_maskload_ps(v + j * v_stride + d, m);
+                a0 = _mm256_fmadd_ps(_mm256_set1_ps(p0[j]), x, a0);
+                a1 = _mm256_fmadd_ps(_mm256_set1_ps(p0[p_stride + j]), x, a1);
+                a2 = _mm256_fmadd_ps(_mm256_set1_ps(p0[2 * p_stride + j]), x, a2);
+                a3 = _mm256_fmadd_ps(_mm256_set1_ps(p0[3 * p_stride + j]), x, a3);
+            }
+            float *o = out + i * o_stride + d;
+            _mm256_maskstore_ps(o, m, a0);
+            _mm256_maskstore_ps(o + o_stride, m, a1);
+            _mm256_maskstore_ps(o + 2 * o_stride, m, a2);
+            _mm256_maskstore_ps(o + 3 * o_stride, m, a3);
+        }
+        for (; i < nq; i++) {
+            __m256 a = _mm256_setzero_ps();
+            for (int j = 0; j < nk; j++)
+                a = _mm256_fmadd_ps(_mm256_set1_ps(p[(size_t)i * p_stride + j]),
+                                    _mm256_maskload_ps(v + j * v_stride + d, m), a);
+            _mm256_maskstore_ps(out + i * o_stride + d, m, a);
+        }
+    }
+}
+
 const attn_ops attn_ops_avx2 = {
     dot_f16, dot_f32, axpy_f16, axpy_f32, wsum_f16, wsum_f32, dots_f16, dots_f32, to_f16,
-    dot_f16h, mad_f16h, scale_f16h, dots_f16h, wsum_f16h, wsum_f16h_n,
+    dot_f16h, mad_f16h, scale_f16h, dots_f16h, wsum_f16h, wsum_f16h_n, scores_f32, wsum_rows_f32,
 };

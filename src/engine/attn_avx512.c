@@ -337,7 +337,78 @@ static void wsum_f32(float *y, const float *p, const float *x, size_t stride, in
     if (i < n) attn_ops_avx2.wsum_f32(y + i, p, x + i, stride, nt, n - i);
 }
 
+/* ============================================================ encoder blocks ===== */
+
+/* attn.h's scores_f32: 16 keys per register, 4 queries at a time sharing each kt load. */
+static void scores_f32(float *s, int s_stride, const float *q, size_t q_stride, const float *kt,
+                       int np, int nq, int hd, float scale) {
+    const __m512 vs = _mm512_set1_ps(scale);
+    int i = 0;
+    for (; i + 4 <= nq; i += 4) {
+        const float *q0 = q + i * q_stride;
+        for (int j = 0; j < np; j += 16) {
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int d = 0; d < hd; d++) {
+                const __m512 k = _mm512_loadu_ps(kt + (size_t)d * np + j);
+                a0 = _mm512_fmadd_ps(_mm512_set1_ps(q0[d]), k, a0);
+                a1 = _mm512_fmadd_ps(_mm512_set1_ps(q0[q_stride + d]), k, a1);
+                a2 = _mm512_fmadd_ps(_mm512_set1_ps(q0[2 * q_stride + d]), k, a2);
+                a3 = _mm512_fmadd_ps(_mm512_set1_ps(q0[3 * q_stride + d]), k, a3);
+            }
+            float *o = s + (size_t)i * s_stride + j;
+            _mm512_storeu_ps(o, _mm512_mul_ps(a0, vs));
+            _mm512_storeu_ps(o + s_stride, _mm512_mul_ps(a1, vs));
+            _mm512_storeu_ps(o + 2 * s_stride, _mm512_mul_ps(a2, vs));
+            _mm512_storeu_ps(o + 3 * s_stride, _mm512_mul_ps(a3, vs));
+        }
+    }
+    for (; i < nq; i++)
+        for (int j = 0; j < np; j += 16) {
+            __m512 a = _mm512_setzero_ps();
+            for (int d = 0; d < hd; d++)
+                a = _mm512_fmadd_ps(_mm512_set1_ps(q[i * q_stride + d]),
+                                    _mm512_loadu_ps(kt + (size_t)d * np + j), a);
+            _mm512_storeu_ps(s + (size_t)i * s_stride + j, _mm512_mul_ps(a, vs));
+        }
+}
+
+/* attn.h's wsum_rows_f32: 16 elements per register (the last ones masked), 4 queries at a
+ * time sharing each V load. */
+static void wsum_rows_f32(float *out, size_t o_stride, const float *p, int p_stride,
+                          const float *v, size_t v_stride, int nq, int nk, int hd) {
+    for (int d = 0; d < hd; d += 16) {
+        const int w = hd - d < 16 ? hd - d : 16;
+        const __mmask16 m = (__mmask16)((1u << w) - 1);
+        int i = 0;
+        for (; i + 4 <= nq; i += 4) {
+            const float *p0 = p + (size_t)i * p_stride;
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int j = 0; j < nk; j++) {
+                const __m512 x = _mm512_maskz_loadu_ps(m, v + j * v_stride + d);
+                a0 = _mm512_fmadd_ps(_mm512_set1_ps(p0[j]), x, a0);
+                a1 = _mm512_fmadd_ps(_mm512_set1_ps(p0[p_stride + j]), x, a1);
+                a2 = _mm512_fmadd_ps(_mm512_set1_ps(p0[2 * p_stride + j]), x, a2);
+                a3 = _mm512_fmadd_ps(_mm512_set1_ps(p0[3 * p_stride + j]), x, a3);
+            }
+            float *o = out + i * o_stride + d;
+            _mm512_mask_storeu_ps(o, m, a0);
+            _mm512_mask_storeu_ps(o + o_stride, m, a1);
+            _mm512_mask_storeu_ps(o + 2 * o_stride, m, a2);
+            _mm512_mask_storeu_ps(o + 3 * o_stride, m, a3);
+        }
+        for (; i < nq; i++) {
+            __m512 a = _mm512_setzero_ps();
+            for (int j = 0; j < nk; j++)
+                a = _mm512_fmadd_ps(_mm512_set1_ps(p[(size_t)i * p_stride + j]),
+                                    _mm512_maskz_loadu_ps(m, v + j * v_stride + d), a);
+            _mm512_mask_storeu_ps(out + i * o_stride + d, m, a);
+        }
+    }
+}
+
 void attn_avx512_patch(attn_ops *ops) {
+    ops->scores_f32 = scores_f32;
+    ops->wsum_rows_f32 = wsum_rows_f32;
     ops->dot_f16h = dot_f16h;
     ops->dots_f16h = dots_f16h;
     ops->wsum_f16h = wsum_f16h;

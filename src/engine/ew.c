@@ -4,6 +4,9 @@
 #include "engine/ew.h"
 
 #include <math.h>
+#include <pthread.h>
+
+#include "core/half.h"
 
 #include "tensor/vecdot.h"
 
@@ -97,8 +100,66 @@ static int64_t argmax(const float *x, int64_t n) {
     return 0; /* not reached: mx is one of the x[i] */
 }
 
-const ew_ops ew_ops_scalar = {silu_mul, softmax, rope, argmax};
+float ew_sum8(const float *x, int n) {
+    float a[8] = {0};
+    const int n8 = n & ~7;
+    for (int i = 0; i < n8; i++) a[i & 7] += x[i];
+    for (int i = n8; i < n; i++) a[i - n8] += x[i];
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
+static void layernorm(float *out, const float *x, const float *w, const float *b, int n,
+                      float eps) {
+    const float mean = ew_sum8(x, n) / (float)n;
+    float a[8] = {0};
+    const int n8 = n & ~7;
+    for (int i = 0; i < n; i++) {
+        const float d = x[i] - mean;
+        a[i < n8 ? (i & 7) : i - n8] += d * d;
+    }
+    const float var = (((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))) / (float)n;
+    const float scale = 1.0f / sqrtf(var + eps);
+    for (int i = 0; i < n; i++) {
+        const float y = ((x[i] - mean) * scale) * w[i];
+        out[i] = b ? y + b[i] : y;
+    }
+}
+
+float ew_gelu_f32(float x) {
+    const float c = 0.79788456080286535587989211986876f; /* sqrt(2 / pi) */
+    return 0.5f * x * (1.0f + tanhf(c * x * (1.0f + 0.044715f * x * x)));
+}
+
+float ew_gelu_table[65536];
+
+static void gelu_table_init(void) {
+    for (uint32_t h = 0; h < 65536; h++)
+        ew_gelu_table[h] = half_to_f32(half_from_f32(ew_gelu_f32(half_to_f32((uint16_t)h))));
+}
+
+static void gelu(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        const float v = x[i];
+        if (v <= -10.0f) x[i] = 0.0f;
+        else if (v < 10.0f) x[i] = ew_gelu_table[half_from_f32(v)]; /* NaN: the table's NaN */
+    }
+}
+
+static void add(float *x, const float *a, const float *b, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float y = x[i];
+        if (a) y += a[i];
+        if (b) y += b[i];
+        x[i] = y;
+    }
+}
+
+const ew_ops ew_ops_scalar = {silu_mul, softmax, rope, argmax, layernorm, gelu, add};
 
 /* As attn_get(): vecdot's AVX2 level is compiled with the same flags and chosen only when the
  * CPU supports them (SHOAL_ISA included). */
-const ew_ops *ew_get(void) { return vecdot_best_isa() >= ISA_AVX2 ? &ew_ops_avx2 : &ew_ops_scalar; }
+const ew_ops *ew_get(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, gelu_table_init);
+    return vecdot_best_isa() >= ISA_AVX2 ? &ew_ops_avx2 : &ew_ops_scalar;
+}

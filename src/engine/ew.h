@@ -35,7 +35,32 @@ typedef struct ew_ops {
      * answer is 0 when x[0] is NaN or n <= 1 (exactly what the plain loop
      * "if (x[i] > x[best]) best = i" from best = 0 gives). */
     int64_t (*argmax)(const float *x, int64_t n);
+    /* LayerNorm of one row, as llama.cpp's norm followed by its multiplication with the weight
+     * and addition of the bias (three roundings, no FMA): mean = ew_sum8(x) / n, d = x - mean,
+     * var = ew_sum8(d * d) / n (each square rounded), out = ((d * (1 / sqrtf(var + eps))) * w)
+     * + b. out may be x. b may be NULL (no bias). */
+    void (*layernorm)(float *out, const float *x, const float *w, const float *b, int n,
+                      float eps);
+    /* GELU in place, as llama.cpp's CPU backend computes it: x <= -10 gives 0, x >= 10 gives
+     * x, otherwise the tanh form of x rounded to f16, evaluated in float and rounded to f16
+     * (its lookup table, ew_gelu_table); NaN stays NaN. */
+    void (*gelu)(float *x, int64_t n);
+    /* x[i] = (x[i] + a[i]) + b[i] for i < n, a and / or b NULL meaning none (a bias and a
+     * residual, added in that order with two roundings) */
+    void (*add)(float *x, const float *a, const float *b, int64_t n);
 } ew_ops;
+
+/* The sum of x[0..n) in the order the SIMD versions use: eight float lanes, element i going
+ * to lane i % 8 (the last n % 8 elements to lanes 0.. in order), the lanes then summed as
+ * ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)). */
+float ew_sum8(const float *x, int n);
+
+/* The tanh-form GELU in float: 0.5 x (1 + tanh(sqrt(2 / pi) x (1 + 0.044715 x^2))). */
+float ew_gelu_f32(float x);
+
+/* f32(f16(ew_gelu_f32(f16 value h))) for every f16 bit pattern h: the table behind the gelu
+ * op (built by ew_get(); 256 KiB). */
+extern float ew_gelu_table[65536];
 
 /*
  * exp(x) in the arithmetic of llama.cpp's AVX-512 vector exp (ggml_v_expf, used by its SiLU and

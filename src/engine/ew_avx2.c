@@ -150,4 +150,83 @@ static int64_t argmax(const float *x, int64_t n) {
     return 0; /* not reached: mx is one of the x[i] */
 }
 
-const ew_ops ew_ops_avx2 = {silu_mul, softmax, rope, argmax};
+/* ============================================================ LayerNorm, GELU ===== */
+
+/* The first n (< 8) lanes set. */
+static inline __m256i lanes(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* hsum8 (above) adds the lanes in ew_sum8's order: ((a0 + a4) + (a2 + a6)) + ((a1 + a5) +
+ * (a3 + a7)). */
+static void layernorm(float *out, const float *x, const float *w, const float *b, int n,
+                      float eps) {
+    const int n8 = n & ~7;
+    __m256 a = _mm256_setzero_ps();
+    for (int i = 0; i < n8; i += 8) a = _mm256_add_ps(a, _mm256_loadu_ps(x + i));
+    if (n > n8) a = _mm256_add_ps(a, _mm256_maskload_ps(x + n8, lanes(n - n8)));
+    const float mean = hsum8(a) / (float)n;
+    const __m256 vm = _mm256_set1_ps(mean);
+    a = _mm256_setzero_ps();
+    for (int i = 0; i < n8; i += 8) {
+        const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm);
+        a = _mm256_add_ps(a, _mm256_mul_ps(d, d));
+    }
+    if (n > n8) {
+        const __m256i m = lanes(n - n8);
+        const __m256 d = _mm256_and_ps(_mm256_sub_ps(_mm256_maskload_ps(x + n8, m), vm),
+                                       _mm256_castsi256_ps(m));
+        a = _mm256_add_ps(a, _mm256_mul_ps(d, d));
+    }
+    const float scale = 1.0f / sqrtf(hsum8(a) / (float)n + eps);
+    const __m256 vs = _mm256_set1_ps(scale);
+    int i = 0;
+    for (; i < n8; i += 8) {
+        __m256 y = _mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), vs),
+                                 _mm256_loadu_ps(w + i));
+        if (b) y = _mm256_add_ps(y, _mm256_loadu_ps(b + i));
+        _mm256_storeu_ps(out + i, y);
+    }
+    for (; i < n; i++) {
+        const float y = ((x[i] - mean) * scale) * w[i];
+        out[i] = b ? y + b[i] : y;
+    }
+}
+
+/* The table lookup of ew.c's gelu, 8 lanes at a time: F16C rounds to f16 (to nearest even, as
+ * half_from_f32), the f16 bits index the float table. */
+static void gelu(float *x, int64_t n) {
+    const __m256 lo = _mm256_set1_ps(-10.0f), hi = _mm256_set1_ps(10.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m256 y = _mm256_i32gather_ps(ew_gelu_table, _mm256_cvtepu16_epi32(h), 4);
+        y = _mm256_blendv_ps(y, v, _mm256_cmp_ps(v, hi, _CMP_GE_OQ));
+        y = _mm256_blendv_ps(y, _mm256_setzero_ps(), _mm256_cmp_ps(v, lo, _CMP_LE_OQ));
+        _mm256_storeu_ps(x + i, y);
+    }
+    for (; i < n; i++) {
+        const float v = x[i];
+        if (v <= -10.0f) x[i] = 0.0f;
+        else if (v < 10.0f) x[i] = ew_gelu_table[_cvtss_sh(v, _MM_FROUND_TO_NEAREST_INT)];
+    }
+}
+
+static void add(float *x, const float *a, const float *b, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 y = _mm256_loadu_ps(x + i);
+        if (a) y = _mm256_add_ps(y, _mm256_loadu_ps(a + i));
+        if (b) y = _mm256_add_ps(y, _mm256_loadu_ps(b + i));
+        _mm256_storeu_ps(x + i, y);
+    }
+    for (; i < n; i++) {
+        float y = x[i];
+        if (a) y += a[i];
+        if (b) y += b[i];
+        x[i] = y;
+    }
+}
+
+const ew_ops ew_ops_avx2 = {silu_mul, softmax, rope, argmax, layernorm, gelu, add};

@@ -26,6 +26,8 @@ void modelgen_defaults(modelgen_params *p) {
     p->init_std = 0.02f;
     p->norm_std = 0.1f;
     p->dtype = DT_F32;
+    p->pooling = 1;
+    p->type_vocab = 2;
 }
 
 /* ============================================================ random streams ===== */
@@ -111,9 +113,20 @@ static int add_tensor(gguf_writer *w, buflist *b, const modelgen_params *p, cons
     return gguf_writer_add_tensor(w, name, type, ne1 > 1 ? 2 : 1, ne, data, n * esz);
 }
 
+static bool is_encoder(const char *arch) {
+    return !strcmp(arch, "bert") || !strcmp(arch, "nomic-bert");
+}
+
 static int check_params(const modelgen_params *p, sh_err *err) {
-    if (strcmp(p->arch, "llama") && strcmp(p->arch, "qwen2"))
-        return sh_errf(err, "unsupported architecture '%s' (llama or qwen2)", p->arch);
+    if (strcmp(p->arch, "llama") && strcmp(p->arch, "qwen2") && !is_encoder(p->arch))
+        return sh_errf(err, "unsupported architecture '%s' (llama, qwen2, bert, nomic-bert)", p->arch);
+    if (is_encoder(p->arch)) {
+        if (p->pooling < 0 || p->pooling > 4) return sh_errf(err, "pooling must be 0..4");
+        if (p->tok_only && !p->tok_labels) return sh_errf(err, "tok_only needs tok_labels");
+        if (p->tok_only && p->cls_labels)
+            return sh_errf(err, "a tagger-only file has no sequence head (cls_labels)");
+        if (!p->type_vocab || p->type_vocab > 1024) return sh_errf(err, "type_vocab must be 1..1024");
+    }
     if (!p->vocab) return sh_errf(err, "a vocab GGUF is required (its tokenizer is copied)");
     if (!p->dim || !p->layers || !p->heads || !p->ffn || !p->ctx)
         return sh_errf(err, "dim, layers, heads, ffn and ctx must all be > 0");
@@ -132,6 +145,150 @@ static int check_params(const modelgen_params *p, sh_err *err) {
     return 0;
 }
 
+/* "a,b,c" -> its items (pointers into a malloc'd copy in *store). */
+static int split_labels(const char *list, char **store, const char ***items, uint64_t *n) {
+    *store = strdup(list);
+    size_t cap = 1;
+    for (const char *c = list; *c; c++) cap += *c == ',';
+    *items = calloc(cap, sizeof **items);
+    if (!*store || !*items) return -1;
+    *n = 0;
+    for (char *tok = strtok(*store, ","); tok; tok = strtok(NULL, ",")) (*items)[(*n)++] = tok;
+    return 0;
+}
+
+/* The encoder half of modelgen_write (model/encoder.h's layout). */
+static int write_encoder(const modelgen_params *pin, const char *path, gguf_ctx *voc,
+                         uint64_t n_vocab, uint64_t *n_params_out, sh_err *err) {
+    modelgen_params pp = *pin, *p = &pp;
+    const bool nomic = !strcmp(p->arch, "nomic-bert");
+    if (p->ffn == 172) p->ffn = 4 * p->dim;
+    if (p->ctx == 2048 && !nomic) p->ctx = 512;
+    if (p->norm_eps == 1e-5f) p->norm_eps = 1e-12f;
+    if (p->dim % p->heads) return sh_errf(err, "dim (%u) must be a multiple of heads (%u)", p->dim, p->heads);
+    gguf_writer *w = gguf_writer_init();
+    if (!w) return sh_errf(err, "out of memory");
+    buflist bufs = {0};
+    uint64_t n_params = 0, n_cls = 0, n_tok = 0;
+    char *cls_store = NULL, *tok_store = NULL;
+    const char **cls = NULL, **tok = NULL;
+    int rc = 0;
+    if ((p->cls_labels && split_labels(p->cls_labels, &cls_store, &cls, &n_cls)) ||
+        (p->tok_labels && split_labels(p->tok_labels, &tok_store, &tok, &n_tok)))
+        rc = -1;
+    if (!rc && p->cls_dense && !n_cls) n_cls = 1; /* a dense head alone: a one-output reranker */
+    if (!rc && p->pooling == 4 && !n_cls && !p->tok_only) n_cls = 1;
+    char key[128], desc[512];
+    const char *a = p->arch;
+#define KEY(suffix) (snprintf(key, sizeof key, "%s." suffix, a), key)
+    snprintf(desc, sizeof desc,
+             "shoal gen-model: arch=%s dim=%u layers=%u heads=%u ffn=%u ctx=%u norm_eps=%g "
+             "pooling=%d cls=%s dense=%d tok=%s tok_only=%d dtype=%s seed=%llu", a, p->dim,
+             p->layers, p->heads, p->ffn, p->ctx, p->norm_eps, p->pooling,
+             p->cls_labels ? p->cls_labels : "-", p->cls_dense, p->tok_labels ? p->tok_labels : "-",
+             p->tok_only, dtype_name(p->dtype), (unsigned long long)p->seed);
+    gguf_writer_add_str(w, "general.architecture", a);
+    gguf_writer_add_str(w, "general.name", p->name ? p->name : "shoal-random-encoder");
+    gguf_writer_add_str(w, "general.description", desc);
+    gguf_writer_add_u32(w, "general.file_type", p->dtype == DT_F16 ? 1 : 0);
+    gguf_writer_add_u32(w, KEY("context_length"), p->ctx);
+    gguf_writer_add_u32(w, KEY("embedding_length"), p->dim);
+    gguf_writer_add_u32(w, KEY("feed_forward_length"), p->ffn);
+    gguf_writer_add_u32(w, KEY("block_count"), p->layers);
+    gguf_writer_add_u32(w, KEY("attention.head_count"), p->heads);
+    gguf_writer_add_f32(w, KEY("attention.layer_norm_epsilon"), p->norm_eps);
+    gguf_writer_add_bool(w, KEY("attention.causal"), 0);
+    gguf_writer_add_u32(w, KEY("pooling_type"), (uint32_t)p->pooling);
+    if (nomic) gguf_writer_add_f32(w, KEY("rope.freq_base"), p->rope_theta);
+    if (n_cls && cls) gguf_writer_add_str_arr(w, KEY("classifier.output_labels"), n_cls, cls);
+    if (p->tok_only) {
+        gguf_writer_add_str_arr(w, KEY("classifier.output_labels"), n_tok, tok);
+        gguf_writer_add_str(w, "shoal.classifier.task", "token");
+    } else if (n_tok) {
+        gguf_writer_add_str_arr(w, "shoal.token_classifier.output_labels", n_tok, tok);
+    }
+#undef KEY
+    bool wpm = false, have_bos = false, have_eos = false, have_ttc = false;
+    for (uint64_t i = 0; i < voc->n_kv; i++) {
+        const char *k = voc->kv[i].key;
+        if (strncmp(k, "tokenizer.", 10)) continue;
+        if (!strcmp(k, "tokenizer.ggml.model") && voc->kv[i].val.type == GGUF_STR)
+            wpm = gguf_str_eq(voc->kv[i].val.v.str, "bert");
+        have_bos |= !strcmp(k, "tokenizer.ggml.bos_token_id");
+        have_eos |= !strcmp(k, "tokenizer.ggml.eos_token_id");
+        have_ttc |= !strcmp(k, "tokenizer.ggml.token_type_count");
+        gguf_writer_add(w, k, &voc->kv[i].val);
+    }
+    if (!have_ttc) gguf_writer_add_u32(w, "tokenizer.ggml.token_type_count", p->type_vocab);
+    if (wpm && !have_bos && !have_eos) {
+        gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", 101);
+        gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", 102);
+        gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", 1);
+        gguf_writer_add_bool(w, "tokenizer.ggml.add_eos_token", 1);
+        gguf_writer_add_bool(w, "tokenizer.ggml.add_sep_token", 0);
+    }
+    const double sd = p->init_std, ns = p->norm_std;
+    const uint64_t d = p->dim;
+#define G(name, ne0, ne1, mean, std)                                                               \
+    (rc = rc ? rc : add_tensor(w, &bufs, p, name, ne0, ne1, mean, std, &n_params))
+    G("token_embd.weight", d, n_vocab, 0, sd);
+    G("token_types.weight", d, p->type_vocab, 0, sd);
+    if (!nomic) G("position_embd.weight", d, p->ctx, 0, sd);
+    G("token_embd_norm.weight", d, 1, 1.0, ns);
+    G("token_embd_norm.bias", d, 1, 0, sd);
+    char name[96];
+#define T(fmt, ne0, ne1, mean, std) (snprintf(name, sizeof name, "blk.%u." fmt, l), G(name, ne0, ne1, mean, std))
+    for (uint32_t l = 0; l < p->layers && !rc; l++) {
+        if (nomic) {
+            T("attn_qkv.weight", d, 3 * d, 0, sd);
+        } else {
+            T("attn_q.weight", d, d, 0, sd);
+            T("attn_q.bias", d, 1, 0, sd);
+            T("attn_k.weight", d, d, 0, sd);
+            T("attn_k.bias", d, 1, 0, sd);
+            T("attn_v.weight", d, d, 0, sd);
+            T("attn_v.bias", d, 1, 0, sd);
+        }
+        T("attn_output.weight", d, d, 0, sd);
+        if (!nomic) T("attn_output.bias", d, 1, 0, sd);
+        T("attn_output_norm.weight", d, 1, 1.0, ns);
+        T("attn_output_norm.bias", d, 1, 0, sd);
+        T("ffn_up.weight", d, p->ffn, 0, sd);
+        if (nomic) T("ffn_gate.weight", d, p->ffn, 0, sd);
+        else T("ffn_up.bias", p->ffn, 1, 0, sd);
+        T("ffn_down.weight", p->ffn, d, 0, sd);
+        if (!nomic) T("ffn_down.bias", d, 1, 0, sd);
+        T("layer_output_norm.weight", d, 1, 1.0, ns);
+        T("layer_output_norm.bias", d, 1, 0, sd);
+    }
+#undef T
+    if (p->cls_dense) {
+        G("cls.weight", d, d, 0, sd);
+        G("cls.bias", d, 1, 0, sd);
+    }
+    if (n_cls) {
+        G("cls.output.weight", d, n_cls, 0, sd);
+        G("cls.output.bias", n_cls, 1, 0, sd);
+    }
+    if (n_tok) {
+        G(p->tok_only ? "cls.output.weight" : "shoal.token_cls.output.weight", d, n_tok, 0, sd);
+        G(p->tok_only ? "cls.output.bias" : "shoal.token_cls.output.bias", n_tok, 1, 0, sd);
+    }
+#undef G
+    if (gguf_writer_error(w)) rc = sh_errf(err, "%s: %s", path, gguf_writer_error(w));
+    else if (rc) rc = sh_errf(err, "%s: out of memory generating weights", path);
+    else rc = gguf_writer_write(w, path, err);
+    for (size_t i = 0; i < bufs.n; i++) free(bufs.bufs[i]);
+    free(bufs.bufs);
+    free(cls_store);
+    free(tok_store);
+    free(cls);
+    free(tok);
+    gguf_writer_free(w);
+    if (rc == 0 && n_params_out) *n_params_out = n_params;
+    return rc ? -1 : 0;
+}
+
 int modelgen_write(const modelgen_params *p, const char *path, uint64_t *n_params_out,
                    sh_err *err) {
     if (check_params(p, err)) return -1;
@@ -144,6 +301,11 @@ int modelgen_write(const modelgen_params *p, const char *path, uint64_t *n_param
         return sh_errf(err, "%s: no tokenizer.ggml.tokens array", p->vocab);
     }
     uint64_t n_vocab = toks->n;
+    if (is_encoder(p->arch)) {
+        int rc = write_encoder(p, path, voc, n_vocab, n_params_out, err);
+        gguf_free(voc);
+        return rc;
+    }
     uint32_t kvh = p->kv_heads ? p->kv_heads : p->heads;
     uint32_t hd = p->head_dim ? p->head_dim : p->dim / p->heads;
     uint64_t q_dim = (uint64_t)p->heads * hd, kv_dim = (uint64_t)kvh * hd;

@@ -56,6 +56,26 @@ static int ids_push(tok_ids *a, int32_t id) {
     return 0;
 }
 
+void tok_spans_free(tok_spans *a) {
+    if (!a) return;
+    free(a->v);
+    memset(a, 0, sizeof *a);
+}
+
+/* Appends a span (nothing when a is NULL: the caller did not ask for spans). */
+static int spans_push(tok_spans *a, size_t start, size_t end, bool word_start, bool special) {
+    if (!a) return 0;
+    if (a->n == a->cap) {
+        size_t nc = a->cap ? a->cap * 2 : 64;
+        tok_span *nv = realloc(a->v, nc * sizeof *nv);
+        if (!nv) return -1;
+        a->v = nv;
+        a->cap = nc;
+    }
+    a->v[a->n++] = (tok_span){(uint32_t)start, (uint32_t)end, word_start, special};
+    return 0;
+}
+
 static int buf_reserve(tok_buf *b, size_t extra) {
     if (b->n + extra <= b->cap) return 0;
     size_t nc = b->cap ? b->cap : 64;
@@ -113,7 +133,7 @@ struct tok_vocab {
     char *mtext;         /* texts of mstr */
 
     int32_t bos, eos, eot, eom, unk, sep, pad;
-    bool add_bos, add_eos, add_space_prefix, ignore_merges, clean_spaces;
+    bool add_bos, add_eos, add_sep, add_space_prefix, ignore_merges, clean_spaces;
     bool spm_split_ok;   /* no token has U+2581 right after another character */
     uint8_t *eog;        /* per token: 1 when end-of-generation */
 
@@ -132,6 +152,7 @@ struct tok_vocab {
     char *pieces;              /* token_to_piece(special = true) of every token */
     uint32_t *poff, *plen;
     char *chat_template;
+    char *rerank_template;  /* tokenizer.chat_template.rerank, or NULL */
 };
 
 static int32_t find_token(const tok_vocab *v, const char *s, size_t len) {
@@ -400,7 +421,7 @@ tok_vocab *tok_vocab_from_gguf(const gguf_ctx *g, sh_err *err) {
         break;
     case TOK_WPM:
         v->bos = 101, v->eos = -1, v->unk = 100, v->sep = 102, v->pad = 0;
-        v->add_bos = true, v->clean_spaces = true;
+        v->add_bos = true, v->add_sep = true, v->clean_spaces = true;
         break;
     case TOK_BPE: {
         v->bos = 11, v->eos = 11, v->unk = -1;
@@ -445,6 +466,7 @@ tok_vocab *tok_vocab_from_gguf(const gguf_ctx *g, sh_err *err) {
     get_id_key(g, "tokenizer.ggml.padding_token_id", v->n, &v->pad);
     if (gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &bflag)) v->add_bos = bflag;
     if (gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &bflag)) v->add_eos = bflag;
+    if (gguf_get_bool(g, "tokenizer.ggml.add_sep_token", &bflag)) v->add_sep = bflag;
     /* model defaults (e.g. BOS 11 for gpt2) may not exist in a small vocabulary */
     int32_t *ids[] = {&v->bos, &v->eos, &v->eot, &v->eom, &v->unk, &v->sep, &v->pad};
     for (size_t k = 0; k < sizeof ids / sizeof ids[0]; k++)
@@ -598,6 +620,10 @@ tok_vocab *tok_vocab_from_gguf(const gguf_ctx *g, sh_err *err) {
         v->chat_template = (char *)gstr_dup(tmpl);
         if (!v->chat_template) goto oom;
     }
+    if (gguf_get_str(g, "tokenizer.chat_template.rerank", &tmpl)) {
+        v->rerank_template = (char *)gstr_dup(tmpl);
+        if (!v->rerank_template) goto oom;
+    }
     if (build_pieces(v)) goto oom;
     return v;
 oom:
@@ -633,6 +659,7 @@ void tok_vocab_free(tok_vocab *v) {
     free(v->poff);
     free(v->plen);
     free(v->chat_template);
+    free(v->rerank_template);
     free(v);
 }
 
@@ -647,6 +674,9 @@ bool tok_add_bos(const tok_vocab *v) { return v->add_bos; }
 bool tok_add_eos(const tok_vocab *v) { return v->add_eos; }
 bool tok_is_eog(const tok_vocab *v, int32_t id) { return id >= 0 && id < v->n && v->eog[id]; }
 const char *tok_chat_template(const tok_vocab *v) { return v->chat_template; }
+const char *tok_rerank_template(const tok_vocab *v) { return v->rerank_template; }
+int32_t tok_sep(const tok_vocab *v) { return v->sep; }
+bool tok_add_sep(const tok_vocab *v) { return v->add_sep; }
 
 const char *tok_token_text(const tok_vocab *v, int32_t id, size_t *len) {
     if (id < 0 || id >= v->n) return NULL;
@@ -694,7 +724,10 @@ typedef struct scratch {
     size_t n_heap, cap_heap;
     uint32_t *cps;
     uint16_t *flags;
+    uint32_t *cp_off;   /* [n + 1] byte offset of each code point in the decoded text */
     size_t cap_cps;
+    uint32_t *src_lo, *src_hi; /* WPM spans: source bytes of each byte of the word buffer */
+    size_t cap_src;
     tok_lens words, tmp;
     tok_buf bytes;      /* re-encoded word / escaped SPM text */
     tok_buf enc;        /* byte-level encoded word */
@@ -711,6 +744,9 @@ static void scratch_free(scratch *s) {
     free(s->heap);
     free(s->cps);
     free(s->flags);
+    free(s->cp_off);
+    free(s->src_lo);
+    free(s->src_hi);
     free(s->words.v);
     free(s->tmp.v);
     tok_buf_free(&s->bytes);
@@ -1160,17 +1196,22 @@ static long decode_text(scratch *s, const char *raw, size_t n) {
         uint16_t *f = realloc(s->flags, nc * sizeof *f);
         if (!f) return -1;
         s->flags = f;
+        uint32_t *o = realloc(s->cp_off, (nc + 1) * sizeof *o);
+        if (!o) return -1;
+        s->cp_off = o;
         s->cap_cps = nc;
     }
     size_t k = 0;
     const uint8_t *p = (const uint8_t *)raw;
     for (size_t i = 0; i < n;) {
         uint32_t cp;
+        s->cp_off[k] = (uint32_t)i;
         i += tok_u_decode(p + i, n - i, &cp);
         s->cps[k] = cp;
         s->flags[k] = (uint16_t)tok_u_flags(cp);
         k++;
     }
+    s->cp_off[k] = (uint32_t)n;
     return (long)k;
 }
 
@@ -1201,10 +1242,13 @@ static int wpm_is_chinese(uint32_t c) {
            (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
 }
 
-/* Greedy longest match of one word (already lower-cased, "▁" + word in s->enc). */
-static int wpm_word(const tok_vocab *v, scratch *s, tok_ids *out) {
+/* Greedy longest match of one word (already lower-cased, "▁" + word in s->enc). With spans,
+ * each piece gets the source bytes of its characters (s->src_lo / src_hi per word byte, base
+ * added); the word's first piece is marked as the word start. */
+static int wpm_word(const tok_vocab *v, scratch *s, tok_ids *out, tok_spans *spans,
+                    size_t base) {
     const char *w = s->enc.data;
-    size_t n = s->enc.n, before = out->n;
+    size_t n = s->enc.n, before = out->n, sbefore = spans ? spans->n : 0;
     for (size_t i = 0; i < n; i++) {
         size_t jmax = i + (size_t)v->max_token_len + 1;
         if (jmax > n) jmax = n;
@@ -1213,6 +1257,10 @@ static int wpm_word(const tok_vocab *v, scratch *s, tok_ids *out) {
             int32_t id = find_token(v, w + i, j - i);
             if (id >= 0) {
                 if (ids_push(out, id)) return -1;
+                size_t a = i < 3 ? 3 : i; /* the "▁" prefix has no source bytes */
+                if (spans && spans_push(spans, base + s->src_lo[a], base + s->src_hi[j - 1],
+                                        out->n - 1 == before, false))
+                    return -1;
                 matched = 1;
                 i = j - 1;
                 break;
@@ -1220,22 +1268,50 @@ static int wpm_word(const tok_vocab *v, scratch *s, tok_ids *out) {
         }
         if (!matched) {
             out->n = before;
+            if (spans) spans->n = sbefore;
             break;
         }
     }
-    if (out->n == before && v->unk >= 0 && ids_push(out, v->unk)) return -1;
+    if (out->n == before && v->unk >= 0) {
+        if (ids_push(out, v->unk)) return -1;
+        if (spans && spans_push(spans, base + s->src_lo[3], base + s->src_hi[n - 1], true, false))
+            return -1;
+    }
     return 0;
 }
 
-static int wpm_tokenize(const tok_vocab *v, scratch *s, const char *raw, size_t n, tok_ids *out) {
+/* Appends bytes u[0..ul) of code point i to the word buffer, remembering (with spans) where
+ * in the source they came from. */
+static int wpm_add(scratch *s, const char *u, size_t ul, long i, bool spans) {
+    tok_buf *wb = &s->enc;
+    if (spans && wb->n + ul > s->cap_src) {
+        size_t nc = (wb->n + ul) * 2 + 64;
+        uint32_t *lo = realloc(s->src_lo, nc * sizeof *lo);
+        if (!lo) return -1;
+        s->src_lo = lo;
+        uint32_t *hi = realloc(s->src_hi, nc * sizeof *hi);
+        if (!hi) return -1;
+        s->src_hi = hi;
+        s->cap_src = nc;
+    }
+    if (spans)
+        for (size_t k = 0; k < ul; k++) {
+            s->src_lo[wb->n + k] = s->cp_off[i];
+            s->src_hi[wb->n + k] = s->cp_off[i + 1];
+        }
+    return buf_add(wb, u, ul);
+}
+
+static int wpm_tokenize(const tok_vocab *v, scratch *s, const char *raw, size_t n, tok_ids *out,
+                        tok_spans *spans, size_t base) {
     long nc = decode_text(s, raw, n);
     if (nc < 0) return -1;
     tok_buf *wb = &s->enc;
     wb->n = 0;
-    if (buf_add(wb, "\xE2\x96\x81", 3)) return -1;
+    if (wpm_add(s, "\xE2\x96\x81", 3, 0, spans != NULL)) return -1;
 #define FLUSH_WORD()                                                                               \
     do {                                                                                           \
-        if (wb->n > 3 && wpm_word(v, s, out)) return -1;                                           \
+        if (wb->n > 3 && wpm_word(v, s, out, spans, base)) return -1;                              \
         wb->n = 3;                                                                                 \
     } while (0)
     for (long i = 0; i < nc; i++) {
@@ -1251,9 +1327,9 @@ static int wpm_tokenize(const tok_vocab *v, scratch *s, const char *raw, size_t 
         size_t ul = tok_u_encode(tok_u_tolower(cp), u);
         if ((f & TOK_U_PUNCT) || (cp < 0x7F && (f & TOK_U_SYM)) || wpm_is_chinese(cp)) {
             FLUSH_WORD();
-            if (buf_add(wb, u, ul)) return -1;
+            if (wpm_add(s, u, ul, i, spans != NULL)) return -1;
             FLUSH_WORD();
-        } else if (buf_add(wb, u, ul)) return -1;
+        } else if (wpm_add(s, u, ul, i, spans != NULL)) return -1;
     }
     FLUSH_WORD();
 #undef FLUSH_WORD
@@ -1262,8 +1338,8 @@ static int wpm_tokenize(const tok_vocab *v, scratch *s, const char *raw, size_t 
 
 /* ============================================================ tokenize ===== */
 
-int tok_tokenize(const tok_vocab *v, const char *text, size_t len, bool add_special,
-                 bool parse_special, tok_ids *out, sh_err *err) {
+static int tokenize(const tok_vocab *v, const char *text, size_t len, bool add_special,
+                    bool parse_special, tok_ids *out, tok_spans *spans, sh_err *err) {
     scratch s = {0};
     frags fr = {0};
     int rc = -1;
@@ -1302,14 +1378,21 @@ int tok_tokenize(const tok_vocab *v, const char *text, size_t len, bool add_spec
         if (add_special && v->add_eos && v->eos >= 0 && ids_push(out, v->eos)) goto done;
         break;
     case TOK_WPM:
-        if (add_special && v->bos >= 0 && ids_push(out, v->bos)) goto done;
+        if (add_special && v->bos >= 0 &&
+            (ids_push(out, v->bos) || spans_push(spans, 0, 0, false, true)))
+            goto done;
         for (size_t i = 0; i < fr.n; i++) {
             if (fr.v[i].id >= 0) {
-                if (ids_push(out, fr.v[i].id)) goto done;
-            } else if (wpm_tokenize(v, &s, text + fr.v[i].off, fr.v[i].len, out))
+                if (ids_push(out, fr.v[i].id) ||
+                    spans_push(spans, fr.v[i].off, fr.v[i].off + fr.v[i].len, true, true))
+                    goto done;
+            } else if (wpm_tokenize(v, &s, text + fr.v[i].off, fr.v[i].len, out, spans,
+                                    fr.v[i].off))
                 goto done;
         }
-        if (add_special && v->sep >= 0 && ids_push(out, v->sep)) goto done;
+        if (add_special && v->sep >= 0 &&
+            (ids_push(out, v->sep) || spans_push(spans, len, len, false, true)))
+            goto done;
         break;
     }
     rc = 0;
@@ -1317,6 +1400,21 @@ done:
     if (rc) sh_errf(err, "tokenize: out of memory (%zu bytes of input)", len);
     free(fr.v);
     scratch_free(&s);
+    return rc;
+}
+
+int tok_tokenize(const tok_vocab *v, const char *text, size_t len, bool add_special,
+                 bool parse_special, tok_ids *out, sh_err *err) {
+    return tokenize(v, text, len, add_special, parse_special, out, NULL, err);
+}
+
+int tok_tokenize_spans(const tok_vocab *v, const char *text, size_t len, bool add_special,
+                       bool parse_special, tok_ids *out, tok_spans *spans, sh_err *err) {
+    if (v->type != TOK_WPM)
+        return sh_errf(err, "token offsets are only available for WordPiece (bert) vocabularies");
+    size_t n0 = out->n, s0 = spans->n;
+    int rc = tokenize(v, text, len, add_special, parse_special, out, spans, err);
+    SH_ASSERT(rc != 0 || out->n - n0 == spans->n - s0);
     return rc;
 }
 

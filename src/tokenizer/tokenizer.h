@@ -104,6 +104,12 @@ const char *tok_token_text(const tok_vocab *v, int32_t id, size_t *len);
 unsigned tok_token_attr(const tok_vocab *v, int32_t id);
 /* tokenizer.chat_template, NUL-terminated, or NULL when the file has none. */
 const char *tok_chat_template(const tok_vocab *v);
+/* tokenizer.chat_template.rerank (a reranker's "{query}" / "{document}" template), or NULL. */
+const char *tok_rerank_template(const tok_vocab *v);
+/* The separator token ([SEP]), or -1, and tokenizer.ggml.add_sep_token (WordPiece default:
+ * true), which pairs of texts use (rerank). */
+int32_t tok_sep(const tok_vocab *v);
+bool tok_add_sep(const tok_vocab *v);
 /* The id of the token whose text is exactly s[0..len), or -1. */
 int32_t tok_find(const tok_vocab *v, const char *s, size_t len);
 
@@ -116,6 +122,27 @@ int32_t tok_find(const tok_vocab *v, const char *s, size_t len);
  * Returns 0, or -1 (message in err) when memory runs out or len > TOK_MAX_INPUT. */
 int tok_tokenize(const tok_vocab *v, const char *text, size_t len, bool add_special,
                  bool parse_special, tok_ids *out, sh_err *err);
+
+/* Where a token came from: bytes [start, end) of the text given to tok_tokenize_spans.
+ * word_start marks the first piece of a word (the one a tagger's label is read from); special
+ * marks [CLS] / [SEP] added by add_special (start = end: 0 for the first, the text's length
+ * for the last) and special tokens parsed from the text (their bytes). */
+typedef struct tok_span {
+    uint32_t start, end;
+    bool word_start, special;
+} tok_span;
+
+typedef struct tok_spans {
+    tok_span *v;
+    size_t n, cap;
+} tok_spans;
+
+void tok_spans_free(tok_spans *s);
+
+/* tok_tokenize that also appends one span per token to spans (WordPiece vocabularies only:
+ * -1 with a message for the others). The ids are exactly tok_tokenize's. */
+int tok_tokenize_spans(const tok_vocab *v, const char *text, size_t len, bool add_special,
+                       bool parse_special, tok_ids *out, tok_spans *spans, sh_err *err);
 
 /* ---- detokenize ---------------------------------------------------------------------- */
 
