@@ -38,6 +38,8 @@ static void usage(FILE *f) {
           "  --chunk N            prompt tokens per prefill chunk (128)\n"
           "  --kv-f32             f32 KV cache (default f16)\n"
           "  --no-repack          weights stay in the shared file mapping (slower; see docs/engine.md)\n"
+          "  --pooling [NAME=]P   encoders: pooling none|mean|cls|last|rank instead of the file's,\n"
+          "                       for model NAME (or every encoder)\n"
           "  --chat-template NAME chat format for every model (chatml, llama3, ...; default: from\n"
           "                       the file's tokenizer.chat_template)\n"
           "  --max-body BYTES     largest request body (4194304; larger: 413)\n"
@@ -94,13 +96,16 @@ static void model_arg(char *v, server_model *m, char **owned) {
 
 static int serve_main(int argc, char **argv, char **owned_names) {
     server_params p = {.host = "127.0.0.1", .port = 8080};
-    server_model models[MAX_MODELS];
+    server_model models[MAX_MODELS] = {{0}};
     int n_models = 0, insecure = 0;
     long drain_s = 30, x;
     char *key_from_file = NULL;
     const char *log_file = NULL, *config = NULL, *join_url = NULL, *token = NULL, *advertise = NULL,
                *node_name = NULL;
     bool host_set = false, port_set = false;
+    const char *pool_names[MAX_MODELS], *pool_all = NULL;
+    char *pool_vals[MAX_MODELS];
+    int n_pool = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -141,6 +146,12 @@ static int serve_main(int argc, char **argv, char **owned_names) {
         else if (!strcmp(a, "--max-body")) rc = cli_long(a, v, 1024, 1L << 30, &x), p.max_body = (size_t)x;
         else if (!strcmp(a, "--log-file")) log_file = v;
         else if (!strcmp(a, "--chat-template")) p.chat_template = v;
+        else if (!strcmp(a, "--pooling")) {
+            char *eq = strchr(v, '=');
+            if (!eq) pool_all = v;
+            else if (n_pool == MAX_MODELS) return cli_error("--pooling: at most %d models", MAX_MODELS);
+            else *eq = 0, pool_names[n_pool] = v, pool_vals[n_pool++] = eq + 1;
+        }
         else if (!strcmp(a, "--drain-timeout")) rc = cli_long(a, v, 0, 3600, &drain_s);
         else {
             usage(stderr);
@@ -148,11 +159,19 @@ static int serve_main(int argc, char **argv, char **owned_names) {
         }
         if (rc) return rc;
     }
+    for (int i = 0; i < n_models; i++) models[i].pooling = pool_all;
+    for (int k = 0; k < n_pool; k++) {
+        int found = 0;
+        for (int i = 0; i < n_models; i++)
+            if (!strcmp(models[i].name, pool_names[k])) models[i].pooling = pool_vals[k], found = 1;
+        if (!found) return cli_error("--pooling %s=%s: no model is called '%s'", pool_names[k], pool_vals[k], pool_names[k]);
+    }
     cluster_config *cc = NULL;
     sh_err err = {{0}};
     if (config) {
         if (n_models) return cli_error("--config lists the models: give no -m with it");
         if (join_url) return cli_error("--config makes this process a router; --join is for nodes");
+        if (pool_all || n_pool) return cli_error("--pooling: give it per local model in the config (pooling: mean)");
         if (!(cc = ccfg_load(config, &err))) return cli_error("%s", err.msg);
         p.cluster = cc;
         if (cc->host && !host_set) p.host = cc->host;

@@ -413,8 +413,8 @@ static void entry_name(pctx *p, yaml_node_t *n, const char *kind, int idx, char 
 }
 
 static int parse_local(pctx *p, yaml_node_t *n, int idx, ccfg_local *l) {
-    static const char *const keys[] = {"name", "path", NULL};
-    field f[2];
+    static const char *const keys[] = {"name", "path", "pooling", NULL};
+    field f[3];
     char what[QBUF];
     entry_name(p, n, "local", idx, what);
     if (get_fields(p, n, what, keys, f)) return -1;
@@ -435,6 +435,15 @@ static int parse_local(pctx *p, yaml_node_t *n, int idx, ccfg_local *l) {
         return fail_at(p, line_of(f[1].v), "%s: model file %s: %s", what, q(p, l->path), strerror(e));
     }
     close(fd);
+    if (f[2].v) {
+        if (get_str(p, what, &f[2], &l->pooling)) return -1;
+        static const char *const pools[] = {"none", "mean", "cls", "last", "rank"};
+        bool ok = false;
+        for (int i = 0; i < 5; i++) ok |= !strcmp(l->pooling, pools[i]);
+        if (!ok)
+            return fail_at(p, line_of(f[2].v), "%s: pooling %s is not one of none, mean, cls, last, rank",
+                           what, q(p, l->pooling));
+    }
     return 0;
 }
 
@@ -1125,7 +1134,8 @@ void ccfg_free(cluster_config *c) {
     free(c->host);
     free(c->api_key);
     free(c->join_token);
-    for (int i = 0; i < c->n_locals; i++) free(c->locals[i].name), free(c->locals[i].path);
+    for (int i = 0; i < c->n_locals; i++)
+        free(c->locals[i].name), free(c->locals[i].path), free(c->locals[i].pooling);
     free(c->locals);
     for (int i = 0; i < c->n_nodes; i++) free(c->nodes[i].name), free(c->nodes[i].url), free(c->nodes[i].api_key);
     free(c->nodes);

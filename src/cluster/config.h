@@ -43,6 +43,7 @@
 typedef struct ccfg_local {   /* a model loaded in this process */
     char *name;               /* unique among locals */
     char *path;               /* GGUF file; must exist and be readable at load */
+    char *pooling;            /* encoders: pooling override ("mean", ...), or NULL */
     int line;
 } ccfg_local;
 

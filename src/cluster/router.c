@@ -536,7 +536,8 @@ static void *health_main(void *arg) {
 /* ============================================================ the request's text ===== */
 
 /* What rules match on and prefix affinity hashes: the prompt, the chat messages (role and
- * content, in order) or the first embedding input. Token-id prompts hash their id bytes. */
+ * content, in order), the first embedding / classify input or the rerank query. Token-id
+ * prompts hash their id bytes. */
 static char *request_text(const oai_request *r, size_t *len) {
     char *s = NULL;
     size_t n = 0;
@@ -545,8 +546,11 @@ static char *request_text(const oai_request *r, size_t *len) {
     if (r->kind == OAI_CHAT) {
         for (size_t i = 0; i < r->n_messages; i++)
             fprintf(f, "%s\n%s\n", r->messages[i].role, r->messages[i].content ? r->messages[i].content : "");
-    } else if (r->kind == OAI_EMBEDDING) {
-        if (r->n_inputs) fputs(r->inputs[0], f);
+    } else if (r->kind == OAI_EMBEDDING || r->kind == OAI_CLASSIFY) {
+        if (r->n_inputs && r->inputs) fputs(r->inputs[0], f);
+        else if (r->n_inputs) fwrite(r->input_ids[0], sizeof **r->input_ids, r->n_input_ids[0], f);
+    } else if (r->kind == OAI_RERANK) {
+        fputs(r->query, f);
     } else if (r->prompt) {
         fputs(r->prompt, f);
     } else if (r->prompt_ids) {
@@ -599,7 +603,8 @@ static void fwd_free(fwd *f) {
 }
 
 /* The endpoint of each oai_kind. */
-static const char *const kind_path[] = {"/v1/completions", "/v1/chat/completions", "/v1/embeddings"};
+static const char *const kind_path[OAI_KIND_COUNT] = {"/v1/completions", "/v1/chat/completions",
+                                                      "/v1/embeddings", "/v1/rerank", "/v1/classify"};
 
 /* The request's one log record (router.h); f may be NULL when the request never got that far.
  * outcome: NULL for a whole answer. */
@@ -610,7 +615,7 @@ static void route_log(router *rt, const fwd *f, const char *rid, const char *tp,
     router_log l = {.request_id = rid,
                     .traceparent = tp && tp[0] ? tp : NULL,
                     .peer = peer,
-                    .path = kind >= 0 && kind < 3 ? kind_path[kind] : "",
+                    .path = kind >= 0 && kind < OAI_KIND_COUNT ? kind_path[kind] : "",
                     .status = status,
                     .outcome = outcome        ? outcome
                                : status < 400 ? "ok"
@@ -1172,8 +1177,9 @@ void router_handle(router *rt, int kind, http_request *req, http_response *resp)
     f->raw_len = len;
     f->rt = rt;
     f->kind = kind;
-    f->stream = r.stream && kind != OAI_EMBEDDING;
-    f->tokens = (int64_t)(text_len / 4) + (r.max_tokens > 0 ? r.max_tokens : 256);
+    f->stream = r.stream && (kind == OAI_COMPLETION || kind == OAI_CHAT);
+    f->tokens = (int64_t)(text_len / 4) +
+                (kind == OAI_COMPLETION || kind == OAI_CHAT ? (r.max_tokens > 0 ? r.max_tokens : 256) : 0);
     snprintf(f->rid, sizeof f->rid, "%s", http_req_id(req));
     const char *tp = http_req_header(req, "traceparent");
     if (tp && strlen(tp) == 55) snprintf(f->tp, sizeof f->tp, "%s", tp);

@@ -2,7 +2,8 @@
  * cluster/router — one API over many backends: the models a cluster config names, each served
  * by local engines (models loaded in this process) and remote shoal nodes alike.
  *
- * For every generation request (completions, chat, embeddings) the router:
+ * For every request of the model endpoints (completions, chat, embeddings, rerank, classify)
+ * the router:
  *   1. parses the body at the edge (bad requests are answered 400 here, never forwarded);
  *   2. resolves the model name (aliases; a "rules" name picks its target model by regex on the
  *      request text or by request metadata);
@@ -85,7 +86,8 @@ router *router_init(const cluster_config *cfg, const router_local_ops *ops, metr
 /* Stops the health thread and frees everything. No request may be in flight. NULL is fine. */
 void router_free(router *rt);
 
-/* POST /v1/completions, /v1/chat/completions, /v1/embeddings (kind = oai_kind). */
+/* POST /v1/completions, /v1/chat/completions, /v1/embeddings, /v1/rerank, /v1/classify
+ * (kind = oai_kind). */
 void router_handle(router *rt, int kind, http_request *req, http_response *resp);
 
 /* GET /v1/models: the cluster's model names (aliases listed in each entry's "aliases"). */

@@ -100,28 +100,32 @@ static int64_t argmax(const float *x, int64_t n) {
     return 0; /* not reached: mx is one of the x[i] */
 }
 
-float ew_sum8(const float *x, int n) {
-    float a[8] = {0};
-    const int n8 = n & ~7;
-    for (int i = 0; i < n8; i++) a[i & 7] += x[i];
-    for (int i = n8; i < n; i++) a[i - n8] += x[i];
-    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
-}
-
 static void layernorm(float *out, const float *x, const float *w, const float *b, int n,
                       float eps) {
-    const float mean = ew_sum8(x, n) / (float)n;
-    float a[8] = {0};
-    const int n8 = n & ~7;
-    for (int i = 0; i < n; i++) {
-        const float d = x[i] - mean;
-        a[i < n8 ? (i & 7) : i - n8] += d * d;
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += (double)x[i];
+    const float mean = (float)sum / (float)n;
+    double v = 0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        float q[16];
+        for (int l = 0; l < 16; l++) {
+            const float d = x[i + l] - mean;
+            q[l] = d * d;
+        }
+        for (int h = 8; h >= 1; h /= 2)
+            for (int l = 0; l < h; l++) q[l] = q[l] + q[l + h];
+        v += (double)q[0];
     }
-    const float var = (((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))) / (float)n;
+    for (; i < n; i++) {
+        const float d = x[i] - mean;
+        v += (double)(d * d);
+    }
+    const float var = (float)(v / n);
     const float scale = 1.0f / sqrtf(var + eps);
-    for (int i = 0; i < n; i++) {
-        const float y = ((x[i] - mean) * scale) * w[i];
-        out[i] = b ? y + b[i] : y;
+    for (int k = 0; k < n; k++) {
+        const float y = ((x[k] - mean) * scale) * w[k];
+        out[k] = b ? y + b[k] : y;
     }
 }
 

@@ -35,10 +35,12 @@ typedef struct ew_ops {
      * answer is 0 when x[0] is NaN or n <= 1 (exactly what the plain loop
      * "if (x[i] > x[best]) best = i" from best = 0 gives). */
     int64_t (*argmax)(const float *x, int64_t n);
-    /* LayerNorm of one row, as llama.cpp's norm followed by its multiplication with the weight
-     * and addition of the bias (three roundings, no FMA): mean = ew_sum8(x) / n, d = x - mean,
-     * var = ew_sum8(d * d) / n (each square rounded), out = ((d * (1 / sqrtf(var + eps))) * w)
-     * + b. out may be x. b may be NULL (no bias). */
+    /* LayerNorm of one row, as llama.cpp's CPU norm followed by its multiplication with the
+     * weight and addition of the bias: mean = (float)(sum of x in double) / n; d = x - mean;
+     * var = (float)(V / n) with V the double sum, over chunks of 16, of each chunk's float
+     * squares added by the tree l + 8, + 4, + 2, + 1, then the last n % 16 squares one by one;
+     * out = ((d * (1 / sqrtf(var + eps))) * w) + b, each step rounded. The double sums may be
+     * taken in any order (a float result cannot tell). out may be x; b may be NULL. */
     void (*layernorm)(float *out, const float *x, const float *w, const float *b, int n,
                       float eps);
     /* GELU in place, as llama.cpp's CPU backend computes it: x <= -10 gives 0, x >= 10 gives
@@ -49,11 +51,6 @@ typedef struct ew_ops {
      * residual, added in that order with two roundings) */
     void (*add)(float *x, const float *a, const float *b, int64_t n);
 } ew_ops;
-
-/* The sum of x[0..n) in the order the SIMD versions use: eight float lanes, element i going
- * to lane i % 8 (the last n % 8 elements to lanes 0.. in order), the lanes then summed as
- * ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)). */
-float ew_sum8(const float *x, int n);
 
 /* The tanh-form GELU in float: 0.5 x (1 + tanh(sqrt(2 / pi) x (1 + 0.044715 x^2))). */
 float ew_gelu_f32(float x);

@@ -152,36 +152,38 @@ static int64_t argmax(const float *x, int64_t n) {
 
 /* ============================================================ LayerNorm, GELU ===== */
 
-/* The first n (< 8) lanes set. */
-static inline __m256i lanes(int n) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-/* hsum8 (above) adds the lanes in ew_sum8's order: ((a0 + a4) + (a2 + a6)) + ((a1 + a5) +
- * (a3 + a7)). */
+/* ew.c's layernorm: the double sums in four lanes, the squares of a chunk of 16 as two
+ * registers added lane by lane (l + 8) and then by hsum8's tree (+ 4, + 2, + 1). */
 static void layernorm(float *out, const float *x, const float *w, const float *b, int n,
                       float eps) {
-    const int n8 = n & ~7;
-    __m256 a = _mm256_setzero_ps();
-    for (int i = 0; i < n8; i += 8) a = _mm256_add_ps(a, _mm256_loadu_ps(x + i));
-    if (n > n8) a = _mm256_add_ps(a, _mm256_maskload_ps(x + n8, lanes(n - n8)));
-    const float mean = hsum8(a) / (float)n;
-    const __m256 vm = _mm256_set1_ps(mean);
-    a = _mm256_setzero_ps();
-    for (int i = 0; i < n8; i += 8) {
-        const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm);
-        a = _mm256_add_ps(a, _mm256_mul_ps(d, d));
-    }
-    if (n > n8) {
-        const __m256i m = lanes(n - n8);
-        const __m256 d = _mm256_and_ps(_mm256_sub_ps(_mm256_maskload_ps(x + n8, m), vm),
-                                       _mm256_castsi256_ps(m));
-        a = _mm256_add_ps(a, _mm256_mul_ps(d, d));
-    }
-    const float scale = 1.0f / sqrtf(hsum8(a) / (float)n + eps);
-    const __m256 vs = _mm256_set1_ps(scale);
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0;
     int i = 0;
-    for (; i < n8; i += 8) {
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+    }
+    double sd[4];
+    _mm256_storeu_pd(sd, _mm256_add_pd(s0, s1));
+    double sum = (sd[0] + sd[1]) + (sd[2] + sd[3]);
+    for (; i < n; i++) sum += (double)x[i];
+    const float mean = (float)sum / (float)n;
+    const __m256 vm = _mm256_set1_ps(mean);
+    double v = 0;
+    i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm);
+        const __m256 d1 = _mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm);
+        v += (double)hsum8(_mm256_add_ps(_mm256_mul_ps(d0, d0), _mm256_mul_ps(d1, d1)));
+    }
+    for (; i < n; i++) {
+        const float d = x[i] - mean;
+        v += (double)(d * d);
+    }
+    const float scale = 1.0f / sqrtf((float)(v / n) + eps);
+    const __m256 vs = _mm256_set1_ps(scale);
+    i = 0;
+    for (; i + 8 <= n; i += 8) {
         __m256 y = _mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), vs),
                                  _mm256_loadu_ps(w + i));
         if (b) y = _mm256_add_ps(y, _mm256_loadu_ps(b + i));

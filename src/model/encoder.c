@@ -134,7 +134,12 @@ static int load_head_out(loader *L, encoder_head *h, const char *prefix, const c
     char name[96];
     snprintf(name, sizeof name, "%s.weight", prefix);
     const gguf_tensor *t = gguf_find_tensor(L->w.g, name);
-    if (!t) return 0;
+    if (!t) {
+        snprintf(name, sizeof name, "%s.bias", prefix);
+        if (gguf_find_tensor(L->w.g, name))
+            return sh_errf(L->err, "the file has '%s' but no '%s.weight'", name, prefix);
+        return 0;
+    }
     if (t->ne[0] != (uint64_t)L->m->hp.dim || t->ne[1] < 1 || t->ne[1] > 65536)
         return sh_errf(L->err, "tensor '%s' has shape [%llu, %llu], expected [%d, outputs "
                                "1..65536]", name, (unsigned long long)t->ne[0],

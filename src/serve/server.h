@@ -1,9 +1,10 @@
 /*
  * serve/server — one shoal node: models behind the OpenAI-compatible HTTP API.
  *
- * Endpoints: POST /v1/completions, /v1/chat/completions, /v1/embeddings; GET /v1/models,
- * /health (no auth; 200 ready, 503 loading or draining), /metrics (Prometheus), /slots.
- * Each model has a scheduler (serve/sched.h). Requests are parsed at the edge
+ * Endpoints: POST /v1/completions, /v1/chat/completions, /v1/embeddings, /v1/rerank (also
+ * /rerank, /reranking, /v1/reranking), /v1/classify; GET /v1/models, /health (no auth; 200
+ * ready, 503 loading or draining), /metrics (Prometheus), /slots. A decoder has a generation
+ * scheduler (serve/sched.h), an encoder a batching one (serve/esched.h). Requests are parsed at the edge
  * (api/oai_req.h); the engine never sees JSON.
  *
  * Security defaults: listens on 127.0.0.1; with an API key every endpoint but /health needs
@@ -22,7 +23,9 @@
 
 typedef struct server_model {
     const char *name;           /* the API's model id */
-    const char *path;           /* GGUF file */
+    const char *path;           /* GGUF file: a decoder (llama, qwen2) or an encoder (bert, nomic-bert) */
+    const char *pooling;        /* encoders: "none" | "mean" | "cls" | "last" | "rank" overriding
+                                 * the file's pooling_type, or NULL */
 } server_model;
 
 typedef struct server_params {

@@ -317,7 +317,9 @@ static void test_unknown_keys(void **state) {
     bad("retry: {attempts: 5}\n", 1, "unknown key 'attempts' in retry");
     bad("join:\n  heartbeat: 5\n", 2, "unknown key 'heartbeat' in join");
     bad("serve: {slot: 5}\n", 1, "unknown key 'slot' in serve");
-    bad(T("local:\n  - {name: a, file: x}\n"), 2, "unknown key 'file' in local 'a' (allowed: name, path)");
+    bad(T("local:\n  - {name: a, file: x}\n"), 2, "unknown key 'file' in local 'a' (allowed: name, path, pooling)");
+    bad(T("local:\n  - {name: a, path: $T/smol.gguf, pooling: avg}\n"), 2,
+        "local 'a': pooling 'avg' is not one of none, mean, cls, last, rank");
     bad("nodes:\n  - {name: a, uri: x}\n", 2, "unknown key 'uri' in node 'a'");
     bad(T(PRE "models:\n  - name: chat\n    backends: [smol]\n    polcy: p2c\n"), 9, "unknown key 'polcy' in model 'chat'");
     bad(T(PRE "models:\n  - name: chat\n    backends:\n      - {local: smol, weight: 2}\n"), 9,

@@ -151,7 +151,48 @@ static void test_errors(void **state) {
     expect_error(OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"top_logprobs\":3}", "top_logprobs", "needs");
     expect_error(OAI_EMBEDDING, "{\"input\":[]}", "input", "empty");
     expect_error(OAI_EMBEDDING, "{\"input\":[\"a\",3]}", "input", "strings");
-    expect_error(OAI_EMBEDDING, "{\"input\":\"a\",\"encoding_format\":\"base64\"}", "encoding_format", "float");
+    expect_error(OAI_EMBEDDING, "{\"input\":\"a\",\"encoding_format\":\"hex\"}", "encoding_format", "'float' or 'base64'");
+    expect_error(OAI_EMBEDDING, "{\"input\":\"a\",\"dimensions\":8}", "dimensions", "not supported");
+    expect_error(OAI_EMBEDDING, "{\"input\":[[1,2],\"a\"]}", "input", "token ids");
+    expect_error(OAI_EMBEDDING, "{\"input\":[[]]}", "input", "empty");
+    expect_error(OAI_CLASSIFY, "{\"input\":[1,2]}", "input", "only accepted by /v1/embeddings");
+    expect_error(OAI_CLASSIFY, "{}", "input", "required");
+    expect_error(OAI_RERANK, "{\"documents\":[\"a\"]}", "query", "required");
+    expect_error(OAI_RERANK, "{\"query\":\"q\"}", "documents", "required");
+    expect_error(OAI_RERANK, "{\"query\":\"q\",\"documents\":[]}", "documents", "empty");
+    expect_error(OAI_RERANK, "{\"query\":\"q\",\"documents\":[3]}", "documents", "strings");
+    expect_error(OAI_RERANK, "{\"query\":\"q\",\"documents\":[\"a\"],\"top_n\":0}", "top_n", "between");
+    expect_error(OAI_RERANK, "{\"query\":\"\",\"documents\":[\"a\"]}", "query", "empty");
+}
+
+static void test_encoder_shapes(void **state) {
+    (void)state;
+    oai_request r;
+    oai_error e;
+    assert_int_equal(parse(OAI_EMBEDDING, "{\"input\":[5,6,7],\"encoding_format\":\"base64\",\"truncate\":true}", &r, &e), 0);
+    assert_int_equal(r.n_inputs, 1);
+    assert_null(r.inputs);
+    assert_int_equal(r.n_input_ids[0], 3);
+    assert_int_equal(r.input_ids[0][2], 7);
+    assert_true(r.base64 && r.truncate);
+    oai_request_free(&r);
+    assert_int_equal(parse(OAI_EMBEDDING, "{\"input\":[[1],[2,3]]}", &r, &e), 0);
+    assert_int_equal(r.n_inputs, 2);
+    assert_int_equal(r.n_input_ids[1], 2);
+    oai_request_free(&r);
+    assert_int_equal(parse(OAI_CLASSIFY, "{\"input\":[\"turn on\",\"hi\"],\"priority\":5,\"deadline_ms\":20}", &r, &e), 0);
+    assert_int_equal(r.n_inputs, 2);
+    assert_true(r.has_deadline && r.deadline_ms == 20 && r.priority == 5);
+    oai_request_free(&r);
+    assert_int_equal(parse(OAI_RERANK, "{\"model\":\"rr\",\"query\":\"q\",\"documents\":[\"a\",{\"text\":\"b\"}],\"top_n\":1,\"return_documents\":true}", &r, &e), 0);
+    assert_string_equal(r.query, "q");
+    assert_int_equal(r.n_documents, 2);
+    assert_string_equal(r.documents[1], "b");
+    assert_true(r.top_n == 1 && r.return_documents && !r.tei);
+    oai_request_free(&r);
+    assert_int_equal(parse(OAI_RERANK, "{\"query\":\"q\",\"texts\":[\"a\"],\"return_text\":true}", &r, &e), 0);
+    assert_true(r.tei && r.return_text);
+    oai_request_free(&r);
 }
 
 static void test_error_body(void **state) {
@@ -183,6 +224,7 @@ int main(void) {
         cmocka_unit_test(test_completion_defaults), cmocka_unit_test(test_completion_all_fields),
         cmocka_unit_test(test_completion_token_prompt), cmocka_unit_test(test_chat),
         cmocka_unit_test(test_embeddings), cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_encoder_shapes),
         cmocka_unit_test(test_error_body), cmocka_unit_test(test_error_body_invalid_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

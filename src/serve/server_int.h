@@ -1,0 +1,96 @@
+/*
+ * serve/server_int — what the node's own files share: the model table, the server struct, the
+ * request log and the JSON helpers. Not a contract for anyone else (only src/serve/ includes it):
+ *   server.c      lifetime, routing, /v1/models, /health, /metrics, /slots, the request log
+ *   gen.c         /v1/completions and /v1/chat/completions (decoders)
+ *   encode_api.c  /v1/embeddings (decoders and encoders), /v1/rerank, /v1/classify
+ */
+#ifndef SHOAL_SERVE_SERVER_INT_H
+#define SHOAL_SERVE_SERVER_INT_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "api/oai_req.h"
+#include "cluster/router.h"
+#include "http/http.h"
+#include "metrics/metrics.h"
+#include "model/encoder.h"
+#include "model/model.h"
+#include "serve/esched.h"
+#include "serve/sched.h"
+#include "serve/server.h"
+#include "tokenizer/tokenizer.h"
+
+/* One served model: a decoder (m, sc) or an encoder (em, es), never both. */
+typedef struct srv_model {
+    char *name;
+    model *m;                   /* decoder, or NULL */
+    sched *sc;
+    encoder_model *em;          /* encoder, or NULL */
+    esched *es;
+    tok_vocab *v;
+    char sha[65];
+    const char *chat_template;  /* family name overriding the file's template, or NULL */
+} srv_model;
+
+struct server {
+    server_params p;
+    srv_model *models;
+    int n_models;
+    http_server *http;
+    router *rt;                 /* cluster mode (--config), or NULL */
+    metrics *met;
+    _Atomic bool ready, draining;
+    FILE *log;
+    pthread_mutex_t log_mu;
+};
+
+typedef struct log_info {
+    const char *request_id, *traceparent, *method, *path, *peer;
+    const srv_model *sm;
+    int status;
+    const char *finish;
+    int prompt_tokens, completion_tokens, cached_tokens;
+    double queue_ms, ttft_ms, total_ms;
+    const char *prompt, *output; /* only with log_prompts */
+    const char *error;
+    const router_log *route; /* a router's record of a request it routed, or NULL */
+    int n_inputs;            /* encoder requests: inputs (documents for rerank) */
+} log_info;
+
+/* The endpoint of each oai_kind. */
+extern const char *const srv_endpoint_path[OAI_KIND_COUNT];
+
+/* The oai_kind served at path (llama-server's rerank aliases included), or -1. */
+int srv_endpoint_kind(const char *path);
+
+/* JSON helpers: srv_dump consumes j (compact text, malloc'd); srv_respond_json consumes j. */
+char *srv_dump(json_t *j);
+void srv_respond_json(http_response *resp, int status, json_t *j);
+void srv_respond_error(http_response *resp, const oai_error *e);
+/* Generated text as a JSON string (bytes that never form UTF-8 become U+FFFD). */
+json_t *srv_text_json(const char *s, size_t n);
+
+void srv_new_id(char *out, size_t n, const char *prefix);
+bool srv_traceparent_ok(const char *t);
+const char *srv_finish_name(sched_finish f);
+int srv_submit_rc_status(sched_submit_rc rc);
+
+/* The model called name (NULL: the first), or NULL. */
+srv_model *srv_find_model(server *s, const char *name);
+void srv_count_request(server *s, const char *model_name, const char *endpoint, int status);
+void srv_log_request(server *s, const log_info *li);
+
+/* gen.c: completions and chat (kind OAI_COMPLETION / OAI_CHAT). */
+void srv_handle_generate(server *s, oai_kind kind, http_request *req, const char *body, size_t len,
+                         http_response *resp);
+
+/* encode_api.c: embeddings, rerank, classify (kind OAI_EMBEDDING / OAI_RERANK / OAI_CLASSIFY). */
+void srv_handle_encode(server *s, oai_kind kind, http_request *req, const char *body, size_t len,
+                       http_response *resp);
+
+#endif
