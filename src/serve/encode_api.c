@@ -255,6 +255,10 @@ static int prepare(srv_model *sm, const oai_request *r, bool spans, enc_inputs *
     in->off = malloc(n * sizeof *in->off);
     if (!in->len || !in->off) return oai_errorf(e, 500, "server_error", NULL, "out of memory");
     const int n_ctx = sm->em->hp.n_ctx_train;
+    if (spans && tok_vocab_type(sm->v) != TOK_WPM)
+        return oai_errorf(e, 400, INVALID, "model", "'%s' has a token head but not a WordPiece "
+                          "tokenizer: entities need token offsets, which shoal has for WordPiece only",
+                          sm->name);
     for (size_t i = 0; i < n; i++) {
         const size_t from = in->all.n;
         sh_err err = {{0}};
@@ -383,7 +387,8 @@ static json_t *classify_json(srv_model *sm, const oai_request *r, const enc_inpu
 
 /* Embeddings, rerank or classify on an encoder. Returns the status (e filled unless 200). */
 static int encoder_request(srv_model *sm, const oai_request *r, http_request *req,
-                           http_response *resp, oai_error *e, int *prompt_tokens) {
+                           http_response *resp, oai_error *e, int *prompt_tokens,
+                           double *queue_ms) {
     if (check_task(sm, r->kind, e)) return e->status;
     if (r->kind == OAI_CLASSIFY && r->input_ids)
         return oai_errorf(e, 400, INVALID, "input", "classify takes texts (entities are spans of the text)"), 400;
@@ -400,6 +405,7 @@ static int encoder_request(srv_model *sm, const oai_request *r, http_request *re
     int status = prepare(sm, r, tagger, &in, e) ? e->status : 200;
     if (status == 200) status = run_encoder(sm, r, &in, want, req, resp, &j, e);
     *prompt_tokens = (int)in.all.n;
+    *queue_ms = j.fin.queue_ms;
     if (status == 200) {
         json_t *out = NULL;
         if (r->kind == OAI_EMBEDDING) {
@@ -438,6 +444,7 @@ void srv_handle_encode(server *s, oai_kind kind, http_request *req, const char *
     oai_error e;
     const char *path = srv_endpoint_path[kind];
     int status, prompt_tokens = 0;
+    double queue_ms = 0;
     srv_model *sm = NULL;
     if (oai_parse_request(kind, body, len, &r, &e)) {
         srv_respond_error(resp, &e);
@@ -452,7 +459,7 @@ void srv_handle_encode(server *s, oai_kind kind, http_request *req, const char *
         status = (oai_errorf(&e, 404, INVALID, "model", "The model '%s' does not exist", r.model), 404);
         e.code = "model_not_found";
     } else if (sm->em) {
-        status = encoder_request(sm, &r, req, resp, &e, &prompt_tokens);
+        status = encoder_request(sm, &r, req, resp, &e, &prompt_tokens, &queue_ms);
     } else if (kind == OAI_EMBEDDING) {
         status = decoder_embeddings(sm, &r, req, resp, &e, &prompt_tokens);
     } else {
@@ -464,7 +471,7 @@ void srv_handle_encode(server *s, oai_kind kind, http_request *req, const char *
     if (status != 200) srv_respond_error(resp, &e);
     log_info li = {.request_id = http_req_id(req), .method = "POST", .path = path,
                    .peer = http_req_peer(req), .sm = sm, .status = status,
-                   .prompt_tokens = prompt_tokens, .n_inputs = (int)(kind == OAI_RERANK ? r.n_documents : r.n_inputs),
+                   .prompt_tokens = prompt_tokens, .queue_ms = queue_ms, .n_inputs = (int)(kind == OAI_RERANK ? r.n_documents : r.n_inputs),
                    .total_ms = http_now_ms() - http_req_start_ms(req),
                    .error = status == 200 ? NULL : e.message};
     srv_log_request(s, &li);

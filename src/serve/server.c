@@ -158,7 +158,10 @@ void srv_log_request(server *s, const log_info *li) {
     }
     if (li->finish) json_object_set_new(j, "finish_reason", json_string(li->finish));
     if (li->n_inputs) json_object_set_new(j, "inputs", json_integer(li->n_inputs));
-    if (li->sm) {
+    if (li->sm && li->n_inputs) { /* embeddings, rerank, classify: no generated tokens */
+        json_object_set_new(j, "prompt_tokens", json_integer(li->prompt_tokens));
+        json_object_set_new(j, "queue_ms", json_real(li->queue_ms));
+    } else if (li->sm) {
         json_object_set_new(j, "prompt_tokens", json_integer(li->prompt_tokens));
         json_object_set_new(j, "completion_tokens", json_integer(li->completion_tokens));
         json_object_set_new(j, "cached_tokens", json_integer(li->cached_tokens));
