@@ -45,7 +45,7 @@ BIN      := $(BUILD)/shoal
 TESTS    := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps run test unit asan fuzz fuzz-build clang clean format bench-vecdot bench-tokenizer \
-        bench-upstream bench-http-latency bench-sse-load
+        bench-upstream bench-http-latency bench-sse-load bench-gemm
 all: $(BIN)
 
 $(BUILD)/obj/%.o: %.c
@@ -130,6 +130,12 @@ bench-sse-load: $(BUILD)/bench/sse_load
 $(BUILD)/bench/sse_load: bench/sse_load.c
 	@mkdir -p $(BUILD)/bench
 	$(CC) -std=c11 -O2 -pthread $(WARN) -o $@ $<
+
+# the trainer's matmuls against OpenBLAS (loaded at run time when installed)
+bench-gemm: $(LIB)
+	@mkdir -p $(BUILD)/bench
+	$(CC) $(CFLAGS) -o $(BUILD)/bench/bench_gemm bench/bench_gemm.c $(LIB) $(LDLIBS) -ldl
+	$(BUILD)/bench/bench_gemm $(BENCH_SHAPES)
 
 bench-http-latency: $(BUILD)/bench/http_latency
 $(BUILD)/bench/http_latency: bench/http_latency.c
