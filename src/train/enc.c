@@ -23,6 +23,8 @@ struct tenc {
     int tok, typ, pos, elnw, elnb, cls, clsb, tag, tagb;
     tlayer *L;
     int max_tokens, max_seqs, max_t;
+    float drop;                 /* this run's dropout */
+    uint64_t drop_key;
     float **xs;                 /* [layers + 1][T][dim]: layer inputs, then the output */
     float *e0, *elnm, *elnr;    /* embeddings before their norm, its stats */
     float *cls_x, *ilog, *tlog, *pooled, *emb, *enorm;
@@ -169,6 +171,39 @@ void tenc_free(tenc *m) {
     free(m);
 }
 
+/* ============================================================ dropout ===== */
+
+/* Dropout without stored masks: value i of site `site` is kept when a hash of (key, site, i)
+ * is above the threshold, so the backward pass recomputes the same mask; the same on any
+ * thread count. Kept values are scaled by 1 / (1 - p). */
+typedef struct dmask {
+    uint64_t key;
+    uint32_t thr;               /* drop when hash24 < thr */
+    float scale;
+} dmask;
+
+static uint64_t mix64(uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static dmask dmask_at(const tenc *m, int site) {
+    const float p = m->drop;
+    return (dmask){mix64(m->drop_key ^ (0x9e3779b97f4a7c15ull * (uint64_t)(site + 1))),
+                   (uint32_t)(p * 16777216.0f), p > 0 ? 1.0f / (1.0f - p) : 1.0f};
+}
+
+/* v[i] *= mask(i) over n values (forward and backward alike). */
+static void dmask_apply(const tenc *m, int site, float *v, size_t n) {
+    if (m->drop <= 0) return;
+    const dmask k = dmask_at(m, site);
+    for (size_t i = 0; i < n; i++)
+        v[i] = (uint32_t)(mix64(k.key + i) >> 40) < k.thr ? 0.0f : v[i] * k.scale;
+}
+
 /* ============================================================ forward ===== */
 
 static void embed(tenc *m, pool *p, const tenc_batch *b) {
@@ -183,6 +218,7 @@ static void embed(tenc *m, pool *p, const tenc_batch *b) {
         for (int k = 0; k < d; k++) e[k] = te[k] + typ[k] + pe[k];
     }
     op_layernorm_fwd(p, m->xs[0], m->elnm, m->elnr, m->e0, tp_w(P, m->elnw), tp_w(P, m->elnb), n, d, m->c.eps);
+    dmask_apply(m, 0, m->xs[0], (size_t)n * d);
 }
 
 static void layer_fwd(tenc *m, pool *p, int l, const tenc_batch *b) {
@@ -195,11 +231,13 @@ static void layer_fwd(tenc *m, pool *p, int l, const tenc_batch *b) {
                        .lens = b->lens, .q_stride = 3 * d, .k_stride = 3 * d, .v_stride = 3 * d, .o_stride = d};
     op_attn_fwd(p, &s, y->att, y->probs, y->qkv, y->qkv + d, y->qkv + 2 * d);
     op_linear_fwd(p, y->r1, y->att, tp_w(P, y->o), tp_w(P, y->bo), n, d, d);
+    dmask_apply(m, 1 + 2 * l, y->r1, (size_t)n * d);
     for (size_t i = 0; i < (size_t)n * d; i++) y->r1[i] += x[i];
     op_layernorm_fwd(p, y->x1, y->ln1m, y->ln1r, y->r1, tp_w(P, y->ln1w), tp_w(P, y->ln1b), n, d, m->c.eps);
     op_linear_fwd(p, y->u, y->x1, tp_w(P, y->up), tp_w(P, y->bup), n, d, f);
     op_gelu_fwd(p, y->g, y->u, (int64_t)n * f);
     op_linear_fwd(p, y->r2, y->g, tp_w(P, y->down), tp_w(P, y->bdown), n, f, d);
+    dmask_apply(m, 2 + 2 * l, y->r2, (size_t)n * d);
     for (size_t i = 0; i < (size_t)n * d; i++) y->r2[i] += y->x1[i];
     op_layernorm_fwd(p, m->xs[l + 1], y->ln2m, y->ln2r, y->r2, tp_w(P, y->ln2w), tp_w(P, y->ln2b), n, d, m->c.eps);
 }
@@ -214,25 +252,28 @@ static void layer_bwd(tenc *m, pool *p, int l, const tenc_batch *b) {
     float *dx = m->dx, *dr = m->dt2;
     /* x_out = LN2(r2): dr2 */
     op_layernorm_bwd(p, dr, tp_g(P, y->ln2w), tp_g(P, y->ln2b), dx, y->r2, y->ln2m, y->ln2r, tp_w(P, y->ln2w), n, d);
-    /* r2 = x1 + down(g): dx1 = dr2 + down^T path */
+    /* r2 = x1 + drop(down(g)): dx1 = dr2 + the branch's path */
+    memcpy(dx, dr, (size_t)n * d * sizeof(float)); /* dx1 (residual) */
+    dmask_apply(m, 2 + 2 * l, dr, (size_t)n * d);
     op_linear_bwd(p, m->dg, tp_g(P, y->down), tp_g(P, y->bdown), dr, y->g, tp_w(P, y->down), n, f, d, false);
     op_gelu_bwd(p, m->du, m->dg, y->u, (int64_t)n * f);
-    memcpy(dx, dr, (size_t)n * d * sizeof(float)); /* dx1 (residual) */
     op_linear_bwd(p, dx, tp_g(P, y->up), tp_g(P, y->bup), m->du, y->x1, tp_w(P, y->up), n, d, f, true);
     /* x1 = LN1(r1): dr1 */
     op_layernorm_bwd(p, dr, tp_g(P, y->ln1w), tp_g(P, y->ln1b), dx, y->r1, y->ln1m, y->ln1r, tp_w(P, y->ln1w), n, d);
-    /* r1 = x_in + o(att) */
+    /* r1 = x_in + drop(o(att)) */
+    memcpy(dx, dr, (size_t)n * d * sizeof(float)); /* dx_in (residual) */
+    dmask_apply(m, 1 + 2 * l, dr, (size_t)n * d);
     op_linear_bwd(p, m->datt, tp_g(P, y->o), tp_g(P, y->bo), dr, y->att, tp_w(P, y->o), n, d, d, false);
     op_attn_shape s = {.b = b->b, .t = b->t, .hq = m->c.heads, .hkv = m->c.heads, .hd = d / m->c.heads,
                        .lens = b->lens, .q_stride = 3 * d, .k_stride = 3 * d, .v_stride = 3 * d, .o_stride = d};
     op_attn_bwd(p, &s, m->dqkv, m->dqkv + d, m->dqkv + 2 * d, m->datt, y->probs, y->qkv, y->qkv + d, y->qkv + 2 * d);
-    memcpy(dx, dr, (size_t)n * d * sizeof(float)); /* dx_in (residual) */
     op_linear_bwd(p, dx, tp_g(P, y->q), tp_g(P, y->bq), m->dqkv, m->xs[l], tp_w(P, y->q), n, d, 3 * d, true);
 }
 
 static void embed_bwd(tenc *m, pool *p, const tenc_batch *b) {
     const int d = m->c.dim, n = b->b * b->t;
     tparams *P = &m->P;
+    dmask_apply(m, 0, m->dx, (size_t)n * d);
     op_layernorm_bwd(p, m->dt2, tp_g(P, m->elnw), tp_g(P, m->elnb), m->dx, m->e0, m->elnm, m->elnr, tp_w(P, m->elnw), n, d);
     op_embed_bwd(p, tp_g(P, m->tok), m->dt2, b->ids, n, d);
     op_embed_bwd(p, tp_g(P, m->pos), m->dt2, m->pos_ids, n, d);
@@ -259,6 +300,8 @@ int tenc_run(tenc *m, pool *p, const tenc_batch *b, const tenc_weights *w, bool 
     for (int i = 0; i < n; i++)
         if (b->ids[i] < 0 || b->ids[i] >= c->vocab) return sh_errf(err, "token id %d out of range", b->ids[i]);
     m->b = b;
+    m->drop = w->dropout > 0 ? w->dropout : 0;
+    m->drop_key = w->drop_key;
     tparams *P = &m->P;
     embed(m, p, b);
     for (int l = 0; l < c->layers; l++) layer_fwd(m, p, l, b);

@@ -4,6 +4,7 @@
  * objective:
  *   - intent: cross-entropy of the sequence head on the first token ([CLS]);
  *   - slots: cross-entropy of the token head on each word's first sub-token (BIO tags);
+ *   - dropout (when asked: training) on the embeddings and on each residual branch;
  *   - embeddings (optional): InfoNCE with in-batch negatives on the mean-pooled, unit-length
  *     states of paraphrase pairs (sequences i and i + n_pairs of the batch).
  * Per layer (post-norm, as BERT): x = LN(x + Wo Attn(Wqkv x + b) + bo), then
@@ -43,6 +44,10 @@ typedef struct tenc_batch {
 typedef struct tenc_weights {
     float intent, tags, nce;    /* loss weights */
     float tau;                  /* InfoNCE temperature */
+    float dropout;              /* the chance a hidden value is dropped (training: the
+                                 * embeddings' output and each layer's attention and FFN outputs,
+                                 * before the residual add); 0: none */
+    uint64_t drop_key;          /* which values: a pure function of (key, site, index) */
 } tenc_weights;
 
 typedef struct tenc_stats {

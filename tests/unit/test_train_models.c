@@ -89,6 +89,13 @@ static void test_encoder_grads(void **state) {
     tparams_zero_grad(P);
     assert_int_equal(tenc_run(m, p, &c.b, &c.w, true, &st, &err), 0);
     assert_memory_equal(g1, P->g, P->total * sizeof *g1);
+    /* with dropout: the masks are a function of the key, so the check still holds */
+    c.w.dropout = 0.25f;
+    c.w.drop_key = 77;
+    tparams_zero_grad(P);
+    assert_int_equal(tenc_run(m, p, &c.b, &c.w, true, &st, &err), 0);
+    check_grads("encoder with dropout", P, enc_loss, &c, 2e-2);
+    assert_memory_not_equal(g1, P->g, P->total * sizeof *g1);
     pool_free(p);
     free(g1);
     tenc_free(m);
