@@ -44,7 +44,7 @@ LIB      := $(BUILD)/libshoal.a
 BIN      := $(BUILD)/shoal
 TESTS    := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit asan fuzz fuzz-build clang clean format bench-vecdot bench-tokenizer \
+.PHONY: all deps run test unit models asan fuzz fuzz-build clang clean format bench-vecdot bench-tokenizer \
         bench-upstream bench-http-latency bench-sse-load bench-gemm
 all: $(BIN)
 
@@ -72,6 +72,11 @@ deps:
 run: deps
 	@$(MAKE) --no-print-directory all
 	@bash scripts/run-main.sh
+
+# the shipped specialists: regenerate the case-study data and retrain models/ (scripts/train-models.sh)
+models:
+	@$(MAKE) --no-print-directory all
+	@bash scripts/train-models.sh
 
 unit: $(TESTS)
 	@bash scripts/run-tests.sh unit $(TESTS)

@@ -1,18 +1,20 @@
 #!/usr/bin/env python3
 """Scores trained specialists on a JSONL split through shoal itself (python3 standard library).
 
-    python3 scripts/eval_models.py assistant MODEL.gguf DATA.jsonl [--min-intent A] [--min-f1 F]
+    python3 scripts/eval_models.py assistant MODEL.gguf DATA.jsonl [--min-intent A] [--min-f1 F] [--embed]
     python3 scripts/eval_models.py iot MODEL.gguf DATA.jsonl [--min-acc A]
     python3 scripts/eval_models.py replies MODEL.gguf DATA.jsonl [--min-acc A]
 
   assistant  intent accuracy and slot F1 (exact span: the same slot name and the same character
              offsets) of `shoal classify --json` on the file's texts; the worst intents and
-             templates, and a few errors.
+             templates, and a few errors. --embed: also the pooled embeddings' paraphrase
+             recall@1 (the nearest other utterance by cosine has the same intent and slot values).
   iot        label accuracy of `shoal classify --json` on the IoT windows.
   replies    the reply LM answering each action prompt (greedy, through `shoal serve`'s
              /v1/chat/completions): a reply passes when it names the intent's device word and
              every slot value the reply should repeat (room, level, color, ...), and chat
-             prompts get an answer that names no device action.
+             prompts get an answer that names no device action (--min-acc applies to these);
+             IoT findings are scored apart: the explanation names the machine and the anomaly.
 
 --json prints the figures as one JSON object. With a --min-* threshold the exit status is 1
 when a figure is below it. SHOAL (environment) is the binary (default build/shoal).
@@ -55,6 +57,45 @@ def classify(model, texts):
     data = json.loads(out)["data"]
     assert len(data) == len(texts), "classify answered %d of %d inputs" % (len(data), len(texts))
     return data, dt
+
+
+def embed(model, texts):
+    """L2-normalized pooled embeddings (`shoal embed`, one line of numbers per text)"""
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        for t in texts:
+            f.write(t.replace("\\", "\\\\").replace("\n", "\\n") + "\n")
+        name = f.name
+    try:
+        out = subprocess.run([SHOAL, "embed", "-m", model, "-f", name], capture_output=True, text=True,
+                             check=True).stdout
+    finally:
+        os.unlink(name)
+    vecs = [[float(x) for x in line.split()] for line in out.splitlines() if line.strip()]
+    assert len(vecs) == len(texts), "embed answered %d of %d inputs" % (len(vecs), len(texts))
+    return vecs
+
+
+def paraphrase_recall(model, rows):
+    """for each utterance whose meaning (intent and slot values: the "group") another utterance
+    of the split shares, is its nearest neighbour by cosine one of those paraphrases?"""
+    rows = [r for r in rows if r["intent"] != "chat" and r.get("group")]
+    count = collections.Counter(r["group"] for r in rows)
+    if not any(c > 1 for c in count.values()):
+        return None
+    vecs = embed(model, [r["text"] for r in rows])
+    hit = n = 0
+    for i, r in enumerate(rows):
+        if count[r["group"]] < 2:
+            continue
+        best, bj = -2.0, -1
+        for j, v in enumerate(vecs):
+            if j != i:
+                c = sum(a * b for a, b in zip(vecs[i], v))
+                if c > best:
+                    best, bj = c, j
+        n += 1
+        hit += rows[bj]["group"] == r["group"]
+    return hit / n, n
 
 
 def gold_spans(text, slots):
@@ -104,9 +145,15 @@ def eval_assistant(model, rows, args):
     res = {"n": len(rows), "intent_accuracy": ok / len(rows), "slot_precision": p, "slot_recall": rc,
            "slot_f1": f1, "seconds": dt,
            "per_intent": {k: per_intent_ok[k] / per_intent[k] for k in sorted(per_intent)}}
+    pr = paraphrase_recall(model, rows) if args["embed"] else None
+    if pr:
+        res["paraphrase_recall_at_1"], res["paraphrase_queries"] = pr
     if not args["json"]:
         print("assistant: %d utterances: intent accuracy %.2f%%, slot F1 %.2f%% (P %.2f%%, R %.2f%%)" %
               (len(rows), 100 * res["intent_accuracy"], 100 * f1, 100 * p, 100 * rc))
+        if pr:
+            print("  embeddings: the nearest neighbour of %d utterances is a paraphrase (same intent and slot "
+                  "values) for %.2f%%" % (pr[1], 100 * pr[0]))
         worst = sorted(res["per_intent"].items(), key=lambda kv: kv[1])[:5]
         print("  lowest intents: " + ", ".join("%s %.1f%%" % (k, 100 * v) for k, v in worst))
         if per_tmpl:
@@ -185,6 +232,7 @@ def eval_replies(model, rows, args):
         if port is None:
             raise SystemExit("eval_models: shoal serve did not start")
         ok, bad, t0 = 0, [], time.time()
+        iot_n = iot_ok = 0
         for r in rows:
             body = json.dumps({"model": "lm", "messages": [{"role": "user", "content": r["prompt"]}],
                                "temperature": 0, "max_tokens": 48}).encode()
@@ -192,19 +240,28 @@ def eval_replies(model, rows, args):
                                          {"Content-Type": "application/json"})
             with urllib.request.urlopen(req, timeout=30) as resp:
                 reply = json.loads(resp.read())["choices"][0]["message"]["content"]
-            if reply_ok(r, reply):
-                ok += 1
+            good = reply_ok(r, reply)
+            if r.get("intent") == "iot":
+                iot_n += 1
+                iot_ok += good
             else:
+                ok += good
+            if not good:
                 bad.append("%s => %s" % (r["prompt"], reply))
         dt = time.time() - t0
     finally:
         srv.terminate()
         srv.wait()
         os.unlink(log.name)
-    res = {"n": len(rows), "accuracy": ok / len(rows), "seconds": dt}
+    n = len(rows) - iot_n
+    res = {"n": n, "accuracy": ok / n if n else 1.0, "iot_n": iot_n,
+           "iot_accuracy": iot_ok / iot_n if iot_n else None, "seconds": dt}
     if not args["json"]:
-        print("replies: %d prompts: %.2f%% name the right device and slot values (%.1f ms per reply)" %
-              (len(rows), 100 * res["accuracy"], 1000 * dt / len(rows)))
+        print("replies: %d assistant prompts: %.2f%% name the right device and slot values (%.1f ms per reply)" %
+              (n, 100 * res["accuracy"], 1000 * dt / len(rows)))
+        if iot_n:
+            print("  %d IoT findings: %.2f%% of the explanations name the machine and the anomaly" %
+                  (iot_n, 100 * res["iot_accuracy"]))
         for e in bad[: args["show"]]:
             print("  " + e)
     fails = []
@@ -219,12 +276,14 @@ def main():
         print(__doc__)
         sys.exit(2)
     kind, model, path = argv[:3]
-    args = {"json": False, "show": 10, "min_intent": None, "min_f1": None, "min_acc": None, "limit": 0}
+    args = {"json": False, "embed": False, "show": 10, "min_intent": None, "min_f1": None, "min_acc": None, "limit": 0}
     i = 3
     while i < len(argv):
         a = argv[i]
         if a == "--json":
             args["json"] = True
+        elif a == "--embed":
+            args["embed"] = True
         elif a in ("--min-intent", "--min-f1", "--min-acc") and i + 1 < len(argv):
             args[a[2:].replace("-", "_")] = float(argv[i + 1])
             i += 1

@@ -886,6 +886,13 @@ def main():
                                         "intent": x["intent"], "slots": sl, "augmented": True}) + "\n")
             for x in iot[name][: {"train": 3000, "dev": 200, "test": 200}[name]]:
                 f.write(json.dumps({"prompt": iot_prompt(x), "completion": x["explanation"], "intent": "iot"}) + "\n")
+                if name == "train":
+                    # the same finding on a made-up machine kind: dev and test machines are kinds
+                    # the training never has, so the LM must copy the name from the prompt
+                    kind = pseudo_word(r)
+                    y = dict(x, machine=x["machine"].replace(x["machine"].split()[0], kind, 1))
+                    f.write(json.dumps({"prompt": iot_prompt(y), "completion": x["explanation"].replace(x["machine"], y["machine"]),
+                                        "intent": "iot", "augmented": True}) + "\n")
     os.makedirs(os.path.join(out, "iot"), exist_ok=True)
     for name, rows in iot.items():
         with open(os.path.join(out, "iot", name + ".jsonl"), "w") as f:

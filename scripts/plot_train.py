@@ -145,7 +145,7 @@ def main():
     panel(cv, (60, 40, W - 20, 220), xmax, [(loss, (170, 200, 235)), (avg, (20, 70, 160))], 0, hi,
           "TRAINING LOSS (AVERAGE OF 50 STEPS)")
     series, names = [], []
-    lm = any(r.get("dev_metric", 0) < 0 for r in evals)  # an LM's dev figure is -loss
+    lm = any(r.get("kind") == "lm" for r in evals)
     for key, col, name in (("dev_intent_acc", (200, 60, 30), "NEXT-TOKEN ACCURACY" if lm else "INTENT ACCURACY"),
                            ("dev_slot_f1", (30, 140, 60), "SLOT F1")):
         pts = [(r["step"], 100 * r[key]) for r in evals if r.get(key, -1) >= 0]

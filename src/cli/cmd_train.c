@@ -58,8 +58,9 @@ static void on_step(void *ud, const train_progress *p) {
     ui *u = ud;
     if (u->log)
         fprintf(u->log, "{\"step\":%lld,\"total\":%lld,\"loss\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,"
-                        "\"tok_s\":%.1f,\"elapsed_s\":%.3f}\n",
-                (long long)p->step, (long long)p->total, p->loss, p->lr, p->grad_norm, p->tok_s, p->elapsed_s);
+                        "\"tok_s\":%.1f,\"gflop_s\":%.2f,\"elapsed_s\":%.3f}\n",
+                (long long)p->step, (long long)p->total, p->loss, p->lr, p->grad_norm, p->tok_s, p->gflop_s,
+                p->elapsed_s);
     if (!u->tty || u->quiet) return;
     if (p->elapsed_s - u->last_draw < 0.1 && p->step != p->total) return;
     u->last_draw = p->elapsed_s;
@@ -75,9 +76,9 @@ static void on_eval(void *ud, const train_progress *p) {
     ui *u = ud;
     u->dev_acc = p->dev_intent_acc, u->dev_f1 = p->dev_slot_f1, u->dev_loss = p->dev_loss;
     if (u->log)
-        fprintf(u->log, "{\"step\":%lld,\"eval\":true,\"dev_metric\":%.6g,\"dev_intent_acc\":%.6g,"
+        fprintf(u->log, "{\"step\":%lld,\"eval\":true,\"kind\":\"%s\",\"dev_metric\":%.6g,\"dev_intent_acc\":%.6g,"
                         "\"dev_slot_f1\":%.6g,\"dev_loss\":%.6g,\"improved\":%s,\"elapsed_s\":%.3f}\n",
-                (long long)p->step, p->dev_metric, p->dev_intent_acc, p->dev_slot_f1, p->dev_loss,
+                (long long)p->step, u->lm ? "lm" : "encoder", p->dev_metric, p->dev_intent_acc, p->dev_slot_f1, p->dev_loss,
                 p->improved ? "true" : "false", p->elapsed_s);
     if (u->log) fflush(u->log);
     if (u->quiet) return;

@@ -111,6 +111,9 @@ static char *mapped(const uint32_t *cp, const uint8_t *s, size_t n) {
 int bpe_train(const char *const *texts, size_t n_texts, int vocab_size,
               const char *const *specials, int n_specials, bpe_vocab *out, sh_err *err) {
     memset(out, 0, sizeof *out);
+    if (vocab_size < 256 + n_specials)
+        return sh_errf(err, "a vocabulary of %d tokens cannot hold the 256 byte tokens and %d special tokens",
+                       vocab_size, n_specials);
     uint32_t cp[256];
     byte_map(cp);
     wmap m = {0};

@@ -8,6 +8,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "core/err.h"
@@ -126,8 +127,13 @@ static void thread_fn(void *ctx, int ith, int nth) {
     run_rows(j->g, j->kn, i0, i1);
 }
 
+static _Atomic uint64_t g_flops; /* 2 m n k of every product since the start */
+
+uint64_t gemm_flops(void) { return atomic_load_explicit(&g_flops, memory_order_relaxed); }
+
 void gemm(pool *p, const gemm_args *g) {
     if (g->m <= 0 || g->n <= 0) return;
+    atomic_fetch_add_explicit(&g_flops, (uint64_t)(2 * g->m * g->n * (g->k > 0 ? g->k : 0)), memory_order_relaxed);
     if (g->k <= 0) {
         for (int64_t i = 0; !g->beta && i < g->m; i++) memset(g->c + i * g->ldc, 0, (size_t)g->n * sizeof(float));
         return;

@@ -43,6 +43,10 @@ void gemm_nt(pool *p, int64_t m, int64_t n, int64_t k, const float *a, const flo
 void gemm_nn(pool *p, int64_t m, int64_t n, int64_t k, const float *a, const float *b, float *c, int beta);
 void gemm_tn(pool *p, int64_t m, int64_t n, int64_t k, const float *a, const float *b, float *c, int beta);
 
+/* Floating-point operations (2 m n k per product) of every gemm() in this process so far, on
+ * any thread: the trainer divides it by time for its matmul GFLOP/s. */
+uint64_t gemm_flops(void);
+
 /* The straightforward triple loop with the same FMA chains (tests compare against it). */
 void gemm_ref(const gemm_args *g);
 

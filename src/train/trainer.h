@@ -29,10 +29,13 @@ typedef struct train_progress {
     double loss;                /* this step's objective */
     double lr, grad_norm;
     double tok_s;               /* tokens per second over the last steps */
+    double gflop_s;             /* matrix-product GFLOP/s over the same steps' whole time
+                                 * (forward, backward, the other layers and the optimizer) */
     double eta_s;               /* estimated seconds left */
     double elapsed_s;
     /* at evaluations (on_eval): */
-    double dev_metric;          /* higher is better: encoder mean(intent accuracy, slot F1), LM -loss */
+    double dev_metric;          /* higher is better: encoder mean(intent accuracy, slot F1), LM next-token
+                                 * accuracy on the completions */
     double dev_intent_acc, dev_slot_f1, dev_loss; /* -1 where not measured */
     bool improved;              /* a new best */
     bool stopping;              /* early stop */
