@@ -42,18 +42,23 @@ def load(path):
     return rows
 
 
-def classify(model, texts):
+def run_on_texts(args, texts):
+    """runs `shoal ARGS -f FILE` on the texts (one per line, escaped as shoal reads them):
+    (stdout, seconds)"""
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         for t in texts:
             f.write(t.replace("\\", "\\\\").replace("\n", "\\n") + "\n")
         name = f.name
     try:
         t0 = time.time()
-        out = subprocess.run([SHOAL, "classify", "-m", model, "-f", name, "--json"], capture_output=True,
-                             text=True, check=True).stdout
-        dt = time.time() - t0
+        out = subprocess.run([SHOAL] + args + ["-f", name], capture_output=True, text=True, check=True).stdout
+        return out, time.time() - t0
     finally:
         os.unlink(name)
+
+
+def classify(model, texts):
+    out, dt = run_on_texts(["classify", "-m", model, "--json"], texts)
     data = json.loads(out)["data"]
     assert len(data) == len(texts), "classify answered %d of %d inputs" % (len(data), len(texts))
     return data, dt
@@ -61,15 +66,7 @@ def classify(model, texts):
 
 def embed(model, texts):
     """L2-normalized pooled embeddings (`shoal embed`, one line of numbers per text)"""
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
-        for t in texts:
-            f.write(t.replace("\\", "\\\\").replace("\n", "\\n") + "\n")
-        name = f.name
-    try:
-        out = subprocess.run([SHOAL, "embed", "-m", model, "-f", name], capture_output=True, text=True,
-                             check=True).stdout
-    finally:
-        os.unlink(name)
+    out, _ = run_on_texts(["embed", "-m", model], texts)
     vecs = [[float(x) for x in line.split()] for line in out.splitlines() if line.strip()]
     assert len(vecs) == len(texts), "embed answered %d of %d inputs" % (len(vecs), len(texts))
     return vecs

@@ -492,6 +492,16 @@ static void adam_from(adamw_cfg *a, const train_opts *o, int64_t total) {
     a->min_ratio = o->min_lr_ratio;
 }
 
+/* The parts of a job both models share: the threads, the plan of steps, AdamW's schedule. */
+static int job_start(job *j, const train_opts *o, int n_train, sh_err *err) {
+    if (!(j->pool = pool_init(o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN))))
+        return sh_errf(err, "cannot start the trainer's threads");
+    j->total = plan_steps(o, n_train);
+    adam_from(&j->adam, o, j->total);
+    j->best = -INFINITY;
+    return 0;
+}
+
 int train_encoder(const train_opts *o, train_result *res, sh_err *err) {
     memset(res, 0, sizeof *res);
     enc_job ej = {0};
@@ -580,13 +590,7 @@ int train_encoder(const train_opts *o, train_result *res, sh_err *err) {
         sh_errf(err, "out of memory");
         goto done;
     }
-    if (!(j->pool = pool_init(o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN)))) {
-        sh_errf(err, "cannot start the trainer's threads");
-        goto done;
-    }
-    j->total = plan_steps(o, ej.train.n);
-    adam_from(&j->adam, o, j->total);
-    j->best = -INFINITY;
+    if (job_start(j, o, ej.train.n, err)) goto done;
     if (o->init && !o->resume) {
         gguf_ctx *g = gguf_open(o->init, err);
         int loaded = 0;
@@ -755,13 +759,7 @@ int train_lm(const train_opts *o, train_result *res, sh_err *err) {
         sh_errf(err, "out of memory");
         goto done;
     }
-    if (!(j->pool = pool_init(o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN)))) {
-        sh_errf(err, "cannot start the trainer's threads");
-        goto done;
-    }
-    j->total = plan_steps(o, lj.train.n);
-    adam_from(&j->adam, o, j->total);
-    j->best = -INFINITY;
+    if (job_start(j, o, lj.train.n, err)) goto done;
     if (o->resume && (!(ck = gguf_open(o->resume, err)) || get_state(j, ck, err))) goto done;
     j->step = lm_step;
     j->eval = lm_eval;
