@@ -8,6 +8,7 @@
  * name is known.
  */
 #include "cluster/config.h"
+#include "cluster/config_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,14 +28,14 @@
 #define NQBUF 8
 #define MAX_MS 86400000.0 /* one day: any larger timeout is a typo */
 
-typedef struct pctx {
+struct pctx {
     const char *name;      /* the file name, for messages */
     char *base_dir;        /* relative paths are taken from here (NULL: current directory) */
     yaml_document_t doc;
     sh_err *err;
     char qbuf[NQBUF][QBUF]; /* rotating buffers for quoted values and key paths */
     int qi;
-} pctx;
+};
 
 static int line_of(const yaml_node_t *n) { return n ? (int)n->start_mark.line + 1 : 1; }
 
@@ -82,10 +83,7 @@ static int oom(pctx *p) { return fail_at(p, 1, "out of memory"); }
 
 /* ============================================================ YAML nodes ===== */
 
-typedef struct field {
-    yaml_node_t *k;        /* the key, NULL when absent */
-    yaml_node_t *v;        /* the value, NULL when absent or null */
-} field;
+typedef ccfg_field field;
 
 static yaml_node_t *node_at(pctx *p, int idx) { return yaml_document_get_node(&p->doc, idx); }
 
@@ -563,11 +561,12 @@ static int parse_bare_backend(pctx *p, const cluster_config *c, const ccfg_model
 
 static int parse_backend(pctx *p, const cluster_config *c, const ccfg_model *m, yaml_node_t *n, int idx,
                          ccfg_backend *b) {
-    static const char *const keys[] = {"local", "node", "model", "capability", NULL};
-    field f[4];
+    static const char *const keys[] = {"local", "node", "model", "capability", "weight", NULL};
+    field f[5];
     char what[QBUF];
     snprintf(what, sizeof what, "model %s backend #%d", q(p, m->name), idx + 1);
     b->line = line_of(n);
+    b->weight = 1;
     if (n->type == YAML_SCALAR_NODE) return parse_bare_backend(p, c, m, what, n, b);
     if (n->type != YAML_MAPPING_NODE)
         return fail_at(p, b->line, "%s: expected a local/node name or a mapping, got %s", what, kind_name(n));
@@ -590,6 +589,9 @@ static int parse_backend(pctx *p, const cluster_config *c, const ccfg_model *m, 
         }
     }
     if (f[3].v && get_int(p, what, &f[3], -1000000, 1000000, &b->capability)) return -1;
+    if (f[4].k && m->policy != route_policy_from_name("weighted"))
+        return fail_at(p, line_of(f[4].k), "%s: weight is only for policy weighted", what);
+    if (f[4].v && ccfgi_num(p, what, &f[4], 0, 1e6, &b->weight)) return -1;
     return 0;
 }
 
@@ -737,16 +739,21 @@ static int parse_rule(pctx *p, const ccfg_model *m, yaml_node_t *n, int idx, ccf
 /* ============================================================ models ===== */
 
 enum { M_NAME, M_ALIASES, M_POLICY, M_BACKENDS, M_RULES, M_DEFAULT, M_FALLBACK, M_HEDGE, M_HEDGE_AFTER,
-       M_PREFIX_BYTES, M_LOAD_FACTOR, M_VNODES, M_N };
+       M_PREFIX_BYTES, M_LOAD_FACTOR, M_VNODES, M_STICKY, M_COMPOSE, M_N = M_COMPOSE + CC_N };
 static const char *const model_keys[] = {"name", "aliases", "policy", "backends", "rules", "default", "fallback",
-                                         "hedge", "hedge_after_ms", "prefix_bytes", "load_factor", "vnodes", NULL};
+                                         "hedge", "hedge_after_ms", "prefix_bytes", "load_factor", "vnodes",
+                                         "sticky", CCFG_COMPOSE_KEYS, NULL};
 
 static int parse_policy(pctx *p, const char *what, const field *f, int *out) {
     const char *s = scalar(f->v);
-    int pol = !s ? -1 : !strcmp(s, "rules") ? CCFG_POLICY_RULES : route_policy_from_name(s);
+    static const char *const extra[] = {"rules", "classify", "cascade", "ensemble", "pipeline"};
+    int pol = !s ? -1 : route_policy_from_name(s);
+    for (int i = 0; s && pol < 0 && i < 5; i++)
+        if (!strcmp(s, extra[i])) pol = CCFG_POLICY_RULES + i;
     if (pol < 0)
         return fail_at(p, line_of(f->v), "%s: unknown policy %s (valid: round_robin, least_loaded, p2c, "
-                       "prefix_affinity, latency_budget, rules)", what, s ? q(p, s) : kind_name(f->v));
+                       "prefix_affinity, latency_budget, weighted, rules, classify, cascade, ensemble, "
+                       "pipeline)", what, s ? q(p, s) : kind_name(f->v));
     *out = pol;
     return 0;
 }
@@ -812,6 +819,24 @@ static int parse_rules(pctx *p, const char *what, const field *f, ccfg_model *m)
 
 /* The keys that go with the policy: backends xor rules (+ default), hedging only with backends. */
 static int check_policy_keys(pctx *p, const char *what, const field *f, const ccfg_model *m) {
+    if (f[M_STICKY].k && m->policy != route_policy_from_name("weighted"))
+        return fail_at(p, line_of(f[M_STICKY].k), "%s: sticky is only for policy weighted", what);
+    if (m->policy > CCFG_POLICY_RULES) {
+        /* classify / cascade / ensemble / pipeline: config_compose.c checked their own keys */
+        static const int not_composed[] = {M_BACKENDS, M_RULES, M_HEDGE, M_HEDGE_AFTER, M_FALLBACK};
+        for (size_t i = 0; i < sizeof not_composed / sizeof *not_composed; i++) {
+            const field *g = &f[not_composed[i]];
+            if (g->k)
+                return fail_at(p, line_of(g->k), "%s: %s is not for policy %s (it calls other model names)",
+                               what, fkey(g), scalar(f[M_POLICY].v));
+        }
+        if (f[M_DEFAULT].k && m->policy != CCFG_POLICY_CLASSIFY)
+            return fail_at(p, line_of(f[M_DEFAULT].k), "%s: default: only with policy rules or classify", what);
+        if (m->policy == CCFG_POLICY_CLASSIFY && !f[M_DEFAULT].v)
+            return fail_at(p, m->line, "%s: policy classify needs default: (the model for low confidence or "
+                           "an unmapped label)", what);
+        return 0;
+    }
     bool rules = m->policy == CCFG_POLICY_RULES;
     if (rules) {
         if (!m->n_rules) return fail_at(p, m->line, "%s: policy rules needs a non-empty rules: list", what);
@@ -857,6 +882,16 @@ static int parse_model(pctx *p, const cluster_config *c, yaml_node_t *n, int idx
     if (f[M_HEDGE].v && get_bool(p, what, &f[M_HEDGE], &m->hedge)) return -1;
     if (f[M_HEDGE_AFTER].v && get_ms(p, what, &f[M_HEDGE_AFTER], true, &m->hedge_after_ms)) return -1;
     if (parse_affinity(p, what, f, m)) return -1;
+    if (f[M_STICKY].v) {
+        if (get_str(p, what, &f[M_STICKY], &m->sticky)) return -1;
+        const char *h = m->sticky + 7;
+        bool hdr = !strncmp(m->sticky, "header:", 7) && *h && strlen(h) < 64 && strspn(h, "abcdefghijklmnopqrstuvwxyz"
+                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") == strlen(h);
+        if (strcmp(m->sticky, "user") && !hdr)
+            return fail_at(p, line_of(f[M_STICKY].v), "%s: sticky %s: expected user or header:NAME", what,
+                           q(p, m->sticky));
+    }
+    if (ccfg_parse_compose(p, what, &f[M_COMPOSE], m)) return -1;
     return check_policy_keys(p, what, f, m);
 }
 
@@ -959,7 +994,8 @@ static int parse_models(pctx *p, cluster_config *c, const field *f, const yaml_n
     if (check_model_names(p, c)) return -1;
     for (int i = 0; i < n; i++)
         if (check_targets(p, c, &c->models[i])) return -1;
-    return check_fallback_loops(p, c);
+    if (check_fallback_loops(p, c)) return -1;
+    return ccfg_check_compose(p, c);
 }
 
 /* ============================================================ top level ===== */
@@ -983,6 +1019,106 @@ static int parse_root(pctx *p, cluster_config *c, yaml_node_t *root) {
     if (f[T_SERVE].v && parse_serve(p, c, f[T_SERVE].v)) return -1;
     if (parse_locals(p, c, &f[T_LOCAL]) || parse_nodes(p, c, &f[T_NODES])) return -1;
     return parse_models(p, c, &f[T_MODELS], root);
+}
+
+/* ============================================================ shared helpers (config_int.h) ===== */
+
+int ccfgi_fail(pctx *p, int line, const char *fmt, ...) {
+    char msg[SH_ERR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return fail_at(p, line, "%s", msg);
+}
+int ccfgi_oom(pctx *p) { return oom(p); }
+int ccfgi_line(const yaml_node_t *n) { return line_of(n); }
+yaml_node_t *ccfgi_node(pctx *p, int idx) { return node_at(p, idx); }
+const char *ccfgi_scalar(const yaml_node_t *n) { return scalar(n); }
+const char *ccfgi_q(pctx *p, const char *s) { return q(p, s); }
+const char *ccfgi_kind(const yaml_node_t *n) { return kind_name(n); }
+int ccfgi_fields(pctx *p, yaml_node_t *map, const char *what, const char *const *keys, ccfg_field *out) {
+    return get_fields(p, map, what, keys, out);
+}
+int ccfgi_str(pctx *p, const char *what, const ccfg_field *f, char **out) { return get_str(p, what, f, out); }
+int ccfgi_name(pctx *p, const char *what, const ccfg_field *f, char **out) { return get_name(p, what, f, out); }
+int ccfgi_int(pctx *p, const char *what, const ccfg_field *f, long lo, long hi, int *out) {
+    return get_int(p, what, f, lo, hi, out);
+}
+int ccfgi_ms(pctx *p, const char *what, const ccfg_field *f, bool zero_ok, double *out) {
+    return get_ms(p, what, f, zero_ok, out);
+}
+int ccfgi_list(pctx *p, const char *what, const ccfg_field *f, int max, yaml_node_item_t **items, int *n) {
+    return get_list(p, what, f, max, items, n);
+}
+
+/* A number in lo..hi. */
+int ccfgi_num(pctx *p, const char *what, const ccfg_field *f, double lo, double hi, double *out) {
+    const char *s = scalar(f->v);
+    double v;
+    if (!s || !parse_num(s, &v) || v < lo || v > hi)
+        return fail_at(p, line_of(f->v), "%s: expected a number in %g..%g, got %s", key_path(p, what, fkey(f)), lo,
+                       hi, s ? q(p, s) : kind_name(f->v));
+    *out = v;
+    return 0;
+}
+
+static void json_str(FILE *o, const char *s) {
+    fputc('"', o);
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if (*c == '"' || *c == '\\') fprintf(o, "\\%c", *c);
+        else if (*c < 0x20) fprintf(o, "\\u%04x", *c);
+        else fputc(*c, o);
+    }
+    fputc('"', o);
+}
+
+/* Appends n as JSON to the memstream. Depth is bounded by the prescan (CCFG_MAX_DEPTH). */
+static int json_of(pctx *p, FILE *o, yaml_node_t *n) {
+    if (n->type == YAML_SCALAR_NODE) {
+        const char *s = scalar(n);
+        if (!s) return fail_at(p, line_of(n), "a string with a NUL byte");
+        double v;
+        bool plain = n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+        if (plain && (is_null(n) || !strcmp(s, "true") || !strcmp(s, "false"))) fputs(*s ? s : "null", o);
+        else if (plain && parse_num(s, &v)) fputs(s, o);
+        else json_str(o, s);
+        return 0;
+    }
+    if (n->type == YAML_SEQUENCE_NODE) {
+        fputc('[', o);
+        for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+            if (it > n->data.sequence.items.start) fputc(',', o);
+            yaml_node_t *e = node_at(p, *it);
+            if (!e || json_of(p, o, e)) return -1;
+        }
+        fputc(']', o);
+        return 0;
+    }
+    fputc('{', o);
+    for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top; pr++) {
+        yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
+        if (!k || !v || k->type != YAML_SCALAR_NODE) return fail_at(p, line_of(n), "mapping keys must be strings");
+        if (pr > n->data.mapping.pairs.start) fputc(',', o);
+        const char *ks = scalar(k);
+        if (!ks) return fail_at(p, line_of(k), "a key with a NUL byte");
+        json_str(o, ks);
+        fputc(':', o);
+        if (json_of(p, o, v)) return -1;
+    }
+    fputc('}', o);
+    return 0;
+}
+
+int ccfgi_json(pctx *p, yaml_node_t *n, char **out) {
+    size_t len = 0;
+    *out = NULL;
+    FILE *o = open_memstream(out, &len);
+    if (!o) return oom(p);
+    int rc = json_of(p, o, n);
+    fclose(o);
+    if (rc) free(*out), *out = NULL;
+    return rc;
 }
 
 /* ============================================================ YAML passes ===== */
@@ -1127,6 +1263,8 @@ static void free_model(ccfg_model *m) {
     free(m->rules);
     free(m->default_target);
     free(m->fallback);
+    free(m->sticky);
+    ccfg_free_compose(&m->comp);
 }
 
 void ccfg_free(cluster_config *c) {
@@ -1143,6 +1281,13 @@ void ccfg_free(cluster_config *c) {
     free(c->models);
     free(c->path);
     free(c);
+}
+
+const char *ccfg_policy_name(int policy) {
+    static const char *const extra[] = {"rules", "classify", "cascade", "ensemble", "pipeline"};
+    if (policy >= 0 && policy < ROUTE_POLICY_COUNT) return route_policy_name((route_policy)policy);
+    if (policy >= CCFG_POLICY_RULES && policy <= CCFG_POLICY_PIPELINE) return extra[policy - CCFG_POLICY_RULES];
+    return "?";
 }
 
 const ccfg_model *ccfg_find_model(const cluster_config *c, const char *name) {

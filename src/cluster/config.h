@@ -29,7 +29,14 @@
 #include "cluster/route.h" /* route_policy */
 #include "core/err.h"
 
-#define CCFG_POLICY_RULES ROUTE_POLICY_COUNT /* policy value for "rules" */
+/* Policies beyond route_policy: names that pick another model (rules, classify) or compose
+ * several (cascade, ensemble, pipeline; see compose/compose.h). */
+#define CCFG_POLICY_RULES ROUTE_POLICY_COUNT          /* "rules" */
+#define CCFG_POLICY_CLASSIFY (ROUTE_POLICY_COUNT + 1) /* "classify": a classifier's label picks the model */
+#define CCFG_POLICY_CASCADE (ROUTE_POLICY_COUNT + 2)  /* "cascade": fast model first, escalate when unsure */
+#define CCFG_POLICY_ENSEMBLE (ROUTE_POLICY_COUNT + 3) /* "ensemble": classifiers' probabilities averaged */
+#define CCFG_POLICY_PIPELINE (ROUTE_POLICY_COUNT + 4) /* "pipeline": a chain of steps */
+#define CCFG_IS_COMPOSITE(p) ((p) >= CCFG_POLICY_CASCADE)
 
 /* Limits: beyond them the config is refused with a message naming the limit. */
 #define CCFG_MAX_FILE_BYTES (1 << 20) /* size of the YAML text */
@@ -61,6 +68,7 @@ typedef struct ccfg_backend { /* one backend of a model name: exactly one of loc
     char *model;              /* the model id to ask the node for (default: the model name itself;
                                * for a local backend always NULL) */
     int capability;           /* latency_budget: larger = more capable (default 0) */
+    double weight;            /* weighted: share of the traffic (default 1; 0: none) */
     int line;
 } ccfg_backend;
 
@@ -70,6 +78,65 @@ typedef struct ccfg_rule {    /* policy "rules": first match wins */
     char *target;             /* model name to route to (must be defined in models) */
     int line;
 } ccfg_rule;
+
+/* ---- composition (policies classify, cascade, ensemble, pipeline) ---- */
+
+typedef struct ccfg_kv {      /* key: template (a string with {{var}} references) */
+    char *key, *value;
+} ccfg_kv;
+
+typedef enum ccfg_signal {    /* a cascade stage's confidence in its own answer */
+    CCFG_SIG_MEAN_LOGPROB,    /* mean token log-probability (<= 0) */
+    CCFG_SIG_MIN_PROB,        /* the least likely chosen token's probability */
+    CCFG_SIG_MARGIN,          /* mean over tokens of p(top1) - p(top2); classifiers: of the labels */
+    CCFG_SIG_CLASSIFIER       /* classifiers: the top label's probability */
+} ccfg_signal;
+
+typedef enum ccfg_op { CCFG_OP_EQ, CCFG_OP_NE, CCFG_OP_LT, CCFG_OP_LE, CCFG_OP_GT, CCFG_OP_GE, CCFG_OP_IN } ccfg_op;
+
+typedef struct ccfg_cond {    /* one condition of a step's when: (all must hold) */
+    char *var;                /* "intent.label" */
+    int op;                   /* ccfg_op; numbers compare as numbers, else as strings */
+    char *value;              /* the operand (not for IN) */
+    char **set; int n_set;    /* IN: the allowed values */
+} ccfg_cond;
+
+typedef enum ccfg_step_kind { CCFG_STEP_CLASSIFY, CCFG_STEP_GENERATE, CCFG_STEP_ACTION } ccfg_step_kind;
+
+typedef struct ccfg_step {    /* one pipeline step; steps run in file order, each sees earlier ones */
+    char *name;               /* unique in the pipeline; its outputs are NAME.field */
+    int kind;                 /* ccfg_step_kind */
+    char *model;              /* classify / generate: a model name of this config */
+    char *input;              /* classify: the text; generate: the user message (template) */
+    int max_tokens;           /* generate (default 64) */
+    double temperature;       /* generate (default 0) */
+    ccfg_kv *fields; int n_fields; /* action: the JSON object, key -> template */
+    char *schema;             /* action: JSON Schema (as JSON text) the object must satisfy, or NULL */
+    ccfg_cond *when; int n_when;   /* the step runs only when all hold (none: always) */
+    double timeout_ms;        /* 0: only the pipeline's deadline bounds it */
+    bool has_fallback;        /* a failed step takes these outputs instead of failing the pipeline */
+    ccfg_kv *fallback; int n_fallback;
+    int line;
+} ccfg_step;
+
+typedef struct ccfg_member { char *model; double weight; int line; } ccfg_member;
+
+typedef struct ccfg_comp {
+    /* classify: a classifier's label picks the target */
+    char *classifier;         /* model name answering /v1/classify */
+    ccfg_kv *routes; int n_routes; /* label -> target model name */
+    double min_confidence;    /* below it: default_target */
+    /* cascade */
+    char **stages; int n_stages;   /* model names, fastest first (>= 2) */
+    int signal;               /* ccfg_signal */
+    double *thresholds;       /* n_stages - 1: a stage's answer is accepted when its confidence >= this */
+    /* ensemble */
+    ccfg_member *members; int n_members;  /* >= 2 classifiers with one label set */
+    /* pipeline */
+    ccfg_step *steps; int n_steps;
+    char *output;             /* template of the answer's content (default: the last text produced) */
+    double deadline_ms;       /* the whole pipeline (0: none) */
+} ccfg_comp;
 
 typedef struct ccfg_model {   /* a model name of the API */
     char *name;
@@ -84,6 +151,8 @@ typedef struct ccfg_model {   /* a model name of the API */
     size_t prefix_bytes;      /* prefix_affinity (default 256) */
     double load_factor;       /* prefix_affinity (default 1.25) */
     int vnodes;               /* prefix_affinity (default 64) */
+    char *sticky;             /* weighted: "user" (the request's user field) or "header:NAME", or NULL */
+    ccfg_comp comp;           /* policies classify, cascade, ensemble, pipeline */
     int line;
     int default_line, fallback_line; /* where default / fallback were given (0: not given) */
 } ccfg_model;
@@ -113,6 +182,9 @@ cluster_config *ccfg_load(const char *path, sh_err *err);
 /* The same from memory (name is used in messages). */
 cluster_config *ccfg_parse(const char *text, size_t len, const char *name, sh_err *err);
 void ccfg_free(cluster_config *c);   /* NULL is fine */
+
+/* "round_robin", ..., "rules", "classify", "cascade", "ensemble", "pipeline". */
+const char *ccfg_policy_name(int policy);
 
 /* The model whose name or alias is `name`, or NULL. */
 const ccfg_model *ccfg_find_model(const cluster_config *c, const char *name);

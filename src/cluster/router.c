@@ -67,6 +67,7 @@ router *router_init(const cluster_config *cfg, const router_local_ops *ops, metr
         }
     for (int i = 0; i < cfg->n_models; i++)
         if (rt_build_model(rt, &cfg->models[i], err)) goto fail;
+    if (rt_compose_init(rt, err)) goto fail;
     if (rt_startup_check(rt, err)) goto fail;
     for (int i = 0; i < rt->n_nodes; i++) rt_node_update_gauge(rt->nodes[i]);
     if (rt_health_start(rt, err)) goto fail;
@@ -80,6 +81,7 @@ fail:
 void router_free(router *rt) {
     if (!rt) return;
     rt_health_stop(rt);
+    rt_compose_free(rt);
     for (int i = 0; i < rt->n_models; i++) rt_model_free(rt->models[i]);
     for (int i = 0; i < rt->n_nodes; i++) rt_node_free(rt->nodes[i]);
     upstream_pool_free(rt->pool);

@@ -60,6 +60,9 @@ typedef struct router_log {
     bool stream, hedged, fallback, degraded;
     const char *outcome;      /* "ok", "cancelled" (client went), "failed" (mid-stream) */
     double ttfb_ms, total_ms; /* from the request's arrival to the answer's start / end */
+    const char *label;        /* classify routing, ensemble, pipeline: the label decided, or NULL */
+    double confidence;        /* its probability (cascade: the accepted stage's signal); < 0: none */
+    const char *decision;     /* a composition's decisions ("cascade tried=a:0.41,b:0.93 stage=2/2"), or NULL */
     const char *error;        /* the error answered, or NULL */
 } router_log;
 

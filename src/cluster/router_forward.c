@@ -14,6 +14,7 @@
 
 #include "api/oai_req.h"
 #include "cluster/router_int.h"
+#include "compose/compose.h"
 
 /* ============================================================ the request's text ===== */
 
@@ -41,6 +42,19 @@ static char *request_text(const oai_request *r, size_t *len) {
     fclose(f);
     *len = n;
     return s;
+}
+
+/* What a routing classifier reads: the last user message of a chat, the prompt, the first
+ * input, or the rerank query (borrowed from r; NULL for token-id prompts). */
+static const char *classify_text(const oai_request *r) {
+    if (r->kind == OAI_CHAT) {
+        for (size_t i = r->n_messages; i-- > 0;)
+            if (!strcmp(r->messages[i].role, "user")) return r->messages[i].content;
+        return NULL;
+    }
+    if (r->kind == OAI_EMBEDDING || r->kind == OAI_CLASSIFY) return r->n_inputs && r->inputs ? r->inputs[0] : NULL;
+    if (r->kind == OAI_RERANK) return r->query;
+    return r->prompt;
 }
 
 /* ============================================================ the forwarded request ===== */
@@ -73,8 +87,12 @@ void rt_route_log(router *rt, const rt_fwd *f, const char *rid, const char *tp, 
                                               : NULL,
                     .error = error,
                     .total_ms = now - t_req,
-                    .ttfb_ms = now - t_req};
+                    .ttfb_ms = now - t_req,
+                    .confidence = -1};
     if (f) {
+        l.label = f->label[0] ? f->label : NULL;
+        l.confidence = f->confidence;
+        l.decision = f->decision[0] ? f->decision : NULL;
         l.model = f->asked ? f->asked->name : NULL;
         l.answered_by = f->m && f->b ? f->m->name : NULL;
         l.backend = f->b ? f->b->name : NULL;
@@ -122,6 +140,12 @@ char *rt_body_for(rt_fwd *f, const rt_backend *b, size_t *len) {
 /* router_int.h */
 void rt_add_route_headers(rt_fwd *f, http_response *resp) {
     http_resp_header(resp, "X-Shoal-Backend", f->b->name);
+    if (f->label[0]) {
+        char v[32];
+        http_resp_header(resp, "X-Shoal-Label", f->label);
+        snprintf(v, sizeof v, "%.4f", f->confidence);
+        http_resp_header(resp, "X-Shoal-Confidence", v);
+    }
     if (f->fallback_used) http_resp_header(resp, "X-Shoal-Fallback", f->m->name);
     if (f->degraded) http_resp_header(resp, "X-Shoal-Degraded", "deadline");
 }
@@ -250,14 +274,64 @@ static rt_model *resolve(router *rt, rt_model *m, const char *text, json_t *root
     return m;
 }
 
-/* Runs one parsed request of `kind` through name resolution, the name's policy, failover and
- * fallback, and answers it in resp: whole, or a stream that now owns what it needs (it logs
- * when it ends; otherwise the log record is written here). body[0..len): the request as it
- * came (borrowed, valid during the call); doc: its JSON parse (consumed); r: its typed parse
- * (oai_parse_request_doc; borrowed). req: the client's request — its id, traceparent, peer and
- * arrival time, the client-gone check, and a local backend's handler read it. */
-static void forward(router *rt, int kind, const char *body, size_t len, json_t *doc, const oai_request *r,
-                    http_request *req, http_response *resp) {
+/* Classify routing (and rules after it): until m is a name with backends or a composition.
+ * NULL with an error answer in resp. */
+static rt_model *route_by_label(router *rt, rt_fwd *f, rt_model *m, const oai_request *r, const char *text,
+                                http_request *req, http_response *resp) {
+    for (int depth = 0; m && m->policy == CCFG_POLICY_CLASSIFY; depth++) {
+        if (depth == RT_RULE_DEPTH) {
+            rt_respond_err(resp, 500, "server_error", NULL, "model '%s': classify routing nests deeper than %d",
+                           m->name, RT_RULE_DEPTH);
+            return NULL;
+        }
+        const char *target = NULL;
+        comp_info ci = {.confidence = -1};
+        const char *in = classify_text(r);
+        if (comp_route(rt->comp, m->cfg_index, req, in ? in : "", &target, &ci, resp)) {
+            comp_info_free(&ci);
+            return NULL;
+        }
+        if (ci.label) snprintf(f->label, sizeof f->label, "%s", ci.label);
+        f->confidence = ci.confidence;
+        snprintf(f->decision, sizeof f->decision, "%s", ci.decision);
+        comp_info_free(&ci);
+        pthread_mutex_lock(&rt->mu);
+        rt_model *next = target ? rt_find_model(rt, target) : NULL;
+        pthread_mutex_unlock(&rt->mu);
+        if (!next) {
+            rt_respond_err(resp, 500, "server_error", NULL, "model '%s': route target '%s' is not defined", m->name,
+                           target ? target : "");
+            return NULL;
+        }
+        if (!(m = resolve(rt, next, text, f->root, resp))) return NULL;
+    }
+    return m;
+}
+
+/* A composition answers (compose.h); the record says what it decided. */
+static void composed(router *rt, rt_fwd *f, rt_model *m, int kind, http_request *req, http_response *resp) {
+    char *owned = NULL;
+    const char *body = f->raw;
+    size_t len = f->raw_len;
+    if (!body || f->root_changed) {
+        owned = json_dumps(f->root, JSON_COMPACT);
+        body = owned;
+        len = owned ? strlen(owned) : 0;
+    }
+    comp_info ci = {.confidence = -1};
+    if (!body) rt_respond_err(resp, 500, "server_error", NULL, "out of memory");
+    else comp_handle(rt->comp, m->cfg_index, req, kind, body, len, resp, &ci);
+    if (ci.label) snprintf(f->label, sizeof f->label, "%s", ci.label);
+    if (ci.confidence >= 0) f->confidence = ci.confidence;
+    if (ci.decision[0]) snprintf(f->decision, sizeof f->decision, "%s", ci.decision);
+    comp_info_free(&ci);
+    free(owned);
+    metrics_inc(m->m_decisions, 1);
+}
+
+/* router_int.h */
+void rt_forward(router *rt, int kind, const char *body, size_t len, json_t *doc, const oai_request *r,
+                http_request *req, http_response *resp, rt_call *call) {
     double t0 = http_req_start_ms(req);
     rt_fwd *f = calloc(1, sizeof *f);
     size_t text_len = 0;
@@ -281,6 +355,13 @@ static void forward(router *rt, int kind, const char *body, size_t len, json_t *
     const char *peer = http_req_peer(req);
     snprintf(f->peer, sizeof f->peer, "%s", peer ? peer : "");
     f->t_req = t0;
+    f->confidence = -1;
+    if (call) {
+        f->internal = true;
+        f->timeout_ms = call->timeout_ms;
+        f->stream = false;
+        call->backend[0] = 0;
+    }
 
     pthread_mutex_lock(&rt->mu);
     rt_model *m = r->model ? rt_find_model(rt, r->model) : rt->n_models ? rt->models[0] : NULL;
@@ -292,6 +373,14 @@ static void forward(router *rt, int kind, const char *body, size_t len, json_t *
     }
     f->asked = m;
     if (!(m = resolve(rt, m, text, f->root, resp))) goto out;
+    if (m->policy == CCFG_POLICY_CLASSIFY && !(m = route_by_label(rt, f, m, r, text, req, resp))) goto out;
+    if (CCFG_IS_COMPOSITE(m->policy)) {
+        f->m = m;
+        metrics_observe(rt->m_added, (http_now_ms() - t0) * 1e-3);
+        composed(rt, f, m, kind, req, resp);
+        f->t_commit = http_now_ms();
+        goto out;
+    }
     route_request rq = {.prefix = text, .prefix_len = text_len, .deadline_ms = r->has_deadline ? r->deadline_ms : 0};
     bool added_observed = false;
     for (int hop = 0; m; hop++) {
@@ -333,6 +422,7 @@ static void forward(router *rt, int kind, const char *body, size_t len, json_t *
         rt_model *fb = rt_find_model(rt, m->fallback);
         pthread_mutex_unlock(&rt->mu);
         if (fb && !(fb = resolve(rt, fb, text, f->root, resp))) goto out;
+        if (fb && fb->policy == CCFG_POLICY_CLASSIFY && !(fb = route_by_label(rt, f, fb, r, text, req, resp))) goto out;
         metrics_inc(m->m_fallbacks, 1);
         f->fallback_used = true;
         m = fb;
@@ -343,7 +433,8 @@ static void forward(router *rt, int kind, const char *body, size_t len, json_t *
                    f->last_error[0] ? " (last: " : "", f->last_error, f->last_error[0] ? ")" : "");
     http_resp_header(resp, "Retry-After", "1");
 out:
-    if (f) { /* answered whole (or refused) here; a stream logs when it ends */
+    if (f && call && f->b) snprintf(call->backend, call->backend_n, "%s", f->b->name);
+    if (f && !f->internal) { /* answered whole (or refused) here; a stream logs when it ends */
         char msg[256] = "";
         if (resp->status >= 400) answer_error(resp, f->last_error, msg, sizeof msg);
         rt_route_log(rt, f, f->rid, f->tp, f->peer, kind, t0, resp->status, NULL, msg[0] ? msg : NULL);
@@ -371,7 +462,7 @@ void router_handle(router *rt, int kind, http_request *req, http_response *resp)
                      e.status, NULL, e.message);
         return;
     }
-    forward(rt, kind, body, len, doc, &r, req, resp);
+    rt_forward(rt, kind, body, len, doc, &r, req, resp, NULL);
     oai_request_free(&r);
 }
 

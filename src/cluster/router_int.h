@@ -12,6 +12,8 @@
  *   router_remote.c   remote attempts: legs, hedging, holding bytes until the commit,
  *                     streaming through
  *   router_join.c     POST /v1/cluster/join
+ *   router_compose.c  the compositions' calls (compose/compose.h): a whole request run through
+ *                     rt_forward for a model name, answered into a comp_answer
  *
  * The objects, all owned by the router and freed only by router_free (so a request in flight
  * never holds a dangling pointer when a node leaves):
@@ -28,6 +30,8 @@
 
 #include <jansson.h>
 #include <pthread.h>
+
+#include "api/oai_req.h"
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -101,6 +105,7 @@ typedef struct rt_model {
     char *default_target, *fallback;
     bool hedge;
     bool dynamic;               /* created by a join: a name only joined nodes serve */
+    int cfg_index;              /* its entry in cfg->models, or -1 (joined names) */
     double hedge_after_ms;
     metrics_series *m_decisions, *m_retries, *m_fallbacks, *m_hedges, *m_unavailable;
 } rt_model;
@@ -116,6 +121,7 @@ struct router {
     rt_model *models[RT_MAX_MODELS];
     int n_models;
     _Atomic int active;
+    struct comp *comp;          /* compositions (compose/compose.h), or NULL when the config has none */
     metrics_series *m_added;
     pthread_t health_thread;
     bool health_started, stop;
@@ -153,6 +159,13 @@ typedef struct rt_fwd {
     /* the last failure, for the final error */
     int last_status;
     char last_error[256];
+    /* an internal call of a composition: no log record of its own, its own first-byte timeout */
+    bool internal;
+    double timeout_ms;          /* > 0: overrides retry.first_byte_timeout_ms */
+    /* classify routing and compositions: what they decided (headers and log) */
+    char label[128];
+    double confidence;          /* < 0: none */
+    char decision[512];
 } rt_fwd;
 
 typedef enum rt_outcome { RT_OUT_OK, RT_OUT_FAILED, RT_OUT_CANCELLED } rt_outcome;
@@ -231,6 +244,22 @@ void rt_health_stop(router *rt);
 /* ============================================================ router_forward.c ===== */
 
 void rt_fwd_free(rt_fwd *f); /* with its upstream call, parsed body and held bytes; NULL is fine */
+/* An internal call's options (rt_forward's call argument). */
+typedef struct rt_call {
+    double timeout_ms;          /* > 0: per-attempt first-byte timeout instead of the config's */
+    char *backend;              /* out: the backend that answered ("" when none) */
+    size_t backend_n;
+} rt_call;
+/* Runs one parsed request of `kind` through name resolution (aliases, rules, classify
+ * routing), compositions, the name's policy, failover and fallback, and answers it in resp:
+ * whole, or a stream that now owns what it needs. body[0..len): the request as it came
+ * (borrowed, valid during the call); doc: its JSON parse (consumed); r: its typed parse
+ * (borrowed). req: the client's request (id, traceparent, peer, arrival time, client-gone
+ * check; a local backend's handler reads it). call: NULL for a client's request (one log
+ * record); else an internal call of a composition: never streamed by the caller, no log
+ * record of its own. */
+void rt_forward(router *rt, int kind, const char *body, size_t len, json_t *doc, const oai_request *r,
+                http_request *req, http_response *resp, rt_call *call);
 /* The request's one log record (router.h) through ops.log; f may be NULL when the request
  * never got that far. outcome: NULL for a whole answer (then "ok" below 400, else none). */
 void rt_route_log(router *rt, const rt_fwd *f, const char *rid, const char *tp, const char *peer, int kind,
@@ -244,6 +273,12 @@ void rt_add_route_headers(rt_fwd *f, http_response *resp);
 /* A whole 200 JSON answer gains a "shoal" object when it came from a fallback model or a
  * degraded choice; anything else is left as it is. */
 void rt_annotate_body(rt_fwd *f, http_response *resp);
+
+/* ============================================================ router_compose.c ===== */
+
+/* Builds rt->comp when the config has compositions (classify routing included). */
+int rt_compose_init(router *rt, sh_err *err);
+void rt_compose_free(router *rt);
 
 /* ============================================================ router_remote.c ===== */
 

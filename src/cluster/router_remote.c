@@ -112,9 +112,10 @@ static leg_rc leg_check(router *rt, rt_fwd *f, leg *l, double now) {
     }
     int status = upstream_status(l->call);
     if (status == 0) {
-        if (now - l->t_start > rt->cfg->first_byte_timeout_ms) {
+        const double fbt = f->timeout_ms > 0 ? f->timeout_ms : rt->cfg->first_byte_timeout_ms;
+        if (now - l->t_start > fbt) {
             char why[120];
-            snprintf(why, sizeof why, "no answer in %.0f ms", rt->cfg->first_byte_timeout_ms);
+            snprintf(why, sizeof why, "no answer in %.0f ms", fbt);
             pthread_mutex_lock(&rt->mu);
             rt_node_trip(rt, l->b->node, false, why);
             pthread_mutex_unlock(&rt->mu);
@@ -312,6 +313,8 @@ rt_attempt_rc rt_try_remote(router *rt, rt_fwd *f, rt_model *m, rt_backend *b, i
         upstream_call *calls[2] = {legs[0].call, n > 1 ? legs[1].call : NULL};
         double wait = 50;
         if (hedge_at < 1e300 && hedge_at - now < wait) wait = hedge_at - now > 0 ? hedge_at - now : 0;
+        if (f->timeout_ms > 0 && legs[0].t_start + f->timeout_ms - now < wait) /* a composition step's timeout */
+            wait = legs[0].t_start + f->timeout_ms - now > 0 ? legs[0].t_start + f->timeout_ms - now : 0;
         /* a quiet wait is the time to look whether the client is still there (a syscall, so
          * not after every bit of progress) */
         if (upstream_poll(calls, n, wait) < 0 && wait >= 50 && http_req_client_gone(req)) {

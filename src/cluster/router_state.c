@@ -173,10 +173,11 @@ rt_model *rt_model_new(router *rt, const char *name, int policy, sh_err *err) {
         return sh_errf(err, "out of memory"), NULL;
     }
     m->policy = policy;
-    m->rc = (route_config){.policy = policy == CCFG_POLICY_RULES ? ROUTE_ROUND_ROBIN : (route_policy)policy,
+    m->cfg_index = -1;
+    m->rc = (route_config){.policy = policy >= ROUTE_POLICY_COUNT ? ROUTE_ROUND_ROBIN : (route_policy)policy,
                            .prefix_bytes = 256, .load_factor = 1.25, .vnodes = 64,
                            .seed = (uint64_t)time(NULL) ^ (uintptr_t)m};
-    const char *pname = policy == CCFG_POLICY_RULES ? "rules" : route_policy_name((route_policy)policy);
+    const char *pname = ccfg_policy_name(policy);
     m->m_decisions = counter(rt, "shoal_router_decisions_total", "Routing decisions by model name and policy.",
                              "model", name, "policy", pname);
     m->m_retries = counter(rt, "shoal_router_retries_total",
@@ -225,6 +226,8 @@ int rt_build_model(router *rt, const ccfg_model *cm, sh_err *err) {
     m->hedge_after_ms = cm->hedge_after_ms;
     if (cm->fallback) m->fallback = strdup(cm->fallback);
     if (cm->default_target) m->default_target = strdup(cm->default_target);
+    m->cfg_index = (int)(cm - c->models);
+    if (cm->policy > CCFG_POLICY_RULES) return 0; /* classify and compositions call other names */
     if (cm->policy == CCFG_POLICY_RULES) {
         route_rule rr[64];
         int n = cm->n_rules < 64 ? cm->n_rules : 64;
@@ -363,7 +366,7 @@ void router_cluster(router *rt, http_response *resp) {
                               "failed", (json_int_t)b->failed, "cancelled", (json_int_t)b->cancelled, "latency_ms",
                               lat_json(&b->lat), "first_byte_ms", lat_json(&b->ttfb)));
         }
-        const char *pol = m->policy == CCFG_POLICY_RULES ? "rules" : route_policy_name((route_policy)m->policy);
+        const char *pol = ccfg_policy_name(m->policy);
         json_array_append_new(models, json_pack("{s:s, s:o, s:s, s:s?, s:s?, s:b, s:b, s:o}", "name", m->name,
                                                 "aliases", al, "policy", pol, "fallback", m->fallback, "default",
                                                 m->default_target, "hedge", m->hedge, "joined", m->dynamic,

@@ -180,6 +180,9 @@ void srv_log_request(server *s, const log_info *li) {
         if (rl->hedged) json_object_set_new(j, "hedged", json_true());
         if (rl->fallback) json_object_set_new(j, "fallback", json_true());
         if (rl->degraded) json_object_set_new(j, "degraded", json_true());
+        if (rl->label) json_object_set_new(j, "label", json_string(rl->label));
+        if (rl->confidence >= 0) json_object_set_new(j, "confidence", json_real(rl->confidence));
+        if (rl->decision) json_object_set_new(j, "decision", json_string(rl->decision));
         json_object_set_new(j, "ttfb_ms", json_real(rl->ttfb_ms));
     }
     json_object_set_new(j, "total_ms", json_real(li->total_ms));

@@ -322,8 +322,10 @@ static void test_unknown_keys(void **state) {
         "local 'a': pooling 'avg' is not one of none, mean, cls, last, rank");
     bad("nodes:\n  - {name: a, uri: x}\n", 2, "unknown key 'uri' in node 'a'");
     bad(T(PRE "models:\n  - name: chat\n    backends: [smol]\n    polcy: p2c\n"), 9, "unknown key 'polcy' in model 'chat'");
+    bad(T(PRE "models:\n  - name: chat\n    backends:\n      - {local: smol, wieght: 2}\n"), 9,
+        "unknown key 'wieght' in model 'chat' backend #1 (allowed: local, node, model, capability, weight)");
     bad(T(PRE "models:\n  - name: chat\n    backends:\n      - {local: smol, weight: 2}\n"), 9,
-        "unknown key 'weight' in model 'chat' backend #1 (allowed: local, node, model, capability)");
+        "model 'chat' backend #1: weight is only for policy weighted");
     bad(T(PRE MODEL_OK "  - name: r\n    policy: rules\n    rules:\n      - {regex: a, model: chat}\n"), 11,
         "unknown key 'regex' in model 'r' rule #1 (allowed: match, metadata, model)");
     bad("listen: {port: 1, port: 2}\n", 1, "duplicate key 'listen.port' (first on line 1)");
@@ -365,13 +367,106 @@ static void test_bad_values(void **state) {
     bad(T(PRE "models:\n  - {name: \"caf\xc3\xa9\", backends: [smol]}\n"), 7, "'caf\\xc3\\xa9'");
 }
 
+/* ============================================================ compositions ===== */
+
+#define COMP_MODELS                                                                                \
+    "models:\n"                                                                                    \
+    "  - {name: nlu, backends: [smol]}\n"                         /* 7 */                          \
+    "  - {name: lm, aliases: [chatty], backends: [smol]}\n"       /* 8 */
+
+static void test_compose_ok(void **state) {
+    (void)state;
+    cluster_config *c = ok(T(PRE COMP_MODELS
+        "  - {name: by-intent, policy: classify, classifier: nlu, routes: {chat: chatty, lights_on: lm},\n"
+        "     min_confidence: 0.7, default: lm}\n"
+        "  - {name: casc, policy: cascade, cascade: [nlu, lm], signal: margin, threshold: 0.5}\n"
+        "  - {name: ens, policy: ensemble, ensemble: [nlu, {model: lm, weight: 2}]}\n"
+        "  - name: pipe\n"
+        "    policy: pipeline\n"
+        "    deadline_ms: 100\n"
+        "    steps:\n"
+        "      - {name: intent, classify: nlu, timeout_ms: 30, fallback: {label: chat}}\n"
+        "      - name: act\n"
+        "        when: {intent.label: [lights_on], intent.confidence: \">= 0.85\"}\n"
+        "        action: {intent: \"{{intent.label}}\", room: \"{{slots.room|lower}}\"}\n"
+        "        schema: {type: object, required: [intent], properties: {n: {type: integer, maximum: 3}}}\n"
+        "      - {name: reply, when: {act.ok: \"true\"}, generate: chatty, prompt: \"{{intent.slots_kv}}\", max_tokens: 8}\n"
+        "    output: \"{{reply.text}}\"\n"));
+    assert_non_null(c);
+    const ccfg_model *m = ccfg_find_model(c, "by-intent");
+    assert_int_equal(m->policy, CCFG_POLICY_CLASSIFY);
+    assert_string_equal(m->comp.classifier, "nlu");
+    assert_int_equal(m->comp.n_routes, 2);
+    assert_string_equal(m->comp.routes[0].value, "lm"); /* alias resolved to the name */
+    assert_true(m->comp.min_confidence == 0.7);
+    m = ccfg_find_model(c, "casc");
+    assert_int_equal(m->comp.n_stages, 2);
+    assert_int_equal(m->comp.signal, CCFG_SIG_MARGIN);
+    assert_true(m->comp.thresholds[0] == 0.5);
+    m = ccfg_find_model(c, "ens");
+    assert_true(m->comp.members[1].weight == 2);
+    m = ccfg_find_model(c, "pipe");
+    assert_int_equal(m->comp.n_steps, 3);
+    assert_int_equal(m->comp.steps[1].kind, CCFG_STEP_ACTION);
+    assert_int_equal(m->comp.steps[1].n_when, 2);
+    assert_int_equal(m->comp.steps[1].when[1].op, CCFG_OP_GE);
+    assert_string_equal(m->comp.steps[1].when[1].value, "0.85");
+    assert_non_null(strstr(m->comp.steps[1].schema, "\"maximum\":3"));
+    assert_string_equal(m->comp.steps[2].model, "lm");
+    assert_true(m->comp.deadline_ms == 100);
+    ccfg_free(c);
+}
+
+static void test_compose_errors(void **state) {
+    (void)state;
+    bad(T(PRE COMP_MODELS "  - {name: x, policy: classify, classifier: nlu, routes: {a: lm}}\n"), 9,
+        "model 'x': policy classify needs default:");
+    bad(T(PRE COMP_MODELS "  - {name: x, policy: classify, routes: {a: lm}, default: lm}\n"), 9, "this policy needs classifier:");
+    bad(T(PRE COMP_MODELS "  - {name: x, policy: classify, classifier: nlu, routes: {a: nope}, default: lm}\n"), 9,
+        "model 'x': route target 'nope' is not a defined model");
+    bad(T(PRE COMP_MODELS "  - {name: x, policy: cascade, cascade: [nlu], signal: margin, threshold: 0.5}\n"), 9,
+        "cascade needs at least 2 names");
+    bad(T(PRE COMP_MODELS "  - {name: x, policy: cascade, cascade: [nlu, lm], signal: vibes, threshold: 0.5}\n"), 9,
+        "signal 'vibes' is not one of mean_logprob, min_prob, margin, classifier_prob");
+    bad(T(PRE COMP_MODELS "  - {name: x, policy: cascade, cascade: [nlu, lm, nlu], signal: margin, threshold: [0.5]}\n"), 9,
+        "threshold: 1 values for 3 stages");
+    bad(T(PRE COMP_MODELS "  - {name: x, policy: cascade, cascade: [nlu, lm], signal: margin, threshold: 1.5}\n"), 9,
+        "expected a number in 0..1");
+    bad(T(PRE COMP_MODELS "  - {name: x, policy: cascade, cascade: [nlu, x], signal: margin, threshold: 0.5}\n"), 9,
+        "model 'x': cascade stage refers to the model itself");
+    bad(T(PRE COMP_MODELS "  - {name: x, policy: ensemble, ensemble: [nlu, y]}\n"
+                          "  - {name: y, policy: ensemble, ensemble: [nlu, x]}\n"), 9,
+        "compositions call each other in a loop");
+    bad(T(PRE COMP_MODELS "  - {name: x, policy: ensemble, ensemble: [nlu]}\n"), 9, "ensemble needs at least 2 members");
+    bad(T(PRE COMP_MODELS "  - {name: x, policy: ensemble, ensemble: [nlu, lm], backends: [smol]}\n"), 9,
+        "backends is not for policy ensemble");
+    bad(T(PRE COMP_MODELS "  - {name: x, backends: [smol], cascade: [nlu, lm]}\n"), 9, "cascade is not for this policy");
+    bad(T(PRE COMP_MODELS "  - {name: x, policy: pipeline, steps: [{name: a, classify: nlu, generate: lm}]}\n"), 9,
+        "give exactly one of classify, generate and action (several given)");
+    bad(T(PRE COMP_MODELS "  - {name: x, policy: pipeline, steps: [{name: a, generate: lm, prompt: \"{{b.text}}\"}]}\n"), 9,
+        "{{'b.text'}} names no earlier step");
+    bad(T(PRE COMP_MODELS "  - {name: x, policy: pipeline, steps: [{name: a, generate: lm}, {name: b, generate: lm, "
+                          "prompt: \"{{a.label}}\"}]}\n"), 9, "step 'a' has no field 'label'");
+    bad(T(PRE COMP_MODELS "  - {name: x, policy: pipeline, steps: [{name: a, generate: lm, prompt: \"{{input|upper}}\"}]}\n"), 9,
+        "unknown filter 'upper'");
+    bad(T(PRE COMP_MODELS "  - {name: x, policy: pipeline, steps: [{name: a, generate: lm, input: x}]}\n"), 9,
+        "input is not for this kind of step");
+    bad(T(PRE COMP_MODELS "  - {name: x, policy: pipeline, steps: [{name: a, generate: lm}, {name: a, generate: lm}]}\n"), 9,
+        "name already used by step #1");
+    bad(T(PRE COMP_MODELS "  - {name: x, policy: pipeline, steps: [{name: a, generate: lm, fallback: {label: q}}]}\n"), 9,
+        "fallback: 'label' is not an output of this step");
+    bad(T(PRE COMP_MODELS "  - {name: x, policy: pipeline, steps: [{name: a, generate: lm, when: {zz.ok: \"true\"}}]}\n"), 9,
+        "{{'zz.ok'}} names no earlier step");
+    bad(T(PRE "models:\n  - {name: w, backends: [smol], sticky: user}\n"), 7, "sticky is only for policy weighted");
+}
+
 /* ============================================================ semantic errors ===== */
 
 static void test_policy(void **state) {
     (void)state;
     bad(T(PRE "models:\n  - name: chat\n    policy: fastest\n    backends: [smol]\n"), 8,
         "model 'chat': unknown policy 'fastest' (valid: round_robin, least_loaded, p2c, prefix_affinity, "
-        "latency_budget, rules)");
+        "latency_budget, weighted, rules, classify, cascade, ensemble, pipeline)");
     bad(T(PRE "models:\n  - name: r\n    policy: rules\n"), 7, "model 'r': policy rules needs a non-empty rules: list");
     bad(T(PRE "models:\n  - name: r\n    policy: rules\n    rules: []\n"), 7, "needs a non-empty rules: list");
     bad(T(PRE "models:\n  - name: chat\n    policy: p2c\n"), 7, "model 'chat': policy p2c needs a non-empty backends: list");
@@ -613,6 +708,7 @@ int main(void) {
         cmocka_unit_test(test_urls),          cmocka_unit_test(test_urls_valid),
         cmocka_unit_test(test_model_files),   cmocka_unit_test(test_secrets),
         cmocka_unit_test(test_limits),        cmocka_unit_test(test_long_file_name),
+        cmocka_unit_test(test_compose_ok),    cmocka_unit_test(test_compose_errors),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
