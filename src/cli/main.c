@@ -30,6 +30,7 @@ static const command commands[] = {
     {"embed", cmd_embed, "sentence embeddings with an encoder (BERT / nomic-bert GGUF)"},
     {"classify", cmd_classify, "labels, probabilities and entities with an encoder's heads"},
     {"rerank", cmd_rerank, "order documents by relevance to a query with a reranker"},
+    {"calibrate", cmd_calibrate, "a cascade's threshold from sample prompts for a target escalation rate"},
     {"train", cmd_train, "train an encoder (intent, slots, embeddings) or a small LM on the CPU"},
 };
 
