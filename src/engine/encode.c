@@ -167,7 +167,7 @@ encode_ctx *encode_init(const encoder_model *m, const encode_params *pin, sh_err
         encode_free(e);
         return NULL;
     }
-    if (!(e->pool = pool_init(p.n_threads))) {
+    if (!(e->pool = pool_shared(p.n_threads))) {
         sh_errf(err, "cannot start %d threads", p.n_threads);
         encode_free(e);
         return NULL;

@@ -166,7 +166,7 @@ engine *engine_init(const model *m, const engine_params *pin, sh_err *err) {
         engine_free(e);
         return NULL;
     }
-    e->pool = pool_init(p.n_threads);
+    e->pool = pool_shared(p.n_threads);
     if (!e->pool) {
         sh_errf(err, "cannot start %d threads", p.n_threads);
         engine_free(e);

@@ -7,6 +7,12 @@
  * word `gen`; the caller wakes sleepers only when `sleepers` is non-zero, so the common case is
  * one atomic store and no system call.
  *
+ * Shared pools (pool_shared): every model of a process asks for the same pool, so a cascade or
+ * a pipeline that calls one model after another finds the workers awake instead of waking a
+ * sleeping pool per model (a futex wake-up on an idle virtual CPU can cost a millisecond) or
+ * competing with another pool's spinning threads. Jobs on a shared pool take run_mu, so models
+ * serving at the same time take turns instead of oversubscribing the cores.
+ *
  * Barrier: a counter and a phase; the last thread to arrive resets the counter and flips the
  * phase, the others spin until the phase changes.
  */
@@ -16,6 +22,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
@@ -28,6 +35,10 @@
 
 struct pool {
     int nth;                       /* threads including the caller */
+    bool is_shared;                /* made by pool_shared (set before anyone else sees it) */
+    int refs;                      /* shared: users (under g_shared_mu) */
+    pthread_mutex_t run_mu;        /* shared: one job at a time */
+    struct pool *next_shared;
     pthread_t *threads;            /* [nth - 1] workers */
     pool_fn fn;                    /* the current job */
     void *ctx;
@@ -111,6 +122,7 @@ pool *pool_init(int n_threads) {
     pool *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->nth = n_threads;
+    pthread_mutex_init(&p->run_mu, NULL);
     if (n_threads > 1) {
         p->threads = calloc((size_t)n_threads - 1, sizeof *p->threads);
         if (!p->threads) {
@@ -131,23 +143,60 @@ pool *pool_init(int n_threads) {
     return p;
 }
 
+static pthread_mutex_t g_shared_mu = PTHREAD_MUTEX_INITIALIZER;
+static pool *g_shared; /* the shared pools, one per thread count */
+
+pool *pool_shared(int n_threads) {
+    pthread_mutex_lock(&g_shared_mu);
+    pool *p = g_shared;
+    while (p && p->nth != n_threads) p = p->next_shared;
+    if (!p && (p = pool_init(n_threads))) {
+        p->is_shared = true;
+        p->next_shared = g_shared;
+        g_shared = p;
+    }
+    if (p) p->refs++;
+    pthread_mutex_unlock(&g_shared_mu);
+    return p;
+}
+
+static void pool_stop(pool *p);
+
 void pool_free(pool *p) {
     if (!p) return;
+    if (p->is_shared) {
+        pthread_mutex_lock(&g_shared_mu);
+        bool last = --p->refs == 0;
+        if (last) {
+            pool **pp = &g_shared;
+            while (*pp != p) pp = &(*pp)->next_shared;
+            *pp = p->next_shared;
+        }
+        pthread_mutex_unlock(&g_shared_mu);
+        if (!last) return;
+    }
+    pool_stop(p);
+}
+
+static void pool_stop(pool *p) {
     atomic_store_explicit(&p->stop, 1, memory_order_release);
     atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
     futex_wake_all(&p->gen);
     for (int i = 1; i < p->nth; i++) pthread_join(p->threads[i - 1], NULL);
     free(p->threads);
+    pthread_mutex_destroy(&p->run_mu);
     free(p);
 }
 
 int pool_threads(const pool *p) { return p->nth; }
 
 void pool_run(pool *p, pool_fn fn, void *ctx) {
-    if (p->nth == 1) {
+    if (p->nth == 1) { /* no workers to share: callers on several threads run side by side */
         fn(ctx, 0, 1);
         return;
     }
+    const bool shared = p->is_shared;
+    if (shared) pthread_mutex_lock(&p->run_mu);
     p->fn = fn;
     p->ctx = ctx;
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
@@ -158,6 +207,7 @@ void pool_run(pool *p, pool_fn fn, void *ctx) {
     fn(ctx, 0, p->nth);
     for (int i = 0; atomic_load_explicit(&p->done, memory_order_acquire) != p->nth - 1; i++)
         wait_step(i);
+    if (shared) pthread_mutex_unlock(&p->run_mu);
 }
 
 void pool_barrier(pool *p) {
