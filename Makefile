@@ -73,10 +73,11 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	@bash scripts/run-main.sh
 
-# the shipped specialists: regenerate the case-study data and retrain models/ (scripts/train-models.sh)
+# the shipped specialists: regenerate the case-study data and retrain models/ (scripts/train-models.sh;
+# MODELS="assistant-tiny iot" retrains only those)
 models:
 	@$(MAKE) --no-print-directory all
-	@bash scripts/train-models.sh
+	@bash scripts/train-models.sh $(MODELS)
 
 unit: $(TESTS)
 	@bash scripts/run-tests.sh unit $(TESTS)
