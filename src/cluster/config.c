@@ -589,7 +589,7 @@ static int parse_backend(pctx *p, const cluster_config *c, const ccfg_model *m, 
         }
     }
     if (f[3].v && get_int(p, what, &f[3], -1000000, 1000000, &b->capability)) return -1;
-    if (f[4].k && m->policy != route_policy_from_name("weighted"))
+    if (f[4].k && m->policy != ROUTE_WEIGHTED)
         return fail_at(p, line_of(f[4].k), "%s: weight is only for policy weighted", what);
     if (f[4].v && ccfgi_num(p, what, &f[4], 0, 1e6, &b->weight)) return -1;
     return 0;
@@ -819,7 +819,7 @@ static int parse_rules(pctx *p, const char *what, const field *f, ccfg_model *m)
 
 /* The keys that go with the policy: backends xor rules (+ default), hedging only with backends. */
 static int check_policy_keys(pctx *p, const char *what, const field *f, const ccfg_model *m) {
-    if (f[M_STICKY].k && m->policy != route_policy_from_name("weighted"))
+    if (f[M_STICKY].k && m->policy != ROUTE_WEIGHTED)
         return fail_at(p, line_of(f[M_STICKY].k), "%s: sticky is only for policy weighted", what);
     if (m->policy > CCFG_POLICY_RULES) {
         /* classify / cascade / ensemble / pipeline: config_compose.c checked their own keys */

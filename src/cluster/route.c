@@ -9,7 +9,7 @@
 #include <string.h>
 
 static const char *const policy_names[ROUTE_POLICY_COUNT] = {
-    "round_robin", "least_loaded", "p2c", "prefix_affinity", "latency_budget"};
+    "round_robin", "least_loaded", "p2c", "prefix_affinity", "latency_budget", "weighted"};
 
 int route_policy_from_name(const char *name) {
     for (int i = 0; name && i < ROUTE_POLICY_COUNT; i++)
@@ -35,6 +35,8 @@ struct route_state {
     uint64_t rng;              /* p2c: splitmix64 state */
     ring_point *ring;          /* prefix_affinity: n * vnodes points sorted by hash */
     int n_ring;
+    double *cur;               /* weighted: smooth round robin's current weights [n] */
+    uint64_t *name_hash;       /* weighted: each backend name's hash [n] */
 };
 
 /* FNV-1a, then a splitmix finaliser: well spread for short keys. */
@@ -72,6 +74,16 @@ route_state *route_init(const route_config *cfg, const route_backend *b, int n, 
     if (st->cfg.vnodes <= 0) st->cfg.vnodes = 64;
     st->n = n;
     st->rng = cfg->seed ^ 0x5bd1e995u;
+    if (cfg->policy == ROUTE_WEIGHTED) {
+        st->cur = calloc((size_t)n, sizeof *st->cur);
+        st->name_hash = calloc((size_t)n, sizeof *st->name_hash);
+        if (!st->cur || !st->name_hash) {
+            route_free(st);
+            return sh_errf(err, "out of memory"), NULL;
+        }
+        for (int i = 0; i < n; i++)
+            st->name_hash[i] = hash_bytes(b[i].name ? b[i].name : "", b[i].name ? strlen(b[i].name) : 0, 0x77);
+    }
     if (cfg->policy == ROUTE_PREFIX_AFFINITY) {
         st->n_ring = n * st->cfg.vnodes;
         st->ring = malloc((size_t)st->n_ring * sizeof *st->ring);
@@ -92,6 +104,8 @@ route_state *route_init(const route_config *cfg, const route_backend *b, int n, 
 void route_free(route_state *st) {
     if (!st) return;
     free(st->ring);
+    free(st->cur);
+    free(st->name_hash);
     free(st);
 }
 
@@ -193,6 +207,32 @@ static int pick_budget(route_state *st, const route_backend *b, const bool *ex, 
     return fastest;
 }
 
+/* Weighted: rendezvous hashing for a sticky key, else smooth weighted round robin. */
+static int pick_weighted(route_state *st, const route_backend *b, const bool *ex, const route_request *rq) {
+    int best = -1;
+    if (rq && rq->sticky && rq->sticky_len) {
+        uint64_t kh = hash_bytes(rq->sticky, rq->sticky_len, 0x51);
+        double best_score = 0;
+        for (int i = 0; i < st->n; i++) {
+            if (!usable(b, ex, i) || !(b[i].weight > 0)) continue;
+            uint64_t h = next_rand(&(uint64_t){kh ^ st->name_hash[i]});
+            double u = ((double)(h >> 11) + 0.5) / 9007199254740992.0; /* in (0, 1) */
+            double score = -b[i].weight / log(u);
+            if (best < 0 || score > best_score) best = i, best_score = score;
+        }
+        return best;
+    }
+    double total = 0;
+    for (int i = 0; i < st->n; i++) {
+        if (!usable(b, ex, i) || !(b[i].weight > 0)) continue;
+        st->cur[i] += b[i].weight;
+        total += b[i].weight;
+        if (best < 0 || st->cur[i] > st->cur[best]) best = i;
+    }
+    if (best >= 0) st->cur[best] -= total;
+    return best;
+}
+
 int route_pick(route_state *st, const route_backend *b, int n, const bool *excluded,
                const route_request *rq, route_decision *out) {
     route_decision d = {.backend = -1};
@@ -203,6 +243,7 @@ int route_pick(route_state *st, const route_backend *b, int n, const bool *exclu
         case ROUTE_P2C: d.backend = pick_p2c(st, b, excluded); break;
         case ROUTE_PREFIX_AFFINITY: d.backend = pick_prefix(st, b, excluded, rq); break;
         case ROUTE_LATENCY_BUDGET: d.backend = pick_budget(st, b, excluded, rq, &d.degraded); break;
+        case ROUTE_WEIGHTED: d.backend = pick_weighted(st, b, excluded, rq); break;
         default: break;
         }
     }

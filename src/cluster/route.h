@@ -16,6 +16,14 @@
  *                    one node
  *   latency_budget   the most capable backend whose live p95 fits the request's deadline; if
  *                    none fits, the one with the lowest p95, marked degraded
+ *   weighted         a traffic split by weight (a canary: 9 and 1). Without a sticky key:
+ *                    smooth weighted round robin (every backend's current weight grows by its
+ *                    weight, the largest is picked and lowered by the total), so a 9:1 split is
+ *                    exact over every 10 requests. With one (the user or a session header):
+ *                    weighted rendezvous hashing (score -weight / ln(u), u a hash of the key and
+ *                    the backend's name in (0,1)), so a key always lands on the same backend
+ *                    while it is usable, moves only when that backend goes away, and many keys
+ *                    split by the weights. Weight 0 gets nothing.
  * (Rules — regex / keyword / metadata routing to another model name — happen before this,
  * in route_rules_match, because they pick a model, not a backend.)
  *
@@ -38,6 +46,7 @@ typedef enum route_policy {
     ROUTE_P2C,
     ROUTE_PREFIX_AFFINITY,
     ROUTE_LATENCY_BUDGET,
+    ROUTE_WEIGHTED,
     ROUTE_POLICY_COUNT
 } route_policy;
 
@@ -54,12 +63,15 @@ typedef struct route_backend {
     double ewma_ms;             /* latency EWMA (0: unknown, treated as the best) */
     double p95_ms;              /* live p95 estimate of a request (0: unknown) */
     int capability;             /* larger = more capable model (latency_budget) */
+    double weight;              /* weighted: share of the traffic; <= 0: none */
 } route_backend;
 
 typedef struct route_request {
     const char *prefix;         /* the prompt text (prefix_affinity), may be NULL */
     size_t prefix_len;          /* bytes of it to hash (the policy caps it) */
     double deadline_ms;         /* 0: none (latency_budget picks the most capable) */
+    const char *sticky;         /* weighted: the user / session key, or NULL */
+    size_t sticky_len;
 } route_request;
 
 typedef struct route_config {

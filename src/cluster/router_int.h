@@ -84,6 +84,7 @@ typedef struct rt_backend {
     rt_node *node;              /* remote, or NULL */
     char *model;                /* the name the backend knows the model by */
     int capability;
+    double weight;              /* weighted: share of the traffic (config; 1 for joined nodes) */
     int outstanding;
     int64_t out_tokens;
     rt_lat_win lat;             /* whole requests (ms) */
@@ -106,6 +107,7 @@ typedef struct rt_model {
     bool hedge;
     bool dynamic;               /* created by a join: a name only joined nodes serve */
     int cfg_index;              /* its entry in cfg->models, or -1 (joined names) */
+    char *sticky;               /* weighted: "user" or "header:NAME", or NULL */
     double hedge_after_ms;
     metrics_series *m_decisions, *m_retries, *m_fallbacks, *m_hedges, *m_unavailable;
 } rt_model;

@@ -140,6 +140,7 @@ rt_backend *rt_backend_add(router *rt, rt_model *m, int local, rt_node *node, co
     b->local = local;
     b->node = node;
     b->capability = capability;
+    b->weight = 1;
     b->model = strdup(model);
     size_t nl = strlen(model) + (node ? strlen(node->name) : 0) + 8;
     b->name = malloc(nl);
@@ -206,6 +207,7 @@ void rt_model_free(rt_model *m) {
     route_free(m->rs);
     route_rules_free(m->rules);
     free(m->default_target);
+    free(m->sticky);
     free(m->fallback);
     free(m->name);
     free(m);
@@ -226,6 +228,7 @@ int rt_build_model(router *rt, const ccfg_model *cm, sh_err *err) {
     m->hedge_after_ms = cm->hedge_after_ms;
     if (cm->fallback) m->fallback = strdup(cm->fallback);
     if (cm->default_target) m->default_target = strdup(cm->default_target);
+    if (cm->sticky) m->sticky = strdup(cm->sticky);
     m->cfg_index = (int)(cm - c->models);
     if (cm->policy > CCFG_POLICY_RULES) return 0; /* classify and compositions call other names */
     if (cm->policy == CCFG_POLICY_RULES) {
@@ -247,13 +250,17 @@ int rt_build_model(router *rt, const ccfg_model *cm, sh_err *err) {
             for (int k = 0; k < c->n_locals; k++)
                 if (!strcmp(c->locals[k].name, cb->local)) li = k;
             if (li < 0) return sh_errf(err, "model '%s': unknown local model '%s'", cm->name, cb->local);
-            if (!rt_backend_add(rt, m, li, NULL, cb->local, cb->capability, err)) return -1;
+            rt_backend *b = rt_backend_add(rt, m, li, NULL, cb->local, cb->capability, err);
+            if (!b) return -1;
+            b->weight = cb->weight;
         } else {
             rt_node *node = NULL;
             for (int k = 0; k < rt->n_nodes; k++)
                 if (!strcmp(rt->nodes[k]->name, cb->node)) node = rt->nodes[k];
             if (!node) return sh_errf(err, "model '%s': unknown node '%s'", cm->name, cb->node);
-            if (!rt_backend_add(rt, m, -1, node, cb->model ? cb->model : cm->name, cb->capability, err)) return -1;
+            rt_backend *b = rt_backend_add(rt, m, -1, node, cb->model ? cb->model : cm->name, cb->capability, err);
+            if (!b) return -1;
+            b->weight = cb->weight;
         }
     }
     return 0;
@@ -298,7 +305,8 @@ rt_backend *rt_pick(router *rt, rt_model *m, const bool *excluded, const route_r
         rt_backend *b = m->b[i];
         rb[i] = (route_backend){.name = b->name, .healthy = !b->node || rt_node_usable(b->node, now),
                                 .outstanding_tokens = b->out_tokens, .outstanding = b->outstanding,
-                                .ewma_ms = b->lat.ewma, .p95_ms = b->lat.p95, .capability = b->capability};
+                                .ewma_ms = b->lat.ewma, .p95_ms = b->lat.p95, .capability = b->capability,
+                                .weight = b->weight};
     }
     route_decision d = {.backend = -1};
     rt_backend *b = NULL;

@@ -241,6 +241,8 @@ static int run_step(comp *c, void *ctx, const ccfg_step *st, const json_t *schem
                                    "max_tokens", st->max_tokens, "temperature", st->temperature);
     free(text);
     if (!body) return snprintf(err, ERRN, "out of memory"), -1;
+    /* the client's user goes with every call, so that a weighted (canary) step stays sticky */
+    if (get(r, "\x01user")) json_object_set_new(body, "user", json_string(get(r, "\x01user")));
     /* an encoder's deadline estimate is one forward pass, so a node refuses only what it cannot
      * do; a generator's assumes max_tokens and would refuse most short replies, so generation
      * steps are bounded by the call's timeout instead (below, and run_step's caller) */
@@ -351,6 +353,8 @@ void comp_pipeline(comp *c, int mi, void *ctx, int kind, json_t *root, http_resp
         return;
     }
     set(r, "input", "%s", input);
+    const char *user = json_string_value(json_object_get(root, "user"));
+    if (user) set(r, "\x01user", "%s", user);
     long usage[2] = {0, 0};
     char failed_step[160] = "", failed_err[ERRN] = "";
     size_t dl = (size_t)snprintf(info->decision, sizeof info->decision, "pipeline");

@@ -91,7 +91,7 @@ static void test_example_file(void **state) {
     (void)state;
     char dir[512], p[600], cmd[2600];
     snprintf(dir, sizeof dir, "%s/ex", tu_tmpdir());
-    snprintf(cmd, sizeof cmd, "mkdir -p %s/models && cp examples/cluster.yaml %s/ && touch %s/models/smollm2-135m-q8_0.gguf %s/models/tiny-q4_0.gguf",
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/models && cp docs/cluster-reference.yaml %s/cluster.yaml && touch %s/models/smollm2-135m-q8_0.gguf %s/models/tiny-q4_0.gguf",
              dir, dir, dir, dir);
     assert_int_equal(system(cmd), 0);
     setenv("SHOAL_KEY", "client-key", 1);

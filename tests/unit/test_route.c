@@ -147,6 +147,53 @@ static void test_rules(void **state) {
     assert_non_null(strstr(err.msg, "no target"));
 }
 
+static void test_weighted(void **state) {
+    (void)state;
+    route_backend b[2] = {{.name = "v1", .healthy = true, .weight = 9}, {.name = "v2", .healthy = true, .weight = 1}};
+    route_state *st = mk(ROUTE_WEIGHTED, b, 2);
+    route_request rq = {0};
+    /* no key: smooth weighted round robin, 9:1 exactly over every 10 */
+    for (int round = 0; round < 100; round++) {
+        int c[2] = {0, 0};
+        for (int i = 0; i < 10; i++) c[route_pick(st, b, 2, NULL, &rq, NULL)]++;
+        assert_int_equal(c[0], 9);
+        assert_int_equal(c[1], 1);
+    }
+    /* sticky keys: stable, and 10000 keys split about 90/10 */
+    int c[2] = {0, 0}, first[10000];
+    char key[32];
+    for (int k = 0; k < 10000; k++) {
+        rq.sticky = key;
+        rq.sticky_len = (size_t)snprintf(key, sizeof key, "user-%d", k);
+        first[k] = route_pick(st, b, 2, NULL, &rq, NULL);
+        c[first[k]]++;
+        for (int rep = 0; rep < 3; rep++) assert_int_equal(route_pick(st, b, 2, NULL, &rq, NULL), first[k]);
+    }
+    assert_true(c[1] > 800 && c[1] < 1200);
+    /* v2 unhealthy: its keys move to v1, v1's keys stay; back again when v2 returns */
+    b[1].healthy = false;
+    for (int k = 0; k < 10000; k++) {
+        rq.sticky_len = (size_t)snprintf(key, sizeof key, "user-%d", k);
+        assert_int_equal(route_pick(st, b, 2, NULL, &rq, NULL), 0);
+    }
+    b[1].healthy = true;
+    for (int k = 0; k < 10000; k++) {
+        rq.sticky_len = (size_t)snprintf(key, sizeof key, "user-%d", k);
+        assert_int_equal(route_pick(st, b, 2, NULL, &rq, NULL), first[k]);
+    }
+    /* weight 0 gets nothing; excluded respected; nothing usable: -1 */
+    b[1].weight = 0;
+    rq.sticky = NULL;
+    for (int i = 0; i < 50; i++) assert_int_equal(route_pick(st, b, 2, NULL, &rq, NULL), 0);
+    bool ex[2] = {true, false};
+    assert_int_equal(route_pick(st, b, 2, ex, &rq, NULL), -1);
+    b[1].weight = 1;
+    assert_int_equal(route_pick(st, b, 2, ex, &rq, NULL), 1);
+    b[0].healthy = b[1].healthy = false;
+    assert_int_equal(route_pick(st, b, 2, NULL, &rq, NULL), -1);
+    route_free(st);
+}
+
 static void test_names(void **state) {
     (void)state;
     assert_int_equal(route_policy_from_name("prefix_affinity"), ROUTE_PREFIX_AFFINITY);
@@ -159,7 +206,7 @@ int main(void) {
         cmocka_unit_test(test_round_robin),         cmocka_unit_test(test_least_loaded_counts_tokens),
         cmocka_unit_test(test_p2c_avoids_the_slow_backend), cmocka_unit_test(test_prefix_affinity),
         cmocka_unit_test(test_latency_budget),      cmocka_unit_test(test_rules),
-        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_names),               cmocka_unit_test(test_weighted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

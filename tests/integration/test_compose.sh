@@ -1,0 +1,250 @@
+#!/usr/bin/env bash
+# Integration: compositions (docs/cluster.md) with the shipped models, through the HTTP API.
+#   1. In one process: the assistant pipeline (examples/assistant.yaml as shipped), classifier
+#      routing, classifier and generator cascades, a classifier ensemble, weighted routing with
+#      sticky users, metrics and the request log.
+#   2. Across nodes on loopback: the same pipeline and a cascade whose steps live on other
+#      processes, then kill -9 of a node under load: the declared fallbacks answer, nothing is
+#      lost and nothing hangs.
+#   3. Every file under examples/ starts as shipped and answers.
+#   4. Bad composition configs are refused at start-up with the line and the reason.
+source "$(dirname "$0")/lib.sh"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$TMP"; }
+trap cleanup EXIT
+
+M=$ROOT/models
+for f in assistant replies iot; do
+  [ -f "$M/$f.gguf" ] || { bad "models/$f.gguf is missing"; finish; exit 1; }
+done
+CLIENT="python3 $ROOT/tests/integration/compose_client.py"
+
+# start NAME ARGS...: `shoal serve` in the background; sets PID_NAME and PORT_NAME.
+start() {
+  local name=$1; shift
+  local log=$TMP/$name.log
+  "$SHOAL" serve --port 0 "$@" >"$log" 2>&1 &
+  local pid=$! port=""
+  PIDS+=("$pid")
+  for _ in $(seq 1 300); do
+    port=$(grep -oE 'on http://[^ ]*:[0-9]+' "$log" 2>/dev/null | grep -oE '[0-9]+$' | head -1)
+    if [ -n "$port" ] && curl -sf -o /dev/null "http://127.0.0.1:$port/health"; then
+      eval "PID_$name=$pid PORT_$name=$port"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "$name did not start:"; cat "$log"; return 1
+}
+
+# req NAME PATH JSON: one request to the router; the answer (status, headers, body) in $TMP/NAME.json
+req() { $CLIENT call "$R" "$2" "$3" >"$TMP/$1.json"; }
+# expect DESC NAME PYTHON-EXPR: the expression over r (the answer of req NAME) is true
+expect() {
+  local d=$1 n=$2 e=$3
+  if python3 -c "import json,sys; r=json.load(open('$TMP/$n.json')); b=r['body']; h=r['headers']; sys.exit(0 if ($e) else 1)" 2>"$TMP/expect.err"; then
+    ok "$d"
+  else
+    bad "$d: $(head -c 600 "$TMP/$n.json") $(cat "$TMP/expect.err")"
+  fi
+}
+chat() { printf '{"model":"%s","messages":[{"role":"user","content":"%s"}]%s}' "$1" "$2" "${3:-}"; }
+
+# ---------------------------------------------------------------- 1. one process
+start asst --config "$ROOT/examples/assistant.yaml" --log-file "$TMP/asst-req.log" ||
+  { bad "examples/assistant.yaml starts as shipped"; finish; exit 1; }
+ok "examples/assistant.yaml starts as shipped"
+R=http://127.0.0.1:$PORT_asst
+req p1 /v1/chat/completions "$(chat assistant 'turn on the kitchen lights')"
+expect "pipeline: a device command gives an action and a reply" p1 \
+  "r['status']==200 and b['choices'][0]['message']['content'].strip()!='' and [s['name'] for s in b['shoal']['pipeline']['steps'] if s['ran']]==['intent','action','reply']"
+expect "pipeline: intent and slots in shoal.pipeline" p1 \
+  "b['shoal']['pipeline']['steps'][0]['label']=='lights_on' and b['shoal']['pipeline']['steps'][0]['slots']=={'room':'kitchen'}"
+expect "pipeline: the action JSON validated (lights_on, kitchen)" p1 \
+  "b['shoal']['pipeline']['steps'][1]['action']=={'intent':'lights_on','room':'kitchen'} and b['shoal']['pipeline']['steps'][1]['ok']"
+expect "pipeline: the reply names the room" p1 "'kitchen' in b['choices'][0]['message']['content'].lower()"
+expect "pipeline: label and confidence headers" p1 "h['x-shoal-label']=='lights_on' and float(h['x-shoal-confidence'])>0.85"
+expect "pipeline: every step's time, the total" p1 "all('ms' in s for s in b['shoal']['pipeline']['steps'] if s['ran']) and b['shoal']['pipeline']['total_ms']>0"
+req p2 /v1/chat/completions "$(chat assistant 'tell me a joke about robots')"
+expect "pipeline: not a command -> the chat step answers" p2 \
+  "r['status']==200 and [s['name'] for s in b['shoal']['pipeline']['steps'] if s['ran']]==['intent','chat'] and b['choices'][0]['message']['content']"
+req p3 /v1/chat/completions "$(chat assistant 'turn on the kitchen lights' ',"stream":true')"
+expect "pipeline: streamed as SSE with the same content" p3 \
+  "h['content-type'].startswith('text/event-stream') and b.rstrip().endswith('data: [DONE]') and ''.join(json.loads(l[6:])['choices'][0]['delta'].get('content') or '' for l in b.split('\n') if l.startswith('data: {'))==json.load(open('$TMP/p1.json'))['body']['choices'][0]['message']['content']"
+req p4 /v1/chat/completions "$(chat gpt-4o-mini 'switch off the lights in the bedroom')"
+expect "pipeline: through its alias; lights_off with the bedroom" p4 \
+  "b['shoal']['pipeline']['steps'][1]['action']=={'intent':'lights_off','room':'bedroom'}"
+req p5 /v1/chat/completions "$(chat assistant 'hi' ',"tools":[{"type":"function","function":{"name":"f"}}]')"
+expect "pipeline: a request field it cannot honour (tools) is a 400 naming it" p5 "r['status']==400 and 'tools' in b['error']['message']"
+req p6 /v1/chat/completions "$(chat assistant 'turn on the kitchen lights' ',"temperature":0.3')"
+expect "pipeline: a field the steps do not use is named in shoal.pipeline.ignored" p6 "b['shoal']['pipeline']['ignored']==['temperature']"
+req p7 /v1/embeddings '{"model":"assistant","input":"x"}'
+expect "pipeline: other endpoints are a 400" p7 "r['status']==400"
+kill -TERM "$PID_asst"; wait "$PID_asst" 2>/dev/null
+check "request log: decisions, no prompt text" bash -c \
+  "grep -q '\"decision\":\"pipeline intent:ok action:ok reply:ok chat:skipped\"' '$TMP/asst-req.log' && ! grep -qi 'kitchen' '$TMP/asst-req.log'"
+
+cat >"$TMP/comp.yaml" <<EOF
+local:
+  - {name: nlu, path: $M/assistant.gguf}
+  - {name: nlu2, path: $M/assistant.gguf}
+  - {name: iot, path: $M/iot.gguf}
+  - {name: lm, path: $M/replies.gguf}
+  - {name: lm2, path: $M/replies.gguf}
+models:
+  - {name: intent, backends: [nlu]}
+  - {name: intent2, backends: [nlu2]}
+  - {name: iotc, backends: [iot]}
+  - {name: reply, backends: [lm]}
+  - {name: reply2, backends: [lm2]}
+  - {name: route, policy: classify, classifier: intent, routes: {lights_on: reply, chat: reply2}, min_confidence: 0.5, default: reply2}
+  - {name: route-strict, policy: classify, classifier: intent, routes: {lights_on: reply}, min_confidence: 1.0, default: reply2}
+  - {name: casc-accept, policy: cascade, cascade: [intent, intent2], signal: classifier_prob, threshold: 0.0}
+  - {name: casc-escalate, policy: cascade, cascade: [intent, intent2], signal: classifier_prob, threshold: 1.0}
+  - {name: gcasc-accept, policy: cascade, cascade: [reply, reply2], signal: mean_logprob, threshold: -1000}
+  - {name: gcasc-escalate, policy: cascade, cascade: [reply, reply2], signal: min_prob, threshold: 1.0}
+  - {name: ens, policy: ensemble, ensemble: [intent, {model: intent2, weight: 3}]}
+  - {name: ens-bad, policy: ensemble, ensemble: [intent, iotc]}
+  - name: canary
+    policy: weighted
+    sticky: user
+    backends: [{local: lm, weight: 3}, {local: lm2, weight: 1}]
+EOF
+start comp --config "$TMP/comp.yaml" --log-file "$TMP/comp-req.log" || { bad "composition config starts"; finish; exit 1; }
+R=http://127.0.0.1:$PORT_comp
+G=',"max_tokens":6,"temperature":0'
+req c1 /v1/chat/completions "$(chat route 'turn on the kitchen lights' "$G")"
+expect "classify routing: lights_on -> reply (local:lm), with label headers" c1 \
+  "r['status']==200 and h['x-shoal-backend']=='local:lm' and h['x-shoal-label']=='lights_on' and float(h['x-shoal-confidence'])>0.5"
+req c2 /v1/chat/completions "$(chat route 'tell me a joke' "$G")"
+expect "classify routing: chat -> reply2 (local:lm2)" c2 "h['x-shoal-backend']=='local:lm2' and h['x-shoal-label']=='chat'"
+req c3 /v1/chat/completions "$(chat route 'what is the weather in paris' "$G")"
+expect "classify routing: an unmapped label -> default" c3 "h['x-shoal-backend']=='local:lm2' and h['x-shoal-label']=='get_weather'"
+req c4 /v1/chat/completions "$(chat route-strict 'turn on the kitchen lights' "$G")"
+expect "classify routing: below min_confidence -> default" c4 "h['x-shoal-backend']=='local:lm2'"
+req c5 /v1/chat/completions "$(chat route 'turn on the kitchen lights' "$G,\"stream\":true")"
+expect "classify routing: a stream goes through to the target" c5 \
+  "h['x-shoal-backend']=='local:lm' and h['content-type'].startswith('text/event-stream') and 'data: [DONE]' in b"
+req k1 /v1/classify '{"model":"casc-accept","input":"turn on the kitchen lights"}'
+expect "cascade: a confident first stage answers" k1 \
+  "b['shoal']['cascade']['stage']==1 and b['shoal']['cascade']['model']=='intent' and len(b['shoal']['cascade']['tried'])==1 and b['data'][0]['label']=='lights_on' and h['x-shoal-stage'].startswith('1/2')"
+req k2 /v1/classify '{"model":"casc-escalate","input":"turn on the kitchen lights"}'
+expect "cascade: below the threshold, escalated to the next stage" k2 \
+  "b['shoal']['cascade']['stage']==2 and [t['model'] for t in b['shoal']['cascade']['tried']]==['intent','intent2'] and b['shoal']['cascade']['tried'][0]['confidence']<1.0"
+req k3 /v1/chat/completions "$(chat gcasc-accept 'lights_on room=kitchen' "$G")"
+expect "cascade (generators, mean log-prob): stage 1; log-probs not asked, not returned" k3 \
+  "b['shoal']['cascade']['stage']==1 and b['shoal']['cascade']['confidence']<=0 and b['choices'][0]['logprobs'] is None and b['choices'][0]['message']['content']"
+req k4 /v1/chat/completions "$(chat gcasc-escalate 'lights_on room=kitchen' "$G,\"logprobs\":true")"
+expect "cascade (generators, min prob): escalated; asked log-probs returned" k4 \
+  "b['shoal']['cascade']['stage']==2 and b['choices'][0]['logprobs']['content']"
+req k5 /v1/chat/completions "$(chat gcasc-escalate 'lights_on room=kitchen' "$G,\"stream\":true")"
+expect "cascade: a streaming client gets the accepted answer as SSE" k5 \
+  "h['content-type'].startswith('text/event-stream') and b.rstrip().endswith('data: [DONE]') and '\"stage\":2' in b"
+req e1 /v1/classify '{"model":"ens","input":["turn on the kitchen lights","tell me a joke"]}'
+req e0 /v1/classify '{"model":"intent","input":["turn on the kitchen lights","tell me a joke"]}'
+expect "ensemble: weighted average of identical members equals the member" e1 \
+  "[d['label'] for d in b['data']]==['lights_on','chat'] and abs(b['data'][0]['score']-json.load(open('$TMP/e0.json'))['body']['data'][0]['score'])<1e-5 and b['shoal']['ensemble']['disagreement']==False and len(b['shoal']['ensemble']['members'])==2"
+expect "ensemble: entities from a member" e1 "b['data'][0]['entities'][0]['text']=='kitchen'"
+req e2 /v1/classify '{"model":"ens-bad","input":"turn on the kitchen lights"}'
+expect "ensemble: members with different label sets are an error naming them" e2 \
+  "r['status']==500 and 'intent' in b['error']['message'] and 'iotc' in b['error']['message']"
+req e3 /v1/chat/completions "$(chat ens hi)"
+expect "ensemble: chat is a 400 (it answers classify)" e3 "r['status']==400"
+# weighted: 3:1 without a user; a user sticks to one backend
+for i in $(seq 1 40); do
+  curl -s -D - -o /dev/null "$R/v1/completions" -d '{"model":"canary","prompt":"hi","max_tokens":1}' |
+    tr -d '\r' | awk -F': ' 'tolower($1)=="x-shoal-backend"{print $2}'
+done >"$TMP/w.txt"
+check "weighted 3:1: 30 of 40 to lm, 10 to lm2 ($(sort "$TMP/w.txt" | uniq -c | tr '\n' ' '))" \
+  test "$(grep -c 'local:lm$' "$TMP/w.txt")" = 30
+for u in alice bob carol dave; do
+  for i in 1 2 3 4 5; do
+    curl -s -D - -o /dev/null "$R/v1/completions" -d "{\"model\":\"canary\",\"prompt\":\"hi\",\"max_tokens\":1,\"user\":\"$u\"}" |
+      tr -d '\r' | awk -F': ' -v u=$u 'tolower($1)=="x-shoal-backend"{print u, $2}'
+  done
+done >"$TMP/sticky.txt"
+check "weighted, sticky user: each user always on one backend" test "$(sort -u "$TMP/sticky.txt" | wc -l)" = 4
+curl -s "$R/metrics" >"$TMP/metrics.txt"
+check "metrics: confidence histogram per stage" grep -q 'shoal_compose_confidence_bucket{model="casc-escalate",stage="intent",le="0.5"}' "$TMP/metrics.txt"
+check "metrics: escalations" grep -qE '^shoal_compose_escalations_total\{model="casc-escalate",stage="intent"\} [1-9]' "$TMP/metrics.txt"
+check "metrics: classify routes by label" grep -qE '^shoal_compose_routes_total\{model="route",label="lights_on",target="reply"\} [1-9]' "$TMP/metrics.txt"
+check "metrics: ensemble disagreements series" grep -q '^shoal_compose_disagreements_total{model="ens"}' "$TMP/metrics.txt"
+kill -TERM "$PID_comp"; wait "$PID_comp" 2>/dev/null
+check "request log: classify decision with label and confidence" bash -c \
+  "grep '\"model\":\"route\"' '$TMP/comp-req.log' | grep -q '\"label\":\"lights_on\",\"confidence\"'"
+
+# ---------------------------------------------------------------- 2. across nodes
+start na -m nlu="$M/assistant.gguf" -t 1 --log-file /dev/null || { bad "node a"; finish; exit 1; }
+start nb -m lm="$M/replies.gguf" -t 1 --log-file /dev/null || { bad "node b"; finish; exit 1; }
+sed -e "s|^local:|nodes:\n  - {name: a, url: \"http://127.0.0.1:$PORT_na\"}\n  - {name: b, url: \"http://127.0.0.1:$PORT_nb\"}\nlocal:|" \
+    -e "s|    backends: \[nlu\]|    backends: [{node: a, model: nlu}]|" \
+    -e "s|    backends: \[replies\]|    backends: [{node: b, model: lm}]|" \
+    -e "s|path: \.\./models/|path: $M/|" -e "/^listen:/d" \
+    "$ROOT/examples/assistant.yaml" >"$TMP/remote.yaml"
+cat >>"$TMP/remote.yaml" <<EOF
+  - {name: intent-local, backends: [nlu]}
+  - {name: casc, policy: cascade, cascade: [intent, intent-local], signal: classifier_prob, threshold: 0.0}
+EOF
+start rt --config "$TMP/remote.yaml" --log-file /dev/null || { bad "router over nodes starts"; finish; exit 1; }
+R=http://127.0.0.1:$PORT_rt
+req r1 /v1/chat/completions "$(chat assistant 'turn on the kitchen lights')"
+expect "across nodes: the pipeline's steps on two nodes" r1 \
+  "b['shoal']['pipeline']['steps'][0]['backend']=='a/nlu' and b['shoal']['pipeline']['steps'][2]['backend']=='b/lm' and b['shoal']['pipeline']['steps'][2]['ok']"
+req r2 /v1/classify '{"model":"casc","input":"turn on the kitchen lights"}'
+expect "across nodes: cascade stage 1 on node a" r2 "b['shoal']['cascade']['stage']==1"
+# kill -9 the intent node after 10 of 60 pipeline requests from 4 clients
+KILL_AFTER=10 KILL_PID=$PID_na $CLIENT load "$R" 60 4 "$(chat assistant 'turn on the kitchen lights')" >"$TMP/load.json"
+cat "$TMP/load.json"
+check "fault: all 60 answered 200, none hung ($(cat "$TMP/load.json"))" \
+  python3 -c "import json; d=json.load(open('$TMP/load.json')); exit(0 if d['ok']==60 and d['hung']==0 else 1)"
+check "fault: the intent step's declared fallback answered after the kill" \
+  python3 -c "import json; d=json.load(open('$TMP/load.json')); exit(0 if d['fallbacks']>=40 else 1)"
+req r3 /v1/chat/completions "$(chat assistant 'turn on the kitchen lights')"
+expect "fault: with node a down, intent falls back to chat and the chat step answers" r3 \
+  "r['status']==200 and b['shoal']['pipeline']['steps'][0]['ok']==False and 'fallback' in b['shoal']['pipeline']['steps'][0] and b['shoal']['pipeline']['steps'][3]['ran'] and b['choices'][0]['message']['content']"
+req r4 /v1/classify '{"model":"casc","input":"turn on the kitchen lights"}'
+expect "fault: a failed cascade stage escalates to the next" r4 \
+  "r['status']==200 and b['shoal']['cascade']['stage']==2 and b['shoal']['cascade']['tried'][0]['ok']==False"
+kill -9 "$PID_nb" 2>/dev/null
+req r5 /v1/chat/completions "$(chat assistant 'tell me a joke')"
+expect "fault: both nodes down: every step's fallback, still an answer" r5 \
+  "r['status']==200 and b['choices'][0]['message']['content']=='Sorry, I cannot answer that right now.'"
+
+# ---------------------------------------------------------------- 3. every example as shipped
+start cas --config "$ROOT/examples/cascade.yaml" --log-file /dev/null || bad "examples/cascade.yaml starts"
+R=http://127.0.0.1:$PORT_cas
+req x1 /v1/classify '{"model":"intent","input":"dim the hallway lights"}'
+expect "examples/cascade.yaml: the cascade answers" x1 "r['status']==200 and b['shoal']['cascade']['stage'] in (1,2)"
+req x2 /v1/classify '{"model":"intent-vote","input":"dim the hallway lights"}'
+expect "examples/cascade.yaml: the ensemble answers" x2 "r['status']==200 and len(b['shoal']['ensemble']['members'])==2"
+req x3 /v1/chat/completions "$(chat chat 'tell me a joke' "$G")"
+expect "examples/cascade.yaml: classify routing answers" x3 "r['status']==200 and h['x-shoal-backend']=='local:replies'"
+kill -TERM "$PID_cas"; wait "$PID_cas" 2>/dev/null
+setsid bash "$ROOT/examples/edge.sh" >"$TMP/edge.log" 2>&1 &
+EDGE=$!
+PIDS+=("$EDGE")
+for _ in $(seq 1 200); do curl -sf -o /dev/null http://127.0.0.1:18080/health && break; sleep 0.1; done
+R=http://127.0.0.1:18080
+req x4 /v1/chat/completions "$(chat assistant 'turn on the kitchen lights' ',"user":"alice"')"
+expect "examples/edge.sh: the pipeline across the two nodes" x4 \
+  "r['status']==200 and b['shoal']['pipeline']['steps'][0]['backend'] in ('nlu-node/assistant','nlu-node/assistant-b') and b['shoal']['pipeline']['steps'][1]['backend']=='lm-node/replies'"
+kill -TERM -- -"$EDGE" 2>/dev/null; wait "$EDGE" 2>/dev/null
+check "examples/edge.sh: stops its nodes and router" bash -c '! curl -sf -o /dev/null http://127.0.0.1:18080/health && ! curl -sf -o /dev/null http://127.0.0.1:18091/health'
+
+# ---------------------------------------------------------------- 4. bad configs
+badcfg() { # NAME WANT YAML
+  printf '%s\n' "$3" >"$TMP/bad-$1.yaml"
+  if out=$("$SHOAL" serve --config "$TMP/bad-$1.yaml" --port 0 2>&1 </dev/null); then
+    bad "bad config ($1) was accepted"
+  elif grep -q -- "$2" <<<"$out"; then ok "bad config ($1): $out"; else bad "bad config ($1): $out"; fi
+}
+badcfg schema "keyword 'pattern' is not supported" "local: [{name: n, path: $M/assistant.gguf}]
+models:
+  - {name: i, backends: [n]}
+  - {name: p, policy: pipeline, steps: [{name: a, action: {x: y}, schema: {type: object, properties: {x: {type: string, pattern: a}}}}]}"
+badcfg ref "names no earlier step" "local: [{name: n, path: $M/assistant.gguf}]
+models:
+  - {name: i, backends: [n]}
+  - {name: p, policy: pipeline, steps: [{name: a, classify: i, input: '{{b.text}}'}]}"
+finish
