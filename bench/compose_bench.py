@@ -4,7 +4,8 @@ python3 standard library only; needs build/shoal, models/ and the case-study dat
 (`python3 scripts/gen_data.py build/data --seed 1`, which `make models` also writes).
 
     python3 bench/compose_bench.py pipeline [--n 400]     the assistant pipeline, 1 and 8 clients
-    python3 bench/compose_bench.py cascade  [--png FILE]  tiny -> full intent encoder cascade
+    python3 bench/compose_bench.py cascade  [--png FILE] [--strong assistant-large]
+                                                          tiny -> full intent encoder cascade
     python3 bench/compose_bench.py ensemble               classifier ensemble against its members
     python3 bench/compose_bench.py all
 
@@ -133,7 +134,7 @@ def pipeline():
 def cascade_config(tmp):
     lines = ["local:",
              "  - {name: tiny, path: %s/assistant-tiny.gguf}" % MODELS,
-             "  - {name: full, path: %s/assistant.gguf}" % MODELS,
+             "  - {name: full, path: %s/%s.gguf}" % (MODELS, opt("--strong", "assistant")),
              "models:",
              "  - {name: tiny, backends: [tiny]}",
              "  - {name: full, backends: [full]}"]
@@ -186,7 +187,7 @@ def score_all(port, models, data, log):
 
 
 def cascade():
-    for f in ("assistant-tiny", "assistant"):
+    for f in ("assistant-tiny", opt("--strong", "assistant")):
         if not os.path.exists(os.path.join(MODELS, f + ".gguf")):
             sys.exit("compose_bench: models/%s.gguf is missing (make models)" % f)
     dev, test = rows("dev"), rows("test")
@@ -208,7 +209,8 @@ def cascade():
             srv.wait()
     full_dev = res[("dev", "full")][0]
     chosen = next((t for t in THRESHOLDS if res[("dev", "casc-%g" % t)][0] >= 0.99 * full_dev), THRESHOLDS[-1])
-    print("== cascade: assistant-tiny -> assistant (signal classifier_prob), intent accuracy and mean latency")
+    print("== cascade: assistant-tiny -> %s (signal classifier_prob), intent accuracy and mean latency"
+          % opt("--strong", "assistant"))
     print("%-14s %9s %9s %12s %12s %9s %12s" % ("model", "dev acc", "test acc", "client ms", "server ms",
                                               "vs full", "server vs"))
     ft = res[("test", "full")]
