@@ -51,6 +51,7 @@ static uint64_t hash_bytes(const void *p, size_t n, uint64_t seed) {
     return h ^ (h >> 33);
 }
 
+/* splitmix64: advances *s and returns its next well-mixed 64-bit value. */
 static uint64_t next_rand(uint64_t *s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -58,6 +59,7 @@ static uint64_t next_rand(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
+/* qsort order of ring points: by hash, then by backend (a stable ring for equal hashes). */
 static int cmp_point(const void *a, const void *b) {
     const ring_point *x = a, *y = b;
     return x->hash < y->hash ? -1 : x->hash > y->hash ? 1 : x->backend - y->backend;
@@ -111,10 +113,12 @@ void route_free(route_state *st) {
 
 /* ============================================================ policies ===== */
 
+/* Whether backend i may take this request: healthy and not excluded (excluded may be NULL). */
 static bool usable(const route_backend *b, const bool *excluded, int i) {
     return b[i].healthy && !(excluded && excluded[i]);
 }
 
+/* Round robin: the first usable backend at or after st->rr, which then moves past it; -1: none. */
 static int pick_round_robin(route_state *st, const route_backend *b, const bool *ex) {
     for (int k = 0; k < st->n; k++) {
         int i = (int)((st->rr + (uint64_t)k) % (uint64_t)st->n);
@@ -126,6 +130,7 @@ static int pick_round_robin(route_state *st, const route_backend *b, const bool 
     return -1;
 }
 
+/* Least loaded: fewest outstanding tokens, then fewest requests, then the lower index; -1: none. */
 static int pick_least_loaded(route_state *st, const route_backend *b, const bool *ex) {
     int best = -1;
     for (int i = 0; i < st->n; i++) {
@@ -140,6 +145,8 @@ static int pick_least_loaded(route_state *st, const route_backend *b, const bool
 /* Expected wait on a backend: its latency EWMA times the queue it has (itself + 1). */
 static double p2c_cost(const route_backend *b) { return b->ewma_ms * (1.0 + b->outstanding); }
 
+/* Power of two choices: two distinct usable backends from st's random stream, the lower
+ * p2c_cost (the first drawn on a tie); the only one if one is usable; -1: none. */
 static int pick_p2c(route_state *st, const route_backend *b, const bool *ex) {
     int cand[2], nc = 0, n_ok = 0;
     for (int i = 0; i < st->n; i++) n_ok += usable(b, ex, i);
@@ -161,6 +168,8 @@ static int pick_p2c(route_state *st, const route_backend *b, const bool *ex) {
     return c1 < c0 ? cand[1] : cand[0];
 }
 
+/* Prefix affinity: the prompt prefix's owner on the ring, or the next usable backend on it
+ * within the load bound (the owner if none is); -1: none usable. rq may be NULL. */
 static int pick_prefix(route_state *st, const route_backend *b, const bool *ex, const route_request *rq) {
     size_t len = rq && rq->prefix ? rq->prefix_len : 0;
     if (len > st->cfg.prefix_bytes) len = st->cfg.prefix_bytes;
@@ -190,6 +199,8 @@ static int pick_prefix(route_state *st, const route_backend *b, const bool *ex, 
     return fallback; /* every usable backend is over the bound: the prefix's owner after all */
 }
 
+/* Latency budget: the most capable usable backend whose p95 fits rq's deadline (lower p95 on a
+ * tie), else the lowest p95 with *degraded set; -1: none usable. rq may be NULL (no deadline). */
 static int pick_budget(route_state *st, const route_backend *b, const bool *ex, const route_request *rq,
                        bool *degraded) {
     int best = -1, fastest = -1;
@@ -207,30 +218,59 @@ static int pick_budget(route_state *st, const route_backend *b, const bool *ex, 
     return fastest;
 }
 
-/* Weighted: rendezvous hashing for a sticky key, else smooth weighted round robin. */
-static int pick_weighted(route_state *st, const route_backend *b, const bool *ex, const route_request *rq) {
+/* Weighted: backend i's share, or 0 when it gets no traffic (weight <= 0, NaN or infinite: an
+ * infinite weight would turn the round robin's current weights into NaN for good). */
+static double weight_of(const route_backend *b, int i) {
+    double w = b[i].weight;
+    return w > 0 && isfinite(w) ? w : 0;
+}
+
+/* Weighted, keyed: weighted rendezvous hashing (highest random weight). Backend i scores
+ * -w_i / ln(u_i), u_i in (0,1) a hash of the key and i's name; the highest score wins. -1/ln(u)
+ * for uniform u is exponentially distributed, so i wins with probability w_i / sum(w) over the
+ * usable backends; a key's scores do not depend on the others, so it moves only when its
+ * backend drops out, and only to the backend that was second for it. Reads st, never writes. */
+static int pick_rendezvous(const route_state *st, const route_backend *b, const bool *ex,
+                           const route_request *rq) {
+    uint64_t kh = hash_bytes(rq->sticky, rq->sticky_len, 0x51);
     int best = -1;
-    if (rq && rq->sticky && rq->sticky_len) {
-        uint64_t kh = hash_bytes(rq->sticky, rq->sticky_len, 0x51);
-        double best_score = 0;
-        for (int i = 0; i < st->n; i++) {
-            if (!usable(b, ex, i) || !(b[i].weight > 0)) continue;
-            uint64_t h = next_rand(&(uint64_t){kh ^ st->name_hash[i]});
-            double u = ((double)(h >> 11) + 0.5) / 9007199254740992.0; /* in (0, 1) */
-            double score = -b[i].weight / log(u);
-            if (best < 0 || score > best_score) best = i, best_score = score;
-        }
-        return best;
+    double best_score = 0;
+    for (int i = 0; i < st->n; i++) {
+        double w = weight_of(b, i);
+        if (!usable(b, ex, i) || w == 0) continue;
+        uint64_t h = next_rand(&(uint64_t){kh ^ st->name_hash[i]});
+        /* 52 bits + 0.5 ulp: strictly inside (0,1) (53 bits would round the top value to 1) */
+        double u = ((double)(h >> 12) + 0.5) * 0x1p-52;
+        double score = -w / log(u);
+        if (best < 0 || score > best_score) best = i, best_score = score;
     }
+    return best;
+}
+
+/* Weighted, no key: nginx's smooth weighted round robin over the usable backends with weight
+ * > 0. Each grows its current weight by its weight; the largest (the lower index on a tie) is
+ * picked and lowered by the total. With integer weights the picks repeat every sum(w), so while
+ * the usable set stays the same every sum(w) consecutive picks hold each backend exactly w times,
+ * spread out rather than in a run. A skipped backend's current weight
+ * is kept as it is, so the sum over all stays 0 and it resumes its place when it is back. */
+static int pick_smooth_wrr(route_state *st, const route_backend *b, const bool *ex) {
+    int best = -1;
     double total = 0;
     for (int i = 0; i < st->n; i++) {
-        if (!usable(b, ex, i) || !(b[i].weight > 0)) continue;
-        st->cur[i] += b[i].weight;
-        total += b[i].weight;
+        double w = weight_of(b, i);
+        if (!usable(b, ex, i) || w == 0) continue;
+        st->cur[i] += w;
+        total += w;
         if (best < 0 || st->cur[i] > st->cur[best]) best = i;
     }
     if (best >= 0) st->cur[best] -= total;
     return best;
+}
+
+/* Weighted: rendezvous hashing for a non-empty sticky key, else smooth weighted round robin. */
+static int pick_weighted(route_state *st, const route_backend *b, const bool *ex, const route_request *rq) {
+    if (rq && rq->sticky && rq->sticky_len) return pick_rendezvous(st, b, ex, rq);
+    return pick_smooth_wrr(st, b, ex);
 }
 
 int route_pick(route_state *st, const route_backend *b, int n, const bool *excluded,
@@ -275,6 +315,7 @@ void route_rules_free(route_rules *r) {
     free(r);
 }
 
+/* strdup, or NULL for NULL (and on out of memory). */
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
 route_rules *route_rules_init(const route_rule *rules, int n, sh_err *err) {

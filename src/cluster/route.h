@@ -22,8 +22,9 @@
  *                    exact over every 10 requests. With one (the user or a session header):
  *                    weighted rendezvous hashing (score -weight / ln(u), u a hash of the key and
  *                    the backend's name in (0,1)), so a key always lands on the same backend
- *                    while it is usable, moves only when that backend goes away, and many keys
- *                    split by the weights. Weight 0 gets nothing.
+ *                    while it is usable, moves only when that backend goes away (and returns
+ *                    when it is back), and many keys split by the weights. Unusable backends
+ *                    are skipped and the others' weights renormalise. Weight 0 gets nothing.
  * (Rules — regex / keyword / metadata routing to another model name — happen before this,
  * in route_rules_match, because they pick a model, not a backend.)
  *
@@ -63,15 +64,18 @@ typedef struct route_backend {
     double ewma_ms;             /* latency EWMA (0: unknown, treated as the best) */
     double p95_ms;              /* live p95 estimate of a request (0: unknown) */
     int capability;             /* larger = more capable model (latency_budget) */
-    double weight;              /* weighted: share of the traffic; <= 0: none */
+    double weight;              /* weighted: relative share of the traffic (9 and 1: 90/10); 0,
+                                 * negative or not finite: no traffic at all, even when it is the
+                                 * only usable backend. Other policies ignore it. */
 } route_backend;
 
 typedef struct route_request {
     const char *prefix;         /* the prompt text (prefix_affinity), may be NULL */
     size_t prefix_len;          /* bytes of it to hash (the policy caps it) */
     double deadline_ms;         /* 0: none (latency_budget picks the most capable) */
-    const char *sticky;         /* weighted: the user / session key, or NULL */
-    size_t sticky_len;
+    const char *sticky;         /* weighted: the stickiness key (the request's user, a session
+                                 * header; need not be NUL-terminated), or NULL: none */
+    size_t sticky_len;          /* its bytes; 0 is the same as no key */
 } route_request;
 
 typedef struct route_config {
@@ -93,8 +97,11 @@ typedef struct route_decision {
     bool degraded;              /* latency_budget: nothing fits the deadline */
 } route_decision;
 
-/* Picks a backend for rq among b[0..n) (the same n as at init), skipping excluded[i] (may be
- * NULL). Returns the index, or -1 when every candidate is unhealthy or excluded. */
+/* Picks a backend for rq among b[0..n) (the same n as at init, in the same order: weighted
+ * hashes the names given at init), skipping excluded[i] (may be NULL) and unhealthy backends;
+ * weighted also skips weight 0, and the weights of the rest renormalise. rq may be NULL (no
+ * prefix, deadline or key). Returns the index, or -1 when no candidate is left (or n differs
+ * from init); out (may be NULL) gets the decision. A keyed weighted pick leaves st unchanged. */
 int route_pick(route_state *st, const route_backend *b, int n, const bool *excluded,
                const route_request *rq, route_decision *out);
 

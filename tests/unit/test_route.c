@@ -1,9 +1,13 @@
 /*
  * Unit tests: cluster/route — each policy shown by the decisions it makes: round robin order
  * and skipping, least outstanding tokens, power of two choices avoiding a slow backend, prefix
- * affinity (stickiness, spread, bounded load, consistent remapping), latency budgets, rules.
+ * affinity (stickiness, spread, bounded load, consistent remapping), latency budgets, rules,
+ * weighted splits (smooth round robin exact per window; rendezvous hashing of sticky keys:
+ * stable, split by weight, moving only the keys of a backend that goes away).
  */
 #include "testutil.h"
+
+#include <math.h>
 
 #include "cluster/route.h"
 
@@ -147,50 +151,206 @@ static void test_rules(void **state) {
     assert_non_null(strstr(err.msg, "no target"));
 }
 
-static void test_weighted(void **state) {
+/* Sets rq's sticky key to "user-<k>" in buf (64 bytes). */
+static void key_of(route_request *rq, char *buf, int k) {
+    rq->sticky = buf;
+    rq->sticky_len = (size_t)snprintf(buf, 64, "user-%d", k);
+}
+
+static void test_weighted_wrr_exact(void **state) {
     (void)state;
     route_backend b[2] = {{.name = "v1", .healthy = true, .weight = 9}, {.name = "v2", .healthy = true, .weight = 1}};
     route_state *st = mk(ROUTE_WEIGHTED, b, 2);
-    route_request rq = {0};
-    /* no key: smooth weighted round robin, 9:1 exactly over every 10 */
-    for (int round = 0; round < 100; round++) {
-        int c[2] = {0, 0};
-        for (int i = 0; i < 10; i++) c[route_pick(st, b, 2, NULL, &rq, NULL)]++;
-        assert_int_equal(c[0], 9);
-        assert_int_equal(c[1], 1);
+    /* no key: smooth weighted round robin, 9:1 exactly in every 10 consecutive requests */
+    int seq[1000], total[2] = {0, 0};
+    for (int i = 0; i < 1000; i++) total[seq[i] = route_pick(st, b, 2, NULL, NULL, NULL)]++;
+    assert_int_equal(total[0], 900);
+    assert_int_equal(total[1], 100);
+    for (int i = 0; i + 10 <= 1000; i++) { /* every window, not only the aligned ones */
+        int c = 0;
+        for (int j = i; j < i + 10; j++) c += seq[j] == 1;
+        assert_int_equal(c, 1);
     }
-    /* sticky keys: stable, and 10000 keys split about 90/10 */
-    int c[2] = {0, 0}, first[10000];
-    char key[32];
+    /* an empty key is no key; keyed picks in between leave the rotation alone */
+    char buf[64];
+    route_request none = {.sticky = "", .sticky_len = 0}, keyed;
+    key_of(&keyed, buf, 1);
+    int c[2] = {0, 0};
+    for (int i = 0; i < 1000; i++) {
+        c[route_pick(st, b, 2, NULL, &none, NULL)]++;
+        (void)route_pick(st, b, 2, NULL, &keyed, NULL);
+    }
+    assert_int_equal(c[0], 900);
+    assert_int_equal(c[1], 100);
+    route_free(st);
+
+    /* 6:3:1 with a down: the other two renormalise to 3:1, exact in every 4 */
+    route_backend t[3] = {{.name = "a", .healthy = true, .weight = 6}, {.name = "b", .healthy = true, .weight = 3},
+                          {.name = "c", .healthy = true, .weight = 1}};
+    st = mk(ROUTE_WEIGHTED, t, 3);
+    t[0].healthy = false;
+    for (int round = 0; round < 50; round++) {
+        int k[3] = {0, 0, 0};
+        for (int i = 0; i < 4; i++) k[route_pick(st, t, 3, NULL, NULL, NULL)]++;
+        assert_int_equal(k[0], 0);
+        assert_int_equal(k[1], 3);
+        assert_int_equal(k[2], 1);
+    }
+    t[0].healthy = true; /* back: 6:3:1 over every 10 */
+    for (int round = 0; round < 50; round++) {
+        int k[3] = {0, 0, 0};
+        for (int i = 0; i < 10; i++) k[route_pick(st, t, 3, NULL, NULL, NULL)]++;
+        assert_int_equal(k[0], 6);
+        assert_int_equal(k[1], 3);
+        assert_int_equal(k[2], 1);
+    }
+    route_free(st);
+}
+
+static void test_weighted_sticky_stable(void **state) {
+    (void)state;
+    route_backend b[2] = {{.name = "v1", .healthy = true, .weight = 9}, {.name = "v2", .healthy = true, .weight = 1}};
+    route_state *st = mk(ROUTE_WEIGHTED, b, 2);
+    char buf[64];
+    route_request rq;
+    bool seen[2] = {false, false};
+    for (int k = 0; k < 40; k++) {
+        key_of(&rq, buf, k);
+        int first = route_pick(st, b, 2, NULL, &rq, NULL);
+        assert_true(first == 0 || first == 1);
+        seen[first] = true;
+        for (int rep = 0; rep < 1000; rep++) {
+            assert_int_equal(route_pick(st, b, 2, NULL, &rq, NULL), first);
+            if (rep % 7 == 0) (void)route_pick(st, b, 2, NULL, NULL, NULL); /* unkeyed traffic in between */
+        }
+        /* a second state over the same backends (another process, a restart) agrees */
+        route_state *other = mk(ROUTE_WEIGHTED, b, 2);
+        assert_int_equal(route_pick(other, b, 2, NULL, &rq, NULL), first);
+        route_free(other);
+    }
+    assert_true(seen[0] && seen[1]); /* the 40 keys are not all on one backend */
+    route_free(st);
+}
+
+static void test_weighted_sticky_split(void **state) {
+    (void)state;
+    route_backend b[2] = {{.name = "v1", .healthy = true, .weight = 9}, {.name = "v2", .healthy = true, .weight = 1}};
+    route_state *st = mk(ROUTE_WEIGHTED, b, 2);
+    char buf[64];
+    route_request rq;
+    int c[2] = {0, 0};
     for (int k = 0; k < 10000; k++) {
-        rq.sticky = key;
-        rq.sticky_len = (size_t)snprintf(key, sizeof key, "user-%d", k);
-        first[k] = route_pick(st, b, 2, NULL, &rq, NULL);
-        c[first[k]]++;
-        for (int rep = 0; rep < 3; rep++) assert_int_equal(route_pick(st, b, 2, NULL, &rq, NULL), first[k]);
+        key_of(&rq, buf, k);
+        c[route_pick(st, b, 2, NULL, &rq, NULL)]++;
     }
-    assert_true(c[1] > 800 && c[1] < 1200);
-    /* v2 unhealthy: its keys move to v1, v1's keys stay; back again when v2 returns */
+    assert_int_equal(c[0] + c[1], 10000);
+    assert_in_range(c[1], 800, 1200); /* 10% +- 2 points */
+    route_free(st);
+
+    /* 5:3:2 over three backends, each within 2 points */
+    route_backend t[3] = {{.name = "a", .healthy = true, .weight = 5}, {.name = "b", .healthy = true, .weight = 3},
+                          {.name = "c", .healthy = true, .weight = 2}};
+    st = mk(ROUTE_WEIGHTED, t, 3);
+    int k3[3] = {0, 0, 0};
+    for (int k = 0; k < 10000; k++) {
+        key_of(&rq, buf, k);
+        k3[route_pick(st, t, 3, NULL, &rq, NULL)]++;
+    }
+    assert_in_range(k3[0], 4800, 5200);
+    assert_in_range(k3[1], 2800, 3200);
+    assert_in_range(k3[2], 1800, 2200);
+    route_free(st);
+}
+
+static void test_weighted_sticky_moves_only_lost_keys(void **state) {
+    (void)state;
+    enum { N = 3, K = 6000 };
+    route_backend b[N] = {{.name = "a", .healthy = true, .weight = 5}, {.name = "b", .healthy = true, .weight = 3},
+                          {.name = "c", .healthy = true, .weight = 2}};
+    route_state *st = mk(ROUTE_WEIGHTED, b, N);
+    static int owner[K];
+    char buf[64];
+    route_request rq;
+    for (int k = 0; k < K; k++) {
+        key_of(&rq, buf, k);
+        owner[k] = route_pick(st, b, N, NULL, &rq, NULL);
+    }
+    /* b unhealthy: b's keys move (to a and c, about 5:2), every other key stays put */
     b[1].healthy = false;
-    for (int k = 0; k < 10000; k++) {
-        rq.sticky_len = (size_t)snprintf(key, sizeof key, "user-%d", k);
-        assert_int_equal(route_pick(st, b, 2, NULL, &rq, NULL), 0);
+    int moved[N] = {0, 0, 0}, lost = 0;
+    for (int k = 0; k < K; k++) {
+        key_of(&rq, buf, k);
+        int now = route_pick(st, b, N, NULL, &rq, NULL);
+        assert_int_not_equal(now, 1);
+        if (owner[k] != 1) assert_int_equal(now, owner[k]);
+        else lost++, moved[now]++;
     }
+    assert_true(lost > 1500);
+    assert_in_range(moved[0] * 100 / lost, 64, 79); /* 5/7 = 71% */
+    /* back: every key is home again */
     b[1].healthy = true;
-    for (int k = 0; k < 10000; k++) {
-        rq.sticky_len = (size_t)snprintf(key, sizeof key, "user-%d", k);
-        assert_int_equal(route_pick(st, b, 2, NULL, &rq, NULL), first[k]);
+    for (int k = 0; k < K; k++) {
+        key_of(&rq, buf, k);
+        assert_int_equal(route_pick(st, b, N, NULL, &rq, NULL), owner[k]);
     }
-    /* weight 0 gets nothing; excluded respected; nothing usable: -1 */
+    /* a retry that excludes a key's backend goes elsewhere; the others are untouched */
+    bool ex[N] = {false, false, true};
+    for (int k = 0; k < K; k++) {
+        key_of(&rq, buf, k);
+        int now = route_pick(st, b, N, ex, &rq, NULL);
+        assert_int_not_equal(now, 2);
+        if (owner[k] != 2) assert_int_equal(now, owner[k]);
+    }
+    route_free(st);
+}
+
+static void test_weighted_zero_excluded_unhealthy(void **state) {
+    (void)state;
+    route_backend b[3] = {{.name = "v1", .healthy = true, .weight = 9}, {.name = "off", .healthy = true, .weight = 0},
+                          {.name = "v2", .healthy = true, .weight = 1}};
+    route_state *st = mk(ROUTE_WEIGHTED, b, 3);
+    char buf[64];
+    route_request rq;
+    /* weight 0 gets nothing, keyed or not */
+    int c[3] = {0, 0, 0};
+    for (int i = 0; i < 1000; i++) c[route_pick(st, b, 3, NULL, NULL, NULL)]++;
+    assert_int_equal(c[1], 0);
+    assert_int_equal(c[0], 900);
+    for (int k = 0; k < 10000; k++) {
+        key_of(&rq, buf, k);
+        assert_int_not_equal(route_pick(st, b, 3, NULL, &rq, NULL), 1);
+    }
+    /* nor do negative or non-finite weights */
+    b[1].weight = -3;
+    for (int i = 0; i < 100; i++) assert_int_not_equal(route_pick(st, b, 3, NULL, NULL, NULL), 1);
+    b[1].weight = INFINITY;
+    for (int i = 0; i < 100; i++) assert_int_not_equal(route_pick(st, b, 3, NULL, NULL, NULL), 1);
     b[1].weight = 0;
-    rq.sticky = NULL;
-    for (int i = 0; i < 50; i++) assert_int_equal(route_pick(st, b, 2, NULL, &rq, NULL), 0);
-    bool ex[2] = {true, false};
-    assert_int_equal(route_pick(st, b, 2, ex, &rq, NULL), -1);
-    b[1].weight = 1;
-    assert_int_equal(route_pick(st, b, 2, ex, &rq, NULL), 1);
-    b[0].healthy = b[1].healthy = false;
-    assert_int_equal(route_pick(st, b, 2, NULL, &rq, NULL), -1);
+    /* excluded respected: with v1 excluded everything goes to v2, keyed or not */
+    bool ex[3] = {true, false, false};
+    for (int k = 0; k < 200; k++) {
+        key_of(&rq, buf, k);
+        assert_int_equal(route_pick(st, b, 3, ex, &rq, NULL), 2);
+        assert_int_equal(route_pick(st, b, 3, ex, NULL, NULL), 2);
+    }
+    /* only a weight-0 backend left: nothing, not the weight-0 one */
+    ex[2] = true;
+    key_of(&rq, buf, 5);
+    assert_int_equal(route_pick(st, b, 3, ex, NULL, NULL), -1);
+    assert_int_equal(route_pick(st, b, 3, ex, &rq, NULL), -1);
+    /* every backend unhealthy: -1, and the decision says so */
+    b[0].healthy = b[1].healthy = b[2].healthy = false;
+    route_decision d = {.backend = 7};
+    assert_int_equal(route_pick(st, b, 3, NULL, NULL, &d), -1);
+    assert_int_equal(d.backend, -1);
+    assert_int_equal(route_pick(st, b, 3, NULL, &rq, &d), -1);
+    assert_int_equal(d.backend, -1);
+    /* healthy again: the split resumes exactly */
+    b[0].healthy = b[1].healthy = b[2].healthy = true;
+    int r[3] = {0, 0, 0};
+    for (int i = 0; i < 1000; i++) r[route_pick(st, b, 3, NULL, NULL, NULL)]++;
+    assert_int_equal(r[0], 900);
+    assert_int_equal(r[2], 100);
     route_free(st);
 }
 
@@ -199,6 +359,12 @@ static void test_names(void **state) {
     assert_int_equal(route_policy_from_name("prefix_affinity"), ROUTE_PREFIX_AFFINITY);
     assert_int_equal(route_policy_from_name("fastest"), -1);
     assert_string_equal(route_policy_name(ROUTE_P2C), "p2c");
+    assert_int_equal(route_policy_from_name("weighted"), ROUTE_WEIGHTED);
+    assert_string_equal(route_policy_name(ROUTE_WEIGHTED), "weighted");
+    assert_int_equal(route_policy_from_name(NULL), -1);
+    assert_string_equal(route_policy_name(ROUTE_POLICY_COUNT), "?");
+    for (int p = 0; p < ROUTE_POLICY_COUNT; p++)
+        assert_int_equal(route_policy_from_name(route_policy_name((route_policy)p)), p);
 }
 
 int main(void) {
@@ -206,7 +372,12 @@ int main(void) {
         cmocka_unit_test(test_round_robin),         cmocka_unit_test(test_least_loaded_counts_tokens),
         cmocka_unit_test(test_p2c_avoids_the_slow_backend), cmocka_unit_test(test_prefix_affinity),
         cmocka_unit_test(test_latency_budget),      cmocka_unit_test(test_rules),
-        cmocka_unit_test(test_names),               cmocka_unit_test(test_weighted),
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_weighted_wrr_exact),
+        cmocka_unit_test(test_weighted_sticky_stable),
+        cmocka_unit_test(test_weighted_sticky_split),
+        cmocka_unit_test(test_weighted_sticky_moves_only_lost_keys),
+        cmocka_unit_test(test_weighted_zero_excluded_unhealthy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
