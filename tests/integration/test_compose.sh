@@ -164,7 +164,7 @@ for u in alice bob carol dave; do
       tr -d '\r' | awk -F': ' -v u=$u 'tolower($1)=="x-shoal-backend"{print u, $2}'
   done
 done >"$TMP/sticky.txt"
-check "weighted, sticky user: each user always on one backend" test "$(sort -u "$TMP/sticky.txt" | wc -l)" = 4
+check "weighted, sticky user: each user always on one backend ($(sort "$TMP/sticky.txt" | uniq -c | tr "\n" " "))" test "$(sort -u "$TMP/sticky.txt" | wc -l)" = 4
 curl -s "$R/metrics" >"$TMP/metrics.txt"
 check "metrics: confidence histogram per stage" grep -q 'shoal_compose_confidence_bucket{model="casc-escalate",stage="intent",le="0.5"}' "$TMP/metrics.txt"
 check "metrics: escalations" grep -qE '^shoal_compose_escalations_total\{model="casc-escalate",stage="intent"\} [1-9]' "$TMP/metrics.txt"
