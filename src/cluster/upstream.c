@@ -10,6 +10,11 @@
  * The pairs are pooled: curl_multi_init costs a socketpair and a few allocations, and a
  * multi's connection cache is where the kept-alive connections live, so a pair going back to
  * the pool keeps its connections warm for the next call to the same origin.
+ *
+ * http:// URLs whose host is an IP address (every node URL of a cluster on one network, and
+ * the router's hot path) skip libcurl: upstream_h1.c speaks HTTP/1.1 on its own pooled
+ * keep-alive sockets, in the same poll (libcurl's state machine, URL parser and callbacks
+ * were most of the router's CPU time per request). The poll loop below drives both kinds.
  */
 #include "cluster/upstream.h"
 
@@ -24,68 +29,10 @@
 #include <strings.h>
 #include <time.h>
 
-#define FREE_MAX 64           /* idle pairs kept by a pool */
-#define CONNS_PER_PAIR 4L     /* idle connections kept by one pair's cache */
-#define ORIGIN_MAX 256
-#define SOCKS_MAX 8           /* sockets one call may ask us to watch (happy eyeballs + resolver) */
+#include "cluster/upstream_int.h"
 
-/* ============================================================ types ===== */
-
-struct upstream_pool {
-    CURLSH *share;
-    pthread_mutex_t locks[CURL_LOCK_DATA_LAST];   /* one per kind of shared data */
-    pthread_mutex_t mu;                           /* guards free[] */
-    upstream_call *free[FREE_MAX];                /* idle pairs, most recently used last */
-    int nfree;
-    _Atomic size_t max_body;
-    _Atomic uint64_t serve_seq;                   /* upstream_poll's fairness clock */
-};
-
-typedef struct sock_watch {
-    curl_socket_t fd;
-    int what;                 /* CURL_POLL_IN / OUT / INOUT */
-} sock_watch;
-
-struct upstream_call {
-    upstream_pool *pool;
-    CURLM *multi;
-    CURL *easy;
-    bool configured;          /* easy holds the options every request shares (set_options) */
-    struct curl_slist *hdrs;  /* request headers (copies) */
-    char origin[ORIGIN_MAX];  /* "http://host:port" of the last request: the pool's match key */
-
-    /* what libcurl wants watched */
-    sock_watch socks[SOCKS_MAX];
-    int nsocks;
-    bool socks_overflow;      /* more sockets than fit: fall back to short sleeps */
-    double timer_at;          /* monotonic ms of libcurl's next timeout, < 0: none */
-
-    /* progress */
-    double start_ms, header_ms, body_ms;
-    bool connected;           /* a connection was made or reused (prereq callback) */
-    bool headers_done;        /* final (>= 200) response's headers are complete */
-    bool body_started;
-    bool complete;            /* transfer finished without error */
-    bool failed;
-    int status;
-    long num_connects;
-    upstream_state reported;  /* what upstream_poll last returned this call with */
-    uint64_t served;          /* serve_seq when upstream_poll last returned it */
-
-    /* response headers: "name\0value\0" pairs */
-    char *hdr;
-    size_t hdr_len, hdr_cap;
-    int nhdr;
-
-    /* body bytes received and not yet read: buf[off, len) */
-    char *buf;
-    size_t off, len, cap, max_body;
-
-    char error[CURL_ERROR_SIZE + 64]; /* what upstream_error says */
-    char curl_err[CURL_ERROR_SIZE];   /* CURLOPT_ERRORBUFFER */
-};
-
-static double now_ms(void) {
+/* upstream_int.h: the clock of both transports */
+double up_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
@@ -157,6 +104,7 @@ static void pair_destroy(upstream_call *c) {
 void upstream_pool_free(upstream_pool *p) {
     if (!p) return;
     for (int i = 0; i < p->nfree; i++) pair_destroy(p->free[i]);
+    up_h1_pool_close(p);
     if (p->share) curl_share_cleanup(p->share);
     pthread_mutex_destroy(&p->mu);
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_destroy(&p->locks[i]);
@@ -176,20 +124,20 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void *soc
         return 0;
     }
     if (i == c->nsocks) {
-        if (c->nsocks == SOCKS_MAX) { /* not seen in practice; poll by time instead */
+        if (c->nsocks == UP_SOCKS_MAX) { /* not seen in practice; poll by time instead */
             c->socks_overflow = true;
             return 0;
         }
         c->nsocks++;
     }
-    c->socks[i] = (sock_watch){fd, what};
+    c->socks[i] = (up_sock_watch){fd, what};
     return 0;
 }
 
 static int on_timer(CURLM *multi, long timeout_ms, void *ud) {
     (void)multi;
     upstream_call *c = ud;
-    c->timer_at = timeout_ms < 0 ? -1.0 : now_ms() + (double)timeout_ms;
+    c->timer_at = timeout_ms < 0 ? -1.0 : up_now_ms() + (double)timeout_ms;
     return 0;
 }
 
@@ -206,7 +154,7 @@ static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip, int c
     return CURL_PREREQFUNC_OK;
 }
 
-static void set_error(upstream_call *c, const char *msg) {
+void up_set_error(upstream_call *c, const char *msg) {
     if (!c->error[0]) snprintf(c->error, sizeof c->error, "%s", msg);
 }
 
@@ -223,7 +171,7 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud) {
     if (k >= 5 && !memcmp(line, "HTTP/", 5)) { /* a status line: a new response (after 1xx) */
         c->hdr_len = 0;
         c->nhdr = 0;
-        if (c->header_ms == 0) c->header_ms = now_ms();
+        if (c->header_ms == 0) c->header_ms = up_now_ms();
         return k;
     }
     if (k <= 2 && (line[0] == '\r' || line[0] == '\n')) { /* end of this response's headers */
@@ -232,7 +180,7 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud) {
         if (code >= 200) {
             c->status = (int)code;
             c->headers_done = true;
-            c->header_ms = now_ms();
+            c->header_ms = up_now_ms();
         }
         return k;
     }
@@ -241,21 +189,24 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud) {
     const char *ns = line, *ne = colon, *vs = colon + 1, *ve = line + k;
     trim(&ns, &ne);
     trim(&vs, &ve);
-    size_t nl = (size_t)(ne - ns), vl = (size_t)(ve - vs);
+    return up_header_add(c, ns, (size_t)(ne - ns), vs, (size_t)(ve - vs)) ? k : 0; /* 0 aborts */
+}
+
+bool up_header_add(upstream_call *c, const char *ns, size_t nl, const char *vs, size_t vl) {
     size_t need = c->hdr_len + nl + vl + 2;
     if (c->nhdr >= UPSTREAM_MAX_HEADERS || need > UPSTREAM_MAX_HEADER_BYTES) {
         snprintf(c->error, sizeof c->error,
                  "response headers exceed the limit (%d lines, %d bytes)", UPSTREAM_MAX_HEADERS,
                  UPSTREAM_MAX_HEADER_BYTES);
-        return 0; /* aborts the transfer */
+        return false;
     }
     if (need > c->hdr_cap) {
         size_t cap = c->hdr_cap ? c->hdr_cap : 1024;
         while (cap < need) cap *= 2;
         char *h = realloc(c->hdr, cap);
         if (!h) {
-            set_error(c, "out of memory for response headers");
-            return 0;
+            up_set_error(c, "out of memory for response headers");
+            return false;
         }
         c->hdr = h;
         c->hdr_cap = cap;
@@ -266,19 +217,23 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud) {
     c->hdr[c->hdr_len + nl + 1 + vl] = 0;
     c->hdr_len = need;
     c->nhdr++;
-    return k;
+    return true;
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *ud) {
     upstream_call *c = ud;
     size_t k = size * n;
     if (k == 0) return 0;
+    return up_body_add(c, data, k) ? k : 0; /* 0: CURLE_WRITE_ERROR, the connection is closed */
+}
+
+bool up_body_add(upstream_call *c, const char *data, size_t k) {
     size_t unread = c->len - c->off;
     if (unread + k > c->max_body || unread + k < unread) {
         snprintf(c->error, sizeof c->error,
                  "response body exceeds %zu bytes buffered (limit of the upstream pool)",
                  c->max_body);
-        return 0; /* CURLE_WRITE_ERROR: the transfer ends and its connection is closed */
+        return false;
     }
     if (c->off > 0 && c->len + k > c->cap) { /* slide the unread bytes to the front first */
         memmove(c->buf, c->buf + c->off, unread);
@@ -290,8 +245,8 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud) {
         while (cap < c->len + k) cap *= 2;
         char *b = realloc(c->buf, cap);
         if (!b) {
-            set_error(c, "out of memory for the response body");
-            return 0;
+            up_set_error(c, "out of memory for the response body");
+            return false;
         }
         c->buf = b;
         c->cap = cap;
@@ -300,9 +255,9 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud) {
     c->len += k;
     if (!c->body_started) {
         c->body_started = true;
-        c->body_ms = now_ms();
+        c->body_ms = up_now_ms();
     }
-    return k;
+    return true;
 }
 
 /* ============================================================ starting a call ===== */
@@ -323,7 +278,7 @@ static upstream_call *pair_new(upstream_pool *p) {
     curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timer);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
-    curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, CONNS_PER_PAIR);
+    curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, UP_CONNS_PER_PAIR);
     return c;
 }
 
@@ -439,13 +394,15 @@ upstream_call *upstream_start(upstream_pool *p, const upstream_req *r, sh_err *e
         sh_errf(err, "upstream: '%.200s' is not an http:// or https:// URL", r->url);
         return NULL;
     }
-    struct curl_slist *hdrs = NULL;
-    for (const char *const *h = r->headers; h && *h; h++) {
+    for (const char *const *h = r->headers; h && *h; h++)
         if (!header_ok(*h)) {
-            curl_slist_free_all(hdrs);
             sh_errf(err, "upstream: bad request header '%.100s'", *h);
             return NULL;
         }
+    upstream_call *c = NULL;
+    if (up_h1_start(p, r, post, &c, err)) return c; /* the built-in client takes it */
+    struct curl_slist *hdrs = NULL;
+    for (const char *const *h = r->headers; h && *h; h++) {
         struct curl_slist *n = curl_slist_append(hdrs, *h);
         if (!n) goto oom;
         hdrs = n;
@@ -456,14 +413,14 @@ upstream_call *upstream_start(upstream_pool *p, const upstream_req *r, sh_err *e
         hdrs = n;
     }
 
-    char origin[ORIGIN_MAX];
+    char origin[UP_ORIGIN_MAX];
     url_origin(r->url, origin, sizeof origin);
-    upstream_call *c = pair_take(p, origin);
+    c = pair_take(p, origin);
     if (!c) goto oom;
     snprintf(c->origin, sizeof c->origin, "%s", origin);
     c->hdrs = hdrs;
     c->max_body = atomic_load(&p->max_body);
-    c->start_ms = now_ms();
+    c->start_ms = up_now_ms();
     CURLcode rc = CURLE_OK;
     if (!c->configured) {
         curl_easy_reset(c->easy);
@@ -496,7 +453,7 @@ static void pair_release(upstream_call *c) {
     CURLM *multi = c->multi;
     CURL *easy = c->easy;
     bool configured = c->configured;
-    char origin[ORIGIN_MAX];
+    char origin[UP_ORIGIN_MAX];
     memcpy(origin, c->origin, sizeof origin);
     if (cap > 1u << 20) { /* a big response: do not keep its memory around idle */
         free(buf);
@@ -516,10 +473,10 @@ static void pair_release(upstream_call *c) {
     memcpy(c->origin, origin, sizeof origin);
 
     pthread_mutex_lock(&p->mu);
-    if (p->nfree == FREE_MAX) { /* full: drop the coldest pair */
+    if (p->nfree == UP_FREE_MAX) { /* full: drop the coldest pair */
         upstream_call *old = p->free[0];
-        memmove(&p->free[0], &p->free[1], (size_t)(FREE_MAX - 1) * sizeof old);
-        p->free[FREE_MAX - 1] = c;
+        memmove(&p->free[0], &p->free[1], (size_t)(UP_FREE_MAX - 1) * sizeof old);
+        p->free[UP_FREE_MAX - 1] = c;
         pthread_mutex_unlock(&p->mu);
         pair_destroy(old);
         return;
@@ -530,6 +487,10 @@ static void pair_release(upstream_call *c) {
 
 void upstream_free(upstream_call *c) {
     if (!c) return;
+    if (c->native) {
+        up_h1_free(c);
+        return;
+    }
     /* Removing a handle whose transfer is unfinished makes libcurl close that connection (it
      * is never put back in the cache half-read), so the node sees the client go away. A
      * finished transfer's connection is already back in the pair's cache, kept alive. The
@@ -561,10 +522,10 @@ static void check_done(upstream_call *c) {
             continue;
         }
         c->failed = true;
-        if (res == CURLE_OK) set_error(c, "the response ended before its headers");
+        if (res == CURLE_OK) up_set_error(c, "the response ended before its headers");
         else if (c->error[0]) { /* our own limit, already said */
-        } else if (c->curl_err[0]) set_error(c, c->curl_err);
-        else set_error(c, curl_easy_strerror(res));
+        } else if (c->curl_err[0]) up_set_error(c, c->curl_err);
+        else up_set_error(c, curl_easy_strerror(res));
     }
 }
 
@@ -597,12 +558,23 @@ static int pick_ready(upstream_call *const *calls, int n, bool until_done, bool 
     return best;
 }
 
-/* Fires the libcurl timers that are due; true when any was. */
+/* Fires the libcurl timers that are due, and starts the built-in calls that have not started
+ * or ends those past a deadline; true when anything moved (a built-in call moved when its
+ * state did: sending a request is no reason not to wait for the answer). */
 static bool run_timers(upstream_call *const *calls, int n, double now) {
     bool fired = false;
     for (int i = 0; i < n; i++) {
         upstream_call *c = calls[i];
         if (!c || finished(c)) continue;
+        if (c->native) {
+            double dl = up_h1_deadline(c);
+            if (c->h1.phase == UP_H1_START || (dl > 0 && dl <= now)) {
+                upstream_state st = upstream_get_state(c);
+                up_h1_step(c, now);
+                if (upstream_get_state(c) != st) fired = true;
+            }
+            continue;
+        }
         if (c->timer_at >= 0 && c->timer_at <= now) {
             c->timer_at = -1;
             act(c, CURL_SOCKET_TIMEOUT, 0);
@@ -614,18 +586,28 @@ static bool run_timers(upstream_call *const *calls, int n, double now) {
     return fired;
 }
 
-/* Waits up to wait_ms for socket events or libcurl timers of the live calls, then hands the
- * events to libcurl. */
+/* Waits up to wait_ms for socket events or timers of the live calls, then hands the events to
+ * libcurl or to the built-in client. */
 static void drive(upstream_call *const *calls, int n, double wait_ms) {
-    double now = now_ms();
+    double now = up_now_ms();
     if (run_timers(calls, n, now)) wait_ms = 0; /* something moved: look, don't sleep */
-    struct pollfd pfd[UPSTREAM_POLL_MAX * SOCKS_MAX];
-    upstream_call *owner[UPSTREAM_POLL_MAX * SOCKS_MAX];
+    struct pollfd pfd[UPSTREAM_POLL_MAX * UP_SOCKS_MAX];
+    upstream_call *owner[UPSTREAM_POLL_MAX * UP_SOCKS_MAX];
     int np = 0;
     double wake = now + wait_ms;
     for (int i = 0; i < n; i++) {
         upstream_call *c = calls[i];
         if (!c || finished(c)) continue;
+        if (c->native) {
+            double dl = up_h1_deadline(c);
+            if (dl > 0 && dl < wake) wake = dl;
+            short ev = up_h1_events(c);
+            if (ev) {
+                pfd[np] = (struct pollfd){.fd = c->h1.fd, .events = ev};
+                owner[np++] = c;
+            }
+            continue;
+        }
         if (c->timer_at >= 0 && c->timer_at < wake) wake = c->timer_at;
         if (c->socks_overflow && now + 1 < wake) wake = now + 1;
         for (int k = 0; k < c->nsocks; k++) {
@@ -641,11 +623,15 @@ static void drive(upstream_call *const *calls, int n, double wait_ms) {
     time_t sec = (time_t)(wait / 1e3);
     struct timespec ts = {.tv_sec = sec, .tv_nsec = (long)((wait - (double)sec * 1e3) * 1e6)};
     if (ppoll(pfd, (nfds_t)np, &ts, NULL) <= 0) { /* timeout or EINTR */
-        run_timers(calls, n, now_ms());
+        run_timers(calls, n, up_now_ms());
         return;
     }
     for (int i = 0; i < np; i++) {
         if (!pfd[i].revents || finished(owner[i])) continue;
+        if (owner[i]->native) {
+            up_h1_step(owner[i], up_now_ms());
+            continue;
+        }
         int ev = 0;
         if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) ev |= CURL_CSELECT_IN;
         if (pfd[i].revents & POLLOUT) ev |= CURL_CSELECT_OUT;
@@ -662,16 +648,16 @@ static int poll_calls(upstream_call *const *calls, int n, double timeout_ms, boo
         drive(calls, n, 0);
         return pick_ready(calls, n, until_done, false);
     }
-    double end = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    double end = up_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {
         bool live = false;
         for (int i = 0; i < n; i++) live |= calls[i] && !finished(calls[i]);
         if (!live) return -1;
-        double wait = end - now_ms();
+        double wait = end - up_now_ms();
         drive(calls, n, wait > 0 ? wait : 0);
         int r = pick_ready(calls, n, until_done, false);
         if (r >= 0) return r;
-        if (now_ms() >= end) return -1;
+        if (up_now_ms() >= end) return -1;
     }
 }
 

@@ -1,6 +1,9 @@
 /*
- * cluster/upstream — the HTTP client the router uses to call remote nodes (libcurl's multi
- * interface underneath, driven with curl_multi_socket_action and ppoll).
+ * cluster/upstream — the HTTP client the router uses to call remote nodes. Two transports under
+ * one API, driven by the same ppoll: a built-in HTTP/1.1 client for http:// URLs whose host is
+ * an IP address (the router's hot path: a fraction of libcurl's CPU time per request), and
+ * libcurl's multi interface (curl_multi_socket_action) for everything else — https://, host
+ * names, which need a resolver. Both behave as described below.
  *
  * A call is one request in flight. Nothing happens until upstream_poll drives it; the response
  * arrives in steps (headers, then body bytes that the caller takes out with upstream_read while
@@ -19,7 +22,8 @@
  *
  * Transport: HTTP/1.1 only, no proxies (environment proxies never apply), no compression, no
  * redirects followed, only http:// and https:// URLs, no "Expect: 100-continue" round trip,
- * no signals (CURLOPT_NOSIGNAL), TCP_NODELAY.
+ * no signals (CURLOPT_NOSIGNAL, MSG_NOSIGNAL), TCP_NODELAY. A request that fails on a reused
+ * keep-alive connection before any byte of the answer is sent again once on a fresh one.
  */
 #ifndef SHOAL_CLUSTER_UPSTREAM_H
 #define SHOAL_CLUSTER_UPSTREAM_H
@@ -46,7 +50,9 @@
  * "shared connection cache is not thread-safe" entry of its KNOWN_BUGS), while a pair used by
  * one thread at a time is the supported model. Up to 64 idle pairs are kept, each holding at
  * most 4 idle connections; libcurl drops idle connections older than 118 s and checks a
- * cached connection is alive before reusing it. */
+ * cached connection is alive before reusing it. The built-in client keeps up to 64 idle
+ * connections of its own per pool (the most recently used one to the origin is taken; none
+ * older than 118 s). */
 typedef struct upstream_pool upstream_pool;
 upstream_pool *upstream_pool_init(sh_err *err);   /* also calls curl_global_init once (thread-safe via pthread_once) */
 void upstream_pool_free(upstream_pool *p);         /* NULL is fine; all calls must be freed first */

@@ -6,11 +6,19 @@
  * reused, also from another thread; cancelling a stream closes its connection so the server
  * sees the client go away. No test depends on exact timings: waits are generous and the checks
  * are on order and state.
+ *
+ * The suite runs twice: against http://127.0.0.1:PORT (the built-in HTTP/1.1 client) and
+ * http://localhost:PORT (a host name: libcurl). Then a scripted raw server feeds the built-in
+ * client what a node might send and what it should never: chunk extensions and trailers, a
+ * 100 Continue before the answer, a body that ends with the close, a head split in one-byte
+ * pieces, a truncated body, a non-HTTP answer, and a kept-alive connection the server has
+ * closed (the request is sent again on a fresh one).
  */
 #include "testutil.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
@@ -104,17 +112,31 @@ static void handler(void *ud, http_request *req, http_response *resp) {
 static http_server *g_srv;
 static upstream_pool *g_pool;
 static char g_base[64];
+static const char *g_host; /* "127.0.0.1" (built-in client) or "localhost" (libcurl) */
 
+/* The server and a pool; URLs name the server by g_host. */
 static int setup(void **state) {
     (void)state;
     http_config cfg = {.host = "127.0.0.1", .port = 0};
     sh_err err;
     g_srv = http_server_start(&cfg, handler, NULL, &err);
     if (!g_srv) fail_msg("%s", err.msg);
-    snprintf(g_base, sizeof g_base, "http://127.0.0.1:%u", http_server_port(g_srv));
+    snprintf(g_base, sizeof g_base, "http://%s:%u", g_host, http_server_port(g_srv));
     g_pool = upstream_pool_init(&err);
     if (!g_pool) fail_msg("%s", err.msg);
     return 0;
+}
+
+/* The suite with the built-in client (an IP address in the URLs). */
+static int setup_h1(void **state) {
+    g_host = "127.0.0.1";
+    return setup(state);
+}
+
+/* The suite with libcurl (a host name in the URLs). */
+static int setup_curl(void **state) {
+    g_host = "localhost";
+    return setup(state);
 }
 
 static int teardown(void **state) {
@@ -245,7 +267,7 @@ static void test_status_codes(void **state) {
 static void test_refused(void **state) {
     (void)state;
     char u[64], body[64];
-    snprintf(u, sizeof u, "http://127.0.0.1:%d/v1/models", free_port());
+    snprintf(u, sizeof u, "http://%s:%d/v1/models", g_host, free_port());
     upstream_req r = {.method = "GET", .url = u};
     upstream_call *c = start(g_pool, &r);
     assert_int_equal(run(c, body, sizeof body), UPSTREAM_FAILED);
@@ -544,6 +566,221 @@ static void test_bad_input(void **state) {
     assert_int_equal(upstream_poll(NULL, 0, 0), -1);
 }
 
+/* ============================================================ the scripted server ===== */
+
+/* A raw server on loopback: each connection has its own thread, which reads requests (head and
+ * Content-Length body) and answers each by its path with the bytes below, verbatim. */
+static int g_raw_fd = -1;
+static char g_raw_base[64];
+static _Atomic int g_raw_conns;                   /* connections accepted */
+
+/* Sends s one byte at a time (with a pause) when slow, else at once. */
+static void raw_send(int fd, const char *s, size_t n, bool slow) {
+    for (size_t i = 0; i < n;) {
+        ssize_t k = send(fd, s + i, slow ? 1 : n - i, MSG_NOSIGNAL);
+        if (k <= 0) return;
+        i += (size_t)k;
+        if (slow) usleep(300);
+    }
+}
+
+/* One connection of the raw server: requests answered in order until a scripted close or the
+ * client's. */
+static void *raw_conn(void *arg) {
+    int fd = (int)(intptr_t)arg;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    char req[8192];
+    size_t len = 0;
+    for (;;) {
+        char *end;
+        while (!(end = memmem(req, len, "\r\n\r\n", 4))) {
+            ssize_t k = recv(fd, req + len, sizeof req - 1 - len, 0);
+            if (k <= 0) goto out;
+            len += (size_t)k;
+        }
+        req[len] = 0;
+        size_t head = (size_t)(end + 4 - req), body = 0;
+        const char *cl = strcasestr(req, "\r\nContent-Length:");
+        if (cl && cl < end) body = strtoul(cl + 17, NULL, 10);
+        while (len < head + body) {
+            ssize_t k = recv(fd, req + len, sizeof req - 1 - len, 0);
+            if (k <= 0) goto out;
+            len += (size_t)k;
+        }
+        char path[128] = "";
+        sscanf(req, "%*s %127s", path);
+        char out[8192];
+        bool close_after = false, slow = false;
+        if (!strcmp(path, "/chunked")) {
+            snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                      "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n");
+        } else if (!strcmp(path, "/slow")) {
+            snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                      "3\r\nabc\r\n0\r\n\r\n");
+            slow = true;
+        } else if (!strcmp(path, "/interim")) {
+            snprintf(out, sizeof out, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\n"
+                                      "Content-Length: 2\r\n\r\nok");
+        } else if (!strcmp(path, "/to-close")) {
+            snprintf(out, sizeof out, "HTTP/1.0 200 OK\r\n\r\nuntil the close");
+            close_after = true;
+        } else if (!strcmp(path, "/short")) {
+            snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+            close_after = true;
+        } else if (!strcmp(path, "/garbage")) {
+            snprintf(out, sizeof out, "SSH-2.0-OpenSSH\r\n\r\n");
+            close_after = true;
+        } else if (!strcmp(path, "/then-close")) { /* kept alive by its headers, closed anyway */
+            snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbye.");
+            close_after = true;
+        } else { /* the request's head, as the body */
+            snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%.*s", head, (int)head, req);
+        }
+        raw_send(fd, out, strlen(out), slow);
+        if (close_after) break;
+        memmove(req, req + head + body, len - head - body);
+        len -= head + body;
+    }
+out:
+    close(fd);
+    return NULL;
+}
+
+/* The raw server's accept loop: a thread per connection. */
+static void *raw_accept(void *arg) {
+    (void)arg;
+    for (;;) {
+        int fd = accept(g_raw_fd, NULL, NULL);
+        if (fd < 0) return NULL;
+        atomic_fetch_add(&g_raw_conns, 1);
+        pthread_t t;
+        pthread_create(&t, NULL, raw_conn, (void *)(intptr_t)fd);
+        pthread_detach(t);
+    }
+}
+
+/* The raw server (left running until the process ends) and a pool. */
+static int setup_raw(void **state) {
+    (void)state;
+    g_raw_fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (bind(g_raw_fd, (struct sockaddr *)&a, sizeof a) || listen(g_raw_fd, 16)) fail_msg("raw server");
+    socklen_t l = sizeof a;
+    getsockname(g_raw_fd, (struct sockaddr *)&a, &l);
+    snprintf(g_raw_base, sizeof g_raw_base, "http://127.0.0.1:%d", ntohs(a.sin_port));
+    pthread_t t;
+    pthread_create(&t, NULL, raw_accept, NULL);
+    pthread_detach(t);
+    sh_err err;
+    g_pool = upstream_pool_init(&err);
+    return g_pool ? 0 : -1;
+}
+
+/* The pool (the raw server stays until the process ends). */
+static int teardown_raw(void **state) {
+    (void)state;
+    upstream_pool_free(g_pool);
+    return 0;
+}
+
+/* A call to the raw server, run to its end; the body in out. */
+static upstream_call *raw_run(const char *path, const char *method, const char *const *hdrs, const char *body,
+                              char *out, size_t cap) {
+    char u[128];
+    snprintf(u, sizeof u, "%s%s", g_raw_base, path);
+    upstream_req r = {.method = method, .url = u, .headers = hdrs, .body = body, .body_len = body ? strlen(body) : 0,
+                      .timeout_ms = 10000};
+    upstream_call *c = start(g_pool, &r);
+    run(c, out, cap);
+    return c;
+}
+
+/* What goes on the wire: Host, Accept, Content-Length, the caller's headers; no Expect, no
+ * header with an empty value, no fragment; "/" for an empty path. */
+static void test_raw_request_bytes(void **state) {
+    (void)state;
+    char out[4096];
+    const char *hdrs[] = {"X-Test: 1", "Accept:", "X-Empty: ", NULL};
+    upstream_call *c = raw_run("/echo?q=1#frag", "POST", hdrs, "{}", out, sizeof out);
+    assert_int_equal(upstream_get_state(c), UPSTREAM_DONE);
+    assert_non_null(strstr(out, "POST /echo?q=1 HTTP/1.1\r\n"));
+    char host[80];
+    snprintf(host, sizeof host, "\r\nHost: %s\r\n", g_raw_base + 7);
+    assert_non_null(strstr(out, host));
+    assert_non_null(strstr(out, "\r\nX-Test: 1\r\n"));
+    assert_non_null(strstr(out, "\r\nContent-Length: 2\r\n"));
+    assert_null(strstr(out, "Accept")); /* an empty value: not sent, the default neither */
+    assert_null(strstr(out, "X-Empty"));
+    assert_null(strstr(out, "Expect"));
+    upstream_free(c);
+    c = raw_run("", "GET", NULL, NULL, out, sizeof out); /* no path: "/" */
+    assert_non_null(strstr(out, "GET / HTTP/1.1\r\n"));
+    assert_non_null(strstr(out, "\r\nAccept: */*\r\n"));
+    assert_null(strstr(out, "Content-Length"));
+    upstream_free(c);
+}
+
+/* Chunks with extensions and trailers, a head in one-byte pieces on a reused connection, a
+ * 100 Continue first, a body that ends with the close. */
+static void test_raw_framing(void **state) {
+    (void)state;
+    char out[4096];
+    upstream_call *c = raw_run("/chunked", "GET", NULL, NULL, out, sizeof out);
+    assert_int_equal(upstream_get_state(c), UPSTREAM_DONE);
+    assert_string_equal(out, "hello world");
+    upstream_free(c);
+    int conns = atomic_load(&g_raw_conns);
+    c = raw_run("/slow", "GET", NULL, NULL, out, sizeof out); /* reuses the connection */
+    assert_int_equal(upstream_get_state(c), UPSTREAM_DONE);
+    assert_string_equal(out, "abc");
+    assert_string_equal(upstream_header(c, "x-a"), "1");
+    assert_int_equal(upstream_num_connects(c), 0);
+    assert_int_equal(atomic_load(&g_raw_conns), conns);
+    upstream_free(c);
+    c = raw_run("/interim", "GET", NULL, NULL, out, sizeof out);
+    assert_int_equal(upstream_get_state(c), UPSTREAM_DONE);
+    assert_int_equal(upstream_status(c), 201);
+    assert_string_equal(out, "ok");
+    upstream_free(c);
+    c = raw_run("/to-close", "GET", NULL, NULL, out, sizeof out);
+    assert_int_equal(upstream_get_state(c), UPSTREAM_DONE);
+    assert_string_equal(out, "until the close");
+    upstream_free(c);
+}
+
+/* A truncated body and a non-HTTP answer fail, with messages that say so. */
+static void test_raw_failures(void **state) {
+    (void)state;
+    char out[4096];
+    upstream_call *c = raw_run("/short", "GET", NULL, NULL, out, sizeof out);
+    assert_int_equal(upstream_get_state(c), UPSTREAM_FAILED);
+    assert_non_null(strstr(upstream_error(c), "7 bytes remaining"));
+    assert_false(upstream_connect_failed(c));
+    upstream_free(c);
+    c = raw_run("/garbage", "GET", NULL, NULL, out, sizeof out);
+    assert_int_equal(upstream_get_state(c), UPSTREAM_FAILED);
+    assert_non_null(strstr(upstream_error(c), "not HTTP"));
+    upstream_free(c);
+}
+
+/* A kept-alive connection the server closed: the next request goes again on a fresh one. */
+static void test_raw_stale_connection(void **state) {
+    (void)state;
+    char out[4096];
+    upstream_call *c = raw_run("/then-close", "GET", NULL, NULL, out, sizeof out);
+    assert_string_equal(out, "bye.");
+    upstream_free(c); /* kept: the headers said nothing of a close */
+    usleep(50000);    /* the server's close has arrived */
+    int conns = atomic_load(&g_raw_conns);
+    c = raw_run("/echo", "POST", NULL, "x", out, sizeof out);
+    assert_int_equal(upstream_get_state(c), UPSTREAM_DONE); /* sent again on a fresh connection */
+    assert_non_null(strstr(out, "POST /echo HTTP/1.1"));
+    assert_int_equal(upstream_num_connects(c), 1);
+    assert_int_equal(atomic_load(&g_raw_conns), conns + 1);
+    upstream_free(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_get_post_headers), cmocka_unit_test(test_status_codes),
@@ -552,5 +789,12 @@ int main(void) {
         cmocka_unit_test(test_body_too_large),   cmocka_unit_test(test_connection_reuse),
         cmocka_unit_test(test_cancel),           cmocka_unit_test(test_bad_input),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    const struct CMUnitTest raw[] = {
+        cmocka_unit_test(test_raw_request_bytes), cmocka_unit_test(test_raw_framing),
+        cmocka_unit_test(test_raw_failures),      cmocka_unit_test(test_raw_stale_connection),
+    };
+    int failed = cmocka_run_group_tests_name("built-in client", tests, setup_h1, teardown);
+    failed += cmocka_run_group_tests_name("libcurl", tests, setup_curl, teardown);
+    failed += cmocka_run_group_tests_name("built-in client, scripted server", raw, setup_raw, teardown_raw);
+    return failed;
 }
