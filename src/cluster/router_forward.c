@@ -22,24 +22,38 @@
  * content, in order), the first embedding / classify input or the rerank query. Token-id
  * prompts hash their id bytes. */
 static char *request_text(const oai_request *r, size_t *len) {
-    char *s = NULL;
+    const void *one = NULL; /* every kind but chat: one piece */
     size_t n = 0;
-    FILE *f = open_memstream(&s, &n);
-    if (!f) return NULL;
     if (r->kind == OAI_CHAT) {
         for (size_t i = 0; i < r->n_messages; i++)
-            fprintf(f, "%s\n%s\n", r->messages[i].role, r->messages[i].content ? r->messages[i].content : "");
+            n += strlen(r->messages[i].role) + strlen(r->messages[i].content ? r->messages[i].content : "") + 2;
     } else if (r->kind == OAI_EMBEDDING || r->kind == OAI_CLASSIFY) {
-        if (r->n_inputs && r->inputs) fputs(r->inputs[0], f);
-        else if (r->n_inputs) fwrite(r->input_ids[0], sizeof **r->input_ids, r->n_input_ids[0], f);
+        if (r->n_inputs && r->inputs) one = r->inputs[0], n = strlen(r->inputs[0]);
+        else if (r->n_inputs) one = r->input_ids[0], n = sizeof **r->input_ids * r->n_input_ids[0];
     } else if (r->kind == OAI_RERANK) {
-        fputs(r->query, f);
+        one = r->query, n = strlen(r->query);
     } else if (r->prompt) {
-        fputs(r->prompt, f);
+        one = r->prompt, n = strlen(r->prompt);
     } else if (r->prompt_ids) {
-        fwrite(r->prompt_ids, sizeof *r->prompt_ids, r->n_prompt_ids, f);
+        one = r->prompt_ids, n = sizeof *r->prompt_ids * r->n_prompt_ids;
     }
-    fclose(f);
+    char *s = malloc(n + 1);
+    if (!s) return NULL;
+    if (r->kind == OAI_CHAT) {
+        char *p = s;
+        for (size_t i = 0; i < r->n_messages; i++) {
+            const char *role = r->messages[i].role, *content = r->messages[i].content ? r->messages[i].content : "";
+            size_t rl = strlen(role), cl = strlen(content);
+            memcpy(p, role, rl);
+            p[rl] = '\n';
+            memcpy(p + rl + 1, content, cl);
+            p[rl + 1 + cl] = '\n';
+            p += rl + cl + 2;
+        }
+    } else if (n) {
+        memcpy(s, one, n);
+    }
+    s[n] = 0;
     *len = n;
     return s;
 }
@@ -329,6 +343,15 @@ static void composed(router *rt, rt_fwd *f, rt_model *m, int kind, http_request 
     metrics_inc(m->m_decisions, 1);
 }
 
+/* A whole answer has been sent (or its connection failed): its log record, and f is freed. */
+static void whole_sent(void *ctx, bool aborted) {
+    rt_fwd *f = ctx;
+    (void)aborted; /* recorded as answered, as when the record was written before the send */
+    rt_route_log(f->rt, f, f->rid, f->tp, f->peer, f->kind, f->t_req, f->log_status, NULL,
+                 f->last_error[0] ? f->last_error : NULL);
+    rt_fwd_free(f);
+}
+
 /* router_int.h */
 void rt_forward(router *rt, int kind, const char *body, size_t len, json_t *doc, const oai_request *r,
                 http_request *req, http_response *resp, rt_call *call) {
@@ -440,7 +463,21 @@ out:
     if (f && !f->internal) { /* answered whole (or refused) here; a stream logs when it ends */
         char msg[256] = "";
         if (resp->status >= 400) answer_error(resp, f->last_error, msg, sizeof msg);
-        rt_route_log(rt, f, f->rid, f->tp, f->peer, kind, t0, resp->status, NULL, msg[0] ? msg : NULL);
+        if (!resp->pull && !resp->done) {
+            /* the record is written once the answer has been sent (http calls done): when the
+             * client has it, and not on its way */
+            f->rt = rt;
+            f->kind = kind;
+            f->t_req = t0;
+            f->log_status = resp->status;
+            snprintf(f->last_error, sizeof f->last_error, "%s", msg);
+            f->raw = NULL; /* the request body goes away with this handler */
+            resp->done = whole_sent;
+            resp->stream_ctx = f;
+            f = NULL;
+        } else {
+            rt_route_log(rt, f, f->rid, f->tp, f->peer, kind, t0, resp->status, NULL, msg[0] ? msg : NULL);
+        }
     }
     free(text);
     rt_fwd_free(f);

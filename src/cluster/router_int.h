@@ -161,6 +161,7 @@ typedef struct rt_fwd {
     /* the last failure, for the final error */
     int last_status;
     char last_error[256];
+    int log_status;             /* a whole answer's status, for its record written once it is sent */
     /* an internal call of a composition: no log record of its own, its own first-byte timeout */
     bool internal;
     double timeout_ms;          /* > 0: overrides retry.first_byte_timeout_ms */

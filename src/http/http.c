@@ -37,6 +37,8 @@ struct http_request {
     size_t len, cap;
     bool too_large;
     double start_ms;
+    http_done_fn sent;          /* a whole answer's done (http.h), called by on_completed */
+    void *sent_ctx;
 };
 
 /* A streamed response's wrapper: remembers whether the source reached its end. */
@@ -68,9 +70,17 @@ static bool id_ok(const char *s) {
     return true;
 }
 
+/* A fresh "req-" + 24 hex digits id. The random bytes come 20 ids at a time per thread: one
+ * getrandom call per 20 requests rather than one each. */
 static void new_id(char *out) {
+    static _Thread_local uint8_t pool[240];
+    static _Thread_local size_t left;
+    if (left < 12 && getrandom(pool, sizeof pool, 0) == (ssize_t)sizeof pool) left = sizeof pool;
     uint8_t b[12];
-    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) { /* fall back to time + counter */
+    if (left >= 12) {
+        memcpy(b, pool + sizeof pool - left, sizeof b);
+        left -= sizeof b;
+    } else { /* fall back to time + counter */
         static _Atomic uint64_t ctr;
         uint64_t t = (uint64_t)(http_now_ms() * 1000) ^ (atomic_fetch_add(&ctr, 1) << 40);
         memcpy(b, &t, 8);
@@ -149,8 +159,11 @@ static enum MHD_Result send_response(http_request *rq, http_response *resp) {
         if (!r) {
             free(resp->body);
             free(resp->extra_headers);
+            if (resp->done) resp->done(resp->stream_ctx, true);
             return MHD_NO;
         }
+        rq->sent = resp->done; /* on_completed calls it, the answer sent or not */
+        rq->sent_ctx = resp->stream_ctx;
     }
     if (resp->content_type) MHD_add_response_header(r, "Content-Type", resp->content_type);
     MHD_add_response_header(r, "X-Request-Id", rq->id);
@@ -267,6 +280,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     http_server *s = cls;
     http_request *rq = *con_cls;
     if (!rq) return;
+    if (rq->sent) rq->sent(rq->sent_ctx, toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
     free(rq->body);
     free(rq);
     *con_cls = NULL;

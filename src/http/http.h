@@ -27,7 +27,10 @@ typedef struct http_request http_request;
 
 /* A stream's source. pull() fills buf (up to max bytes) and returns the count, 0 to be called
  * again (it should then have waited a little), or -1 at the end of the stream. done() is
- * called once when the response is over: aborted is true when the client went away first. */
+ * called once when the response is over: aborted is true when the client went away first.
+ * A whole answer (pull NULL) may set done too: it is called once the answer has been sent
+ * (aborted: the connection failed first), with stream_ctx — for work that should not delay
+ * the answer, such as a log record. */
 typedef ssize_t (*http_pull_fn)(void *ctx, char *buf, size_t max);
 typedef void (*http_done_fn)(void *ctx, bool aborted);
 
@@ -38,8 +41,8 @@ typedef struct http_response {
     size_t body_len;
     char *extra_headers;        /* malloc'd "Name: value\r\n..." or NULL; http takes ownership */
     http_pull_fn pull;          /* non-NULL: a streamed body; body must be NULL */
-    http_done_fn done;
-    void *stream_ctx;
+    http_done_fn done;          /* a stream's end, or a whole answer's (see above); or NULL */
+    void *stream_ctx;           /* pull's and done's ctx */
 } http_response;
 
 /* Fills *resp; called once per request with the complete body. */
