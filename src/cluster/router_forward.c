@@ -405,6 +405,9 @@ void rt_forward(router *rt, int kind, const char *body, size_t len, json_t *doc,
         goto out;
     }
     route_request rq = {.prefix = text, .prefix_len = text_len, .deadline_ms = r->has_deadline ? r->deadline_ms : 0};
+    if (m->sticky) /* weighted: one user / session stays on one version */
+        rq.sticky = !strcmp(m->sticky, "user") ? r->user : http_req_header(req, m->sticky + 7);
+    rq.sticky_len = rq.sticky ? strlen(rq.sticky) : 0;
     bool added_observed = false;
     for (int hop = 0; m; hop++) {
         f->m = m;
@@ -428,9 +431,6 @@ void rt_forward(router *rt, int kind, const char *body, size_t len, json_t *doc,
             }
             if (rc == RT_ATT_DONE) {
                 f->t_commit = http_now_ms();
-    if (m->sticky) /* weighted: one user / session stays on one version */
-        rq.sticky = !strcmp(m->sticky, "user") ? r->user : http_req_header(req, m->sticky + 7);
-    rq.sticky_len = rq.sticky ? strlen(rq.sticky) : 0;
                 if (resp->pull) {
                     atomic_fetch_add(&rt->active, 1);
                     f->raw = NULL; /* the request body goes away with this handler */
