@@ -63,7 +63,7 @@ int cmd_calibrate(int argc, char **argv) {
     const char *url = NULL, *model = NULL, *prompts = NULL, *endpoint = "chat", *key = NULL;
     float rate = 0.3f;
     int stage = 1;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
         if (!v) return usage(), cli_error("%s needs a value", a);
@@ -79,7 +79,6 @@ int cmd_calibrate(int argc, char **argv) {
         } else {
             return usage(), cli_error("unknown option %s", a);
         }
-        i++;
     }
     if (!url || !model || !prompts) return usage(), cli_error("--url, --model and --prompts are needed");
     if (!(rate > 0 && rate < 1)) return cli_error("--rate must be between 0 and 1 (the fraction escalated)");

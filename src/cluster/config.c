@@ -1283,6 +1283,11 @@ void ccfg_free(cluster_config *c) {
     free(c);
 }
 
+const char *ccfg_signal_name(int signal) {
+    static const char *const names[] = {"mean_logprob", "min_prob", "margin", "classifier_prob"};
+    return signal >= 0 && signal < 4 ? names[signal] : "?";
+}
+
 const char *ccfg_policy_name(int policy) {
     static const char *const extra[] = {"rules", "classify", "cascade", "ensemble", "pipeline"};
     if (policy >= 0 && policy < ROUTE_POLICY_COUNT) return route_policy_name((route_policy)policy);

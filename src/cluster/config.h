@@ -183,6 +183,9 @@ cluster_config *ccfg_load(const char *path, sh_err *err);
 cluster_config *ccfg_parse(const char *text, size_t len, const char *name, sh_err *err);
 void ccfg_free(cluster_config *c);   /* NULL is fine */
 
+/* "mean_logprob", "min_prob", "margin", "classifier_prob" (ccfg_signal). */
+const char *ccfg_signal_name(int signal);
+
 /* "round_robin", ..., "rules", "classify", "cascade", "ensemble", "pipeline". */
 const char *ccfg_policy_name(int policy);
 

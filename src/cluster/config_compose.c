@@ -16,7 +16,6 @@
 #define MAX_STEPS 32
 #define MAX_FIELDS 64
 
-static const char *const signal_names[] = {"mean_logprob", "min_prob", "margin", "classifier_prob"};
 
 /* ============================================================ templates ===== */
 
@@ -117,7 +116,7 @@ static int kv_map(pctx *p, const char *what, yaml_node_t *n, int max, ccfg_kv **
 static int parse_signal(pctx *p, const char *what, const ccfg_field *f, int *out) {
     const char *s = ccfgi_scalar(f->v);
     for (int i = 0; s && i < 4; i++)
-        if (!strcmp(s, signal_names[i])) return *out = i, 0;
+        if (!strcmp(s, ccfg_signal_name(i))) return *out = i, 0;
     return ccfgi_fail(p, ccfgi_line(f->v), "%s: signal %s is not one of mean_logprob, min_prob, margin, "
                       "classifier_prob", what, s ? ccfgi_q(p, s) : ccfgi_kind(f->v));
 }

@@ -301,14 +301,10 @@ static rt_model *route_by_label(router *rt, rt_fwd *f, rt_model *m, const oai_re
         const char *target = NULL;
         comp_info ci = {.confidence = -1};
         const char *in = classify_text(r);
-        if (comp_route(rt->comp, m->cfg_index, req, in ? in : "", &target, &ci, resp)) {
-            comp_info_free(&ci);
-            return NULL;
-        }
-        if (ci.label) snprintf(f->label, sizeof f->label, "%s", ci.label);
+        comp_route(rt->comp, m->cfg_index, req, in ? in : "", &target, &ci);
+        snprintf(f->label, sizeof f->label, "%s", ci.label);
         f->confidence = ci.confidence;
         snprintf(f->decision, sizeof f->decision, "%s", ci.decision);
-        comp_info_free(&ci);
         pthread_mutex_lock(&rt->mu);
         rt_model *next = target ? rt_find_model(rt, target) : NULL;
         pthread_mutex_unlock(&rt->mu);
@@ -335,10 +331,9 @@ static void composed(router *rt, rt_fwd *f, rt_model *m, int kind, http_request 
     comp_info ci = {.confidence = -1};
     if (!body) rt_respond_err(resp, 500, "server_error", NULL, "out of memory");
     else comp_handle(rt->comp, m->cfg_index, req, kind, body, len, resp, &ci);
-    if (ci.label) snprintf(f->label, sizeof f->label, "%s", ci.label);
+    if (ci.label[0]) snprintf(f->label, sizeof f->label, "%s", ci.label);
     if (ci.confidence >= 0) f->confidence = ci.confidence;
     if (ci.decision[0]) snprintf(f->decision, sizeof f->decision, "%s", ci.decision);
-    comp_info_free(&ci);
     free(owned);
     metrics_inc(m->m_decisions, 1);
 }

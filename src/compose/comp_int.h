@@ -95,6 +95,9 @@ char *comp_sse_of(const json_t *j, int kind, size_t *len);
 void comp_respond(http_response *resp, json_t *j, int kind, bool stream);
 void comp_error(http_response *resp, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Adds header name with the formatted value; bytes outside printable ASCII (values can come
+ * from model answers) become '?'. */
+void comp_header(http_response *resp, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* pipeline.c */
 void comp_pipeline(comp *c, int mi, void *ctx, int kind, json_t *root, http_response *resp, comp_info *info);

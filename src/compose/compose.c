@@ -83,22 +83,12 @@ void comp_respond(http_response *resp, json_t *j, int kind, bool stream) {
     if (!resp->body) comp_error(resp, 500, NULL, "out of memory");
 }
 
-void comp_info_free(comp_info *i) {
-    if (!i) return;
-    free(i->label_own);
-    i->label_own = NULL;
-    i->label = NULL;
-}
-
 static void set_label(comp_info *info, const char *label, double conf) {
-    free(info->label_own);
-    info->label_own = label ? strdup(label) : NULL;
-    info->label = info->label_own;
+    snprintf(info->label, sizeof info->label, "%s", label ? label : "");
     info->confidence = conf;
 }
 
-__attribute__((format(printf, 3, 4))) static void header(http_response *resp, const char *name, const char *fmt,
-                                                         ...) {
+void comp_header(http_response *resp, const char *name, const char *fmt, ...) {
     char v[200];
     va_list ap;
     va_start(ap, fmt);
@@ -118,9 +108,7 @@ static double as_prob(double v, int signal) {
 
 /* ============================================================ classify routing ===== */
 
-int comp_route(comp *c, int mi, void *ctx, const char *text, const char **target, comp_info *info,
-               http_response *resp) {
-    (void)resp;
+void comp_route(comp *c, int mi, void *ctx, const char *text, const char **target, comp_info *info) {
     const ccfg_model *m = &c->cfg->models[mi];
     comp_model *pm = &c->pm[mi];
     json_t *body = json_pack("{s:s}", "input", text ? text : "");
@@ -141,7 +129,7 @@ int comp_route(comp *c, int mi, void *ctx, const char *text, const char **target
         metrics_inc(pm->m_route[m->comp.n_routes], 1);
         for (int i = 0; i < n; i++) ccall_cls_free(&r[i]);
         free(r);
-        return 0;
+        return;
     }
     const char *label = r[0].labels[r[0].best];
     double p = r[0].probs[r[0].best];
@@ -158,7 +146,6 @@ int comp_route(comp *c, int mi, void *ctx, const char *text, const char **target
              route < 0 ? " (unmapped label)" : low ? " (below min_confidence)" : "");
     for (int i = 0; i < n; i++) ccall_cls_free(&r[i]);
     free(r);
-    return 0;
 }
 
 /* ============================================================ cascade ===== */
@@ -271,7 +258,7 @@ static void cascade(comp *c, int mi, void *ctx, int kind, json_t *root, http_res
     bool degraded = accepted < 0;
     json_t *info_j = json_pack("{s:{s:i, s:i, s:s, s:s, s:f, s:o, s:o}}", "cascade", "stage", best_stage + 1,
                                "stages", k->n_stages, "model", k->stages[best_stage], "signal",
-                               (const char *[]){"mean_logprob", "min_prob", "margin", "classifier_prob"}[k->signal],
+                               ccfg_signal_name(k->signal),
                                "confidence", best_conf, "threshold",
                                best_stage < k->n_stages - 1 ? json_real(k->thresholds[best_stage]) : json_null(),
                                "tried", tried);
@@ -285,8 +272,8 @@ static void cascade(comp *c, int mi, void *ctx, int kind, json_t *root, http_res
              dl < sizeof info->decision ? sizeof info->decision - dl : 1, " stage=%d/%d%s", best_stage + 1,
              k->n_stages, degraded ? " degraded" : "");
     comp_respond(resp, j, kind, stream);
-    header(resp, "X-Shoal-Stage", "%d/%d %s", best_stage + 1, k->n_stages, k->stages[best_stage]);
-    header(resp, "X-Shoal-Confidence", "%.4f", best_conf);
+    comp_header(resp, "X-Shoal-Stage", "%d/%d %s", best_stage + 1, k->n_stages, k->stages[best_stage]);
+    comp_header(resp, "X-Shoal-Confidence", "%.4f", best_conf);
 }
 
 /* ============================================================ ensemble ===== */
@@ -412,8 +399,8 @@ static void ensemble(comp *c, int mi, void *ctx, int kind, json_t *root, http_re
     json_decref(members);
     if (out) {
         comp_respond(resp, out, kind, false);
-        header(resp, "X-Shoal-Label", "%s", info->label ? info->label : "");
-        header(resp, "X-Shoal-Confidence", "%.4f", info->confidence);
+        comp_header(resp, "X-Shoal-Label", "%s", info->label);
+        comp_header(resp, "X-Shoal-Confidence", "%.4f", info->confidence);
     } else {
         metrics_inc(pm->m_failed, 1);
     }

@@ -66,14 +66,12 @@ typedef struct comp_ops {
     void *ud;
 } comp_ops;
 
-/* What a composition decided, for the router's log line (strings valid until comp_info_free). */
+/* What a composition decided, for the router's headers and log line. */
 typedef struct comp_info {
-    const char *label;        /* classify routing / ensemble: the label, or NULL */
+    char label[128];          /* classify routing, ensemble, pipeline: the label decided, or "" */
     double confidence;        /* its probability (or the cascade stage's signal); < 0: none */
-    char decision[512];       /* e.g. "cascade stage=2/2 tried=tiny:0.41,big:0.93", "pipeline intent:ok ..." */
-    char *label_own;
+    char decision[512];       /* e.g. "cascade tried=a:0.41,b:0.93 stage=2/2", "pipeline intent:ok ..." */
 } comp_info;
-void comp_info_free(comp_info *i);
 
 typedef struct comp comp;
 
@@ -84,11 +82,9 @@ comp *comp_init(const cluster_config *cfg, const comp_ops *ops, metrics *met, sh
 void comp_free(comp *c); /* NULL is fine */
 
 /* policy classify, model index mi: classifies text and names the target model (a config
- * name; borrowed from cfg) in *target. 0 on success (info filled); -1 with status and an
- * OpenAI error message in resp when the classifier failed and the request cannot be routed
- * (the default is used instead when the classifier answers without a usable label). */
-int comp_route(comp *c, int mi, void *ctx, const char *text, const char **target, comp_info *info,
-               http_response *resp);
+ * name; borrowed from cfg) in *target, and says why in info. A classifier that fails or
+ * answers without a usable label routes to the default; info->decision says so. */
+void comp_route(comp *c, int mi, void *ctx, const char *text, const char **target, comp_info *info);
 
 /* Runs composite model mi (cascade, ensemble, pipeline) for the client's request body
  * (already validated by the edge parser as kind) and fills resp with the whole answer (SSE

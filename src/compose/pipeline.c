@@ -21,6 +21,7 @@
 
 #include "api/oai_req.h"
 #include "compose/comp_int.h"
+#include "http/http.h"
 
 #define MAX_VARS 512
 #define ERRN 256
@@ -197,12 +198,6 @@ static json_t *build_action(const run *r, const ccfg_step *st, const json_t *sch
     return o;
 }
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 /* The text the pipeline works on: the last user message of a chat, or the prompt. */
 static const char *input_of(const json_t *root, int kind) {
     if (kind == OAI_COMPLETION) return json_string_value(json_object_get(root, "prompt"));
@@ -310,7 +305,7 @@ void comp_pipeline(comp *c, int mi, void *ctx, int kind, json_t *root, http_resp
     const ccfg_model *m = &c->cfg->models[mi];
     const ccfg_comp *k = &m->comp;
     comp_model *pm = &c->pm[mi];
-    double t0 = now_ms();
+    double t0 = http_now_ms();
     if (kind != OAI_CHAT && kind != OAI_COMPLETION) {
         comp_error(resp, 400, "unsupported_endpoint", "model '%s' is a pipeline: it answers chat and completions",
                    m->name);
@@ -366,7 +361,7 @@ void comp_pipeline(comp *c, int mi, void *ctx, int kind, json_t *root, http_resp
         json_t *out = json_pack("{s:s, s:s, s:b}", "name", st->name, "kind", kinds[st->kind], "ran", go);
         if (st->model) json_object_set_new(out, "model", json_string(st->model));
         int outcome = 3; /* skipped */
-        double ts = now_ms();
+        double ts = http_now_ms();
         if (go) {
             double left = deadline > 0 ? deadline - (ts - t0) : 0;
             double timeout = st->timeout_ms;
@@ -393,19 +388,18 @@ void comp_pipeline(comp *c, int mi, void *ctx, int kind, json_t *root, http_resp
             } else {
                 outcome = 0;
             }
-            double ms = now_ms() - ts;
+            double ms = http_now_ms() - ts;
             char mk[300];
             snprintf(mk, sizeof mk, "%s.ms", st->name), set(r, mk, "%.3f", ms);
             json_object_set_new(out, "ms", json_real(ms));
             metrics_observe(pm->m_step_s[s], ms * 1e-3);
-            if (st->kind == CCFG_STEP_CLASSIFY && !rc && !info->label) {
+            if (st->kind == CCFG_STEP_CLASSIFY && !rc && !info->label[0]) {
                 char lk[300];
                 snprintf(lk, sizeof lk, "%s.label", st->name);
                 const char *l = get(r, lk);
                 snprintf(lk, sizeof lk, "%s.confidence", st->name);
                 const char *p = get(r, lk);
-                info->label_own = l ? strdup(l) : NULL;
-                info->label = info->label_own;
+                snprintf(info->label, sizeof info->label, "%s", l ? l : "");
                 info->confidence = p ? atof(p) : -1;
             }
         }
@@ -424,7 +418,7 @@ void comp_pipeline(comp *c, int mi, void *ctx, int kind, json_t *root, http_resp
         return;
     }
     char *content = k->output ? render(r, k->output) : strdup(get(r, "\x01last_text") ? get(r, "\x01last_text") : "");
-    double total = now_ms() - t0;
+    double total = http_now_ms() - t0;
     char id[64];
     snprintf(id, sizeof id, "%s-pipe-%llx", kind == OAI_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)(t0 * 1e3) ^ (unsigned long long)(uintptr_t)r);
@@ -451,13 +445,8 @@ void comp_pipeline(comp *c, int mi, void *ctx, int kind, json_t *root, http_resp
     metrics_inc(pm->m_ok, 1);
     bool stream = json_is_true(json_object_get(root, "stream"));
     comp_respond(resp, j, kind, stream);
-    if (info->label) {
-        char v[200];
-        snprintf(v, sizeof v, "%.150s", info->label);
-        for (char *p = v; *p; p++)
-            if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f) *p = '?';
-        http_resp_header(resp, "X-Shoal-Label", v);
-        snprintf(v, sizeof v, "%.4f", info->confidence);
-        http_resp_header(resp, "X-Shoal-Confidence", v);
+    if (info->label[0]) {
+        comp_header(resp, "X-Shoal-Label", "%s", info->label);
+        comp_header(resp, "X-Shoal-Confidence", "%.4f", info->confidence);
     }
 }

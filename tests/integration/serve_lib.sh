@@ -16,6 +16,27 @@ start_server() {
   echo "server did not start:"; cat "$log"; return 1
 }
 
+# start_named NAME ARGS...: `shoal serve ARGS` in the background (log $TMP/NAME.log, pid added
+# to PIDS); sets PID_NAME and PORT_NAME once /health answers 200 (or prints the log and fails
+# after 30 s).
+start_named() {
+  local name=$1; shift
+  local log=$TMP/$name.log
+  "$SHOAL" serve "$@" >"$log" 2>&1 &
+  local pid=$! port=""
+  PIDS+=("$pid")
+  for _ in $(seq 1 300); do
+    port=$(grep -oE 'on http://[^ ]*:[0-9]+' "$log" 2>/dev/null | grep -oE '[0-9]+$' | head -1)
+    if [ -n "$port" ] && curl -sf -o /dev/null "http://127.0.0.1:$port/health"; then
+      eval "PID_$name=$pid PORT_$name=$port"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "$name did not start:"; cat "$log"; return 1
+}
+
 stop_server() {
   [ -n "${SPID:-}" ] || return 0
   kill -TERM "$SPID" 2>/dev/null

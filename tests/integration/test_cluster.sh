@@ -5,29 +5,13 @@
 # heartbeats, drain, cancellation through the router, /v1/cluster, router metrics, and the
 # start-up errors of bad configs.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/serve_lib.sh"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$TMP"; }
 trap cleanup EXIT
 
-# start NAME ARGS...: `shoal serve` in the background; sets PID_NAME and PORT_NAME when /health
-# answers 200.
-start() {
-  local name=$1; shift
-  local log=$TMP/$name.log
-  "$SHOAL" serve "$@" >"$log" 2>&1 &
-  local pid=$! port=""
-  PIDS+=("$pid")
-  for _ in $(seq 1 300); do
-    port=$(grep -oE 'on http://[^ ]*:[0-9]+' "$log" 2>/dev/null | grep -oE '[0-9]+$' | head -1)
-    if [ -n "$port" ] && curl -sf -o /dev/null "http://127.0.0.1:$port/health"; then
-      eval "PID_$name=$pid PORT_$name=$port"
-      return 0
-    fi
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "$name did not start:"; cat "$log"; return 1
-}
+# start NAME ARGS...: start_named (serve_lib.sh)
+start() { start_named "$@"; }
 
 J='-H Content-Type:application/json'
 # backend MODEL [EXTRA_JSON]: the X-Shoal-Backend of one small greedy completion via the router

@@ -9,6 +9,7 @@
 #   3. Every file under examples/ starts as shipped and answers.
 #   4. Bad composition configs are refused at start-up with the line and the reason.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/serve_lib.sh"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$TMP"; }
 trap cleanup EXIT
@@ -19,24 +20,8 @@ for f in assistant replies iot; do
 done
 CLIENT="python3 $ROOT/tests/integration/compose_client.py"
 
-# start NAME ARGS...: `shoal serve` in the background; sets PID_NAME and PORT_NAME.
-start() {
-  local name=$1; shift
-  local log=$TMP/$name.log
-  "$SHOAL" serve --port 0 "$@" >"$log" 2>&1 &
-  local pid=$! port=""
-  PIDS+=("$pid")
-  for _ in $(seq 1 300); do
-    port=$(grep -oE 'on http://[^ ]*:[0-9]+' "$log" 2>/dev/null | grep -oE '[0-9]+$' | head -1)
-    if [ -n "$port" ] && curl -sf -o /dev/null "http://127.0.0.1:$port/health"; then
-      eval "PID_$name=$pid PORT_$name=$port"
-      return 0
-    fi
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "$name did not start:"; cat "$log"; return 1
-}
+# start NAME ARGS...: start_named (serve_lib.sh) on a free port
+start() { local name=$1; shift; start_named "$name" --port 0 "$@"; }
 
 # req NAME PATH JSON: one request to the router; the answer (status, headers, body) in $TMP/NAME.json
 req() { $CLIENT call "$R" "$2" "$3" >"$TMP/$1.json"; }
