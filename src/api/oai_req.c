@@ -385,7 +385,9 @@ static int parse_common(json_t *o, oai_request *r, oai_error *err) {
     }
 
     x = r->max_tokens;
-    if (get_int(o, "max_tokens", 1, INT32_MAX, &x, err)) return -1;
+    /* max_tokens 0 is the scoring idiom of the legacy completions API: with echo (checked
+     * below) it returns the prompt and its logprobs, nothing generated */
+    if (get_int(o, "max_tokens", r->kind == OAI_COMPLETION ? 0 : 1, INT32_MAX, &x, err)) return -1;
     if (r->kind == OAI_CHAT && get_int(o, "max_completion_tokens", 1, INT32_MAX, &x, err)) return -1;
     r->max_tokens = (int32_t)x;
     if (get_float(o, "temperature", 0, 2, &r->temperature, err) ||
@@ -423,6 +425,8 @@ static int parse_common(json_t *o, oai_request *r, oai_error *err) {
     }
     if (parse_stop(o, r, err) || get_bool(o, "stream", &r->stream, err)) return -1;
     if (r->kind == OAI_COMPLETION && get_bool(o, "echo", &r->echo, err)) return -1;
+    if (r->max_tokens == 0 && !r->echo)
+        return oai_errorf(err, 400, INVALID, "max_tokens", "'max_tokens' 0 generates nothing: it needs 'echo': true");
     json_t *so = json_object_get(o, "stream_options");
     if (so && !json_is_null(so)) {
         if (!json_is_object(so)) return bad_type(err, "stream_options", "an object");

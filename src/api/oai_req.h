@@ -72,7 +72,7 @@ typedef struct oai_request {
     bool return_text;          /* TEI: results carry "text" */
 
     /* sampling and limits */
-    int32_t max_tokens;     /* >= 1, or -1 for no limit but the context */
+    int32_t max_tokens;     /* >= 1, or -1 for no limit but the context; 0 only with echo */
     float temperature;      /* 0..2; 0 = greedy */
     float top_p;            /* (0..1] */
     int32_t top_k;          /* 0 = off */
@@ -88,7 +88,8 @@ typedef struct oai_request {
 
     bool stream;
     bool include_usage;     /* stream_options.include_usage */
-    bool echo;              /* completions: echo the prompt */
+    bool echo;              /* completions: the prompt comes first in the text (and in the
+                             * logprobs, its first token with a null logprob) */
     char *user;
 
     bool has_deadline;

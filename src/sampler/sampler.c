@@ -7,6 +7,7 @@
  */
 #include "sampler/sampler.h"
 
+#include "core/err.h"
 #include "engine/ew.h"
 
 #include <math.h>
@@ -231,6 +232,11 @@ static void fill_logprobs(sampler *s, const float *logits, int32_t id, sampler_r
     select_top(s->c, s->n_vocab, s->p.n_probs);
     for (int i = 0; i < s->p.n_probs; i++)
         s->top[i] = (sampler_prob){s->c[i].id, s->c[i].logit - lse};
+}
+
+void sampler_score(sampler *s, const float *logits, int32_t id, sampler_result *res) {
+    SH_ASSERT(id >= 0 && id < s->n_vocab);
+    fill_logprobs(s, logits, id, res);
 }
 
 /* top-p: keep the smallest prefix (in sorted order) whose probabilities, taken over all live

@@ -74,6 +74,11 @@ void sampler_accept(sampler *s, int32_t id);
  * sampler_accept with the token that is actually used. res may be NULL. */
 int32_t sampler_sample(sampler *s, const float *logits, sampler_result *res);
 
+/* Scores a given token instead of choosing one: res gets id's log-probability under the raw
+ * logits[n_vocab] and the n_probs most likely alternatives, exactly as sampler_sample reports
+ * them. The history and the PRNG are untouched. */
+void sampler_score(sampler *s, const float *logits, int32_t id, sampler_result *res);
+
 /* The argmax of logits[n], lowest index on a tie. */
 int32_t sampler_argmax(const float *logits, int n);
 

@@ -103,8 +103,14 @@ static void add_logprobs(gen_ctx *g, json_t *lp, const sched_event *ev, size_t t
         json_decref(k);
     }
     json_array_append_new(json_object_get(lp, "tokens"), piece_json(v, ev->token));
-    json_array_append_new(json_object_get(lp, "token_logprobs"), json_real(ev->logprob));
-    json_array_append_new(json_object_get(lp, "top_logprobs"), top);
+    if (ev->no_logprob) { /* the echoed prompt's first token: OpenAI gives nulls */
+        json_decref(top);
+        json_array_append_new(json_object_get(lp, "token_logprobs"), json_null());
+        json_array_append_new(json_object_get(lp, "top_logprobs"), json_null());
+    } else {
+        json_array_append_new(json_object_get(lp, "token_logprobs"), json_real(ev->logprob));
+        json_array_append_new(json_object_get(lp, "top_logprobs"), top);
+    }
     json_array_append_new(json_object_get(lp, "text_offset"), json_integer((json_int_t)text_offset));
 }
 
@@ -417,6 +423,7 @@ void srv_handle_generate(server *s, oai_kind kind, http_request *req, const char
     rp.sp.presence_penalty = r.presence_penalty;
     rp.sp.frequency_penalty = r.frequency_penalty;
     rp.logprobs = r.logprobs;
+    rp.echo = r.echo;
     rp.sp.seed = r.seed;
     if (!r.has_seed && getrandom(&rp.sp.seed, sizeof rp.sp.seed, 0) != (ssize_t)sizeof rp.sp.seed)
         rp.sp.seed = (uint64_t)(http_now_ms() * 1e3);

@@ -32,7 +32,7 @@ struct sched_req {
     size_t stop_len[SCHED_MAX_STOP];
     int n_stop;
     int n_top;
-    bool logprobs, embed;
+    bool logprobs, embed, echo;
     double arrival_ms, deadline_abs; /* deadline_abs 0: none */
     int priority;
     uint64_t seqno;             /* arrival order, breaks priority ties */
@@ -125,6 +125,47 @@ static void emit_text(slot *sl, int32_t token, const sampler_result *res, size_t
     r->emit(r->ctx, &ev);
 }
 
+/* Echo: prompt token i as an event, its text from the prompt's own detokenizer (sl->detok and
+ * sl->text hold the prompt until it is read). res: its score, or NULL (no logprobs asked, or
+ * the first token, which nothing before it scores). -1 when the detokenizer fails. */
+static int emit_prompt(slot *sl, int i, const sampler_result *res, sh_err *err) {
+    sched_req *r = sl->req;
+    size_t plen = 0;
+    tok_piece(sl->detok.v, r->prompt[i], false, &plen);
+    /* a control token (BOS) has no text: leave the first piece's space strip for real text */
+    if (plen && tok_detok_push(&sl->detok, r->prompt[i], &sl->text, err)) return -1;
+    sched_event ev = {.kind = SCHED_EV_TOKEN, .token = r->prompt[i], .prompt = true};
+    ev.text = sl->text.data ? sl->text.data + sl->sent : "";
+    ev.text_len = sl->text.n - sl->sent;
+    sl->sent = sl->text.n;
+    ev.no_logprob = !res;
+    if (res) {
+        ev.logprob = res->logprob;
+        ev.n_top = res->n_top < r->n_top ? res->n_top : r->n_top;
+        ev.top = res->top;
+    }
+    r->emit(r->ctx, &ev);
+    return 0;
+}
+
+/* Echo: the prompt is read. Bytes of an unfinished character go out as they are, then the text
+ * and the detokenizer start over for the generated tokens (which continue the prompt, so keep
+ * their leading space). */
+static int end_prompt(const sched *s, slot *sl, sh_err *err) {
+    if (tok_detok_flush(&sl->detok, &sl->text, err)) return -1;
+    if (sl->text.n > sl->sent) {
+        sched_event ev = {.kind = SCHED_EV_TOKEN, .token = -1, .prompt = true, .no_logprob = true};
+        ev.text = sl->text.data + sl->sent;
+        ev.text_len = sl->text.n - sl->sent;
+        sl->req->emit(sl->req->ctx, &ev);
+    }
+    sl->text.n = 0;
+    sl->sent = 0;
+    tok_detok_init(&sl->detok, s->v, false);
+    sl->detok.first = false;
+    return 0;
+}
+
 /* Ends the slot's request: flushes held text (unless a stop string cut it), sends DONE, frees
  * the slot. The K/V of the sequence stays for prefix reuse. */
 static void finish(sched *s, slot *sl, sched_finish why, bool deadline, const char *error) {
@@ -206,6 +247,7 @@ static int assign(sched *s, sched_req *r, sh_err *err) {
         keep = 0;
         memset(best->emb, 0, (size_t)s->m->hp.dim * sizeof(float));
     }
+    if (r->echo && r->logprobs) keep = 0; /* nor are their logits: score the whole prompt */
     sampler *smp = sampler_init(&r->sp, s->n_vocab, err);
     if (!smp) return -1;
     engine_seq_truncate(s->e, best->id, keep);
@@ -222,6 +264,11 @@ static int assign(sched *s, sched_req *r, sh_err *err) {
     best->sent = 0;
     best->t_admit = now_ms();
     best->last_used = ++s->use_clock;
+    if (r->echo && !r->logprobs) { /* nothing to compute for the echo: send it all now */
+        for (int i = 0; i < r->n_prompt; i++)
+            if (emit_prompt(best, i, NULL, err)) return -1;
+        if (end_prompt(s, best, err)) return -1;
+    }
     return 0;
 }
 
@@ -342,9 +389,28 @@ static void finish_embed(sched *s, slot *sl) {
     finish(s, sl, SCHED_FINISH_STOP, false, NULL);
 }
 
+/* Echo + logprobs: the chunk of prompt positions from..n_done just ran with logits for each;
+ * position p's logits score prompt token p + 1. Emits those tokens (token 0 first, unscored)
+ * and ends the prompt's text after the last one. -1 when the slot was finished on an error. */
+static int score_chunk(sched *s, slot *sl, int from) {
+    sched_req *r = sl->req;
+    sh_err err = {{0}};
+    int rc = from == 0 ? emit_prompt(sl, 0, NULL, &err) : 0;
+    for (int p = from; rc == 0 && p < sl->n_done && p + 1 < r->n_prompt; p++) {
+        sampler_result res;
+        sampler_score(sl->smp, engine_logits(s->e, sl->batch_start + (p - from)), r->prompt[p + 1], &res);
+        rc = emit_prompt(sl, p + 1, &res, &err);
+    }
+    if (rc == 0 && sl->n_done == r->n_prompt) rc = end_prompt(s, sl, &err);
+    if (rc) finish(s, sl, SCHED_FINISH_ERROR, false, err.msg);
+    return rc;
+}
+
 static void step(sched *s) {
     int n = 0, n_prefill = 0, n_decode = 0;
     bool all_hidden = false; /* an embedding's chunk is in the batch */
+    bool scoring = false;    /* an echo + logprobs chunk is in the batch (one per step: the
+                              * engine holds n_slots + SCHED_ECHO_CHUNK rows of logits) */
     const int C = s->p.chunk;
     /* cancellations first: their slots are freed before the batch is built */
     for (int i = 0; i < s->p.n_slots; i++) {
@@ -368,7 +434,10 @@ static void step(sched *s) {
         slot *sl = &s->slots[i];
         if (!sl->req || sl->gen) continue;
         sched_req *r = sl->req;
-        int end = (sl->n_done / C + 1) * C;
+        bool score = r->echo && r->logprobs;
+        if (score && scoring) continue;
+        int align = score && SCHED_ECHO_CHUNK < C ? SCHED_ECHO_CHUNK : C;
+        int end = (sl->n_done / align + 1) * align;
         if (end > r->n_prompt) end = r->n_prompt;
         int take = end - sl->n_done;
         if (n + take > s->p.n_batch) continue;
@@ -376,8 +445,9 @@ static void step(sched *s) {
             s->b_tok[n + k] = r->prompt[sl->n_done + k];
             s->b_pos[n + k] = sl->n_done + k;
             s->b_seq[n + k] = sl->id;
-            s->b_logits[n + k] = 0;
+            s->b_logits[n + k] = score;
         }
+        scoring |= score;
         if (end == r->n_prompt && !r->embed) {
             s->b_logits[n + take - 1] = 1;
             sl->batch_idx = n + take - 1;
@@ -411,15 +481,22 @@ static void step(sched *s) {
         if (sl->gen) {
             sl->cache[sl->n_cache++] = sl->last;
         } else {
-            memcpy(sl->cache + sl->n_cache, sl->req->prompt + sl->n_done,
+            sched_req *r = sl->req;
+            int from = sl->n_done;
+            memcpy(sl->cache + sl->n_cache, r->prompt + sl->n_done,
                    (size_t)(sl->chunk_end - sl->n_done) * sizeof(int32_t));
             sl->n_cache = sl->n_done = sl->chunk_end;
+            if (r->echo && r->logprobs && score_chunk(s, sl, from)) continue;
             if (sl->req->embed) {
                 pool_hidden(s, sl);
                 if (sl->n_done == sl->req->n_prompt) finish_embed(s, sl);
                 continue;
             }
-            if (sl->n_done == sl->req->n_prompt) sl->gen = true;
+            if (sl->n_done == r->n_prompt) sl->gen = true;
+            if (sl->gen && r->max_tokens == 0) { /* echo scoring: nothing to generate */
+                finish(s, sl, SCHED_FINISH_LENGTH, false, NULL);
+                continue;
+            }
         }
         if (sl->batch_idx < 0) continue;
         const float *logits = engine_logits(s->e, sl->batch_idx);
@@ -488,6 +565,7 @@ sched_submit_rc sched_submit(sched *s, const sched_req_params *p, sched_req **ou
     r->n_top = p->n_top;
     r->logprobs = p->logprobs || p->n_top > 0;
     r->embed = p->embed;
+    r->echo = p->echo && !p->embed;
     for (int i = 0; i < p->n_stop; i++) {
         r->stop_len[r->n_stop] = strlen(p->stop[i]);
         if (!r->stop_len[r->n_stop]) continue;
@@ -622,7 +700,7 @@ sched *sched_init(const model *m, const tok_vocab *v, const sched_params *p, sh_
     ep.n_ctx = s->p.n_ctx;
     ep.n_seq = s->p.n_slots;
     ep.n_batch = s->p.n_batch;
-    ep.n_logits = s->p.n_slots;
+    ep.n_logits = s->p.n_slots + SCHED_ECHO_CHUNK;
     ep.n_threads = s->p.n_threads;
     ep.kv_f32 = s->p.kv_f32;
     s->e = engine_init(m, &ep, err);

@@ -43,6 +43,7 @@
 
 #define SCHED_MAX_STOP 4
 #define SCHED_MAX_TOP  20
+#define SCHED_ECHO_CHUNK 32 /* prompt positions with logits per step (echo + logprobs) */
 
 typedef enum sched_finish {
     SCHED_FINISH_NONE = 0,
@@ -61,6 +62,9 @@ typedef struct sched_event {
     const char *text;           /* text to emit now (may be empty: held for a stop string) */
     size_t text_len;
     float logprob;
+    bool prompt;                /* an echoed prompt token (echo requests), sent before any
+                                 * generated one; text is its piece of the prompt */
+    bool no_logprob;            /* the first prompt token: nothing before it to score it */
     int n_top;
     const sampler_prob *top;    /* most likely alternatives */
     /* DONE */
@@ -82,13 +86,18 @@ typedef struct sched_req_params {
     const int32_t *prompt;      /* copied */
     int n_prompt;
     sampler_params sp;
-    int max_tokens;             /* -1: until end of generation or the context */
+    int max_tokens;             /* -1: until end of generation or the context; 0: read the
+                                 * prompt only (echo scoring) */
     const char *const *stop;    /* copied; up to SCHED_MAX_STOP */
     int n_stop;
     bool embed;                 /* an embedding: the prompt is read, its final hidden states
                                  * (after the output norm) mean-pooled and normalised to unit
                                  * length; DONE carries the vector. No tokens are generated. */
     bool logprobs;              /* report each token's log-probability */
+    bool echo;                  /* first a TOKEN event (prompt set) for each prompt token; with
+                                 * logprobs each carries log p(token | the tokens before it),
+                                 * computed in chunks of SCHED_ECHO_CHUNK positions with logits
+                                 * (so such a prompt is never served from the prefix cache) */
     int n_top;                  /* alternatives per token (logprobs), 0..SCHED_MAX_TOP */
     double arrival_ms;          /* http_now_ms() when the request arrived */
     double deadline_ms;         /* relative to arrival; 0: none */

@@ -93,6 +93,47 @@ import json,sys; lp=json.loads(sys.argv[1])['choices'][0]['logprobs']
 assert len(lp['tokens'])==3 and len(lp['token_logprobs'])==3 and all(len(t)<=2 and len(t)>=1 for t in lp['top_logprobs'])
 assert all(x<=0 for x in lp['token_logprobs'])" "$out"
 
+# ---- echo: the prompt's own logprobs (the scoring call compositions use) ----------------
+LONG="The quick brown fox jumps over the lazy dog while the kitchen lights turn on and off, and the thermostat in the bedroom reads twenty one degrees at seven in the morning. Then the assistant answers that the garage door is closed, the porch light is off, and the living room blinds go down at dusk."
+IDS=$(printf '%s\n' "$LONG" | "$SHOAL" tokenize -m "$M" | tr ' ' ',')
+curl -s $J $B/v1/completions -d "{\"model\":\"tiny\",\"prompt\":[$IDS],\"max_tokens\":0,\"echo\":true,\"logprobs\":1}" >"$TMP/score.json"
+check "echo + max_tokens 0: every prompt token scored once, the first null, nothing generated" python3 - "$TMP/score.json" "$IDS" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1])); ids = sys.argv[2].split(",")
+c = d["choices"][0]; lp = c["logprobs"]
+assert len(ids) > 70, len(ids)  # spans several scoring chunks
+assert len(lp["tokens"]) == len(ids) and lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+assert all(x <= 0 for x in lp["token_logprobs"][1:])
+assert c["finish_reason"] == "length" and d["usage"]["completion_tokens"] == 0
+assert "".join(lp["tokens"]).lstrip() == c["text"].lstrip() or len(c["text"]) > 100
+PY
+check "echo scores equal generation's: top-1 at positions across chunk edges = greedy next token's logprob" python3 - "$TMP/score.json" "$IDS" "$B" <<'PY'
+import json, sys, urllib.request
+d = json.load(open(sys.argv[1])); ids = [int(x) for x in sys.argv[2].split(",")]; B = sys.argv[3]
+lp = d["choices"][0]["logprobs"]
+for k in (1, 2, 31, 32, 33, 64, 65, len(ids) - 1):
+    body = {"model": "tiny", "prompt": ids[:k], "max_tokens": 1, "temperature": 0, "logprobs": 1}
+    r = json.load(urllib.request.urlopen(urllib.request.Request(B + "/v1/completions", json.dumps(body).encode(), {"Content-Type": "application/json"})))
+    g = r["choices"][0]["logprobs"]["token_logprobs"][0]
+    top = max(lp["top_logprobs"][k].values())
+    assert abs(g - top) < 2e-3, (k, g, top)
+PY
+out=$(curl -s $J $B/v1/completions -d '{"model":"tiny","prompt":"Hello world","max_tokens":4,"temperature":0,"echo":true}')
+check "echo with generation: the text is the prompt, then the same greedy tokens" python3 -c "
+import json,sys; t=json.loads(sys.argv[1])['choices'][0]['text']
+g=t[len('Hello world'):].lstrip()
+assert t.startswith('Hello world') and g and g == sys.argv[2][:len(g)], (t, sys.argv[2])" "$out" "$TEXT"
+curl -sN $J $B/v1/completions -d '{"model":"tiny","prompt":"Hello world","max_tokens":4,"temperature":0,"echo":true,"logprobs":1,"stream":true}' >"$TMP/sse_echo.txt"
+check "echo streamed: chunks join to the same text, prompt tokens first" python3 - "$TMP/sse_echo.txt" "$out" <<'PY'
+import json, sys
+ev = [l[6:] for l in open(sys.argv[1]).read().split("\n\n") if l.startswith("data: ")]
+ch = [json.loads(e) for e in ev[:-1]]
+text = "".join(c["choices"][0]["text"] for c in ch)
+assert text == json.loads(sys.argv[2])["choices"][0]["text"], (text,)
+assert ch[0]["choices"][0]["logprobs"]["token_logprobs"] == [None]
+PY
+err_is "max_tokens 0 without echo is a 400 naming max_tokens" 400 max_tokens $J $B/v1/completions -d '{"model":"tiny","prompt":"Hi","max_tokens":0}'
+
 out=$(curl -s -D "$TMP/h.txt" $J -H 'X-Request-Id: test-req-1' -H 'traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' $B/v1/completions -d '{"model":"other","prompt":"Hi","max_tokens":2}')
 check "X-Request-Id echoed; second model answers" bash -c "grep -qi '^X-Request-Id: test-req-1' '$TMP/h.txt' && echo '$out' | grep -q '\"model\":\"other\"'"
 check "request log: JSON line with ids, model hash, no prompt" python3 - "$TMP/serve.log" <<'PY'
