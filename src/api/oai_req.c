@@ -425,6 +425,11 @@ static int parse_common(json_t *o, oai_request *r, oai_error *err) {
     }
     if (parse_stop(o, r, err) || get_bool(o, "stream", &r->stream, err)) return -1;
     if (r->kind == OAI_COMPLETION && get_bool(o, "echo", &r->echo, err)) return -1;
+    if (get_bool(o, "return_tokens_as_token_ids", &r->tokens_as_ids, err) ||
+        get_bool(o, "return_token_ids", &r->return_token_ids, err))
+        return -1;
+    if (r->return_token_ids && r->stream)
+        return oai_errorf(err, 400, INVALID, "return_token_ids", "'return_token_ids' is not available when streaming");
     if (r->max_tokens == 0 && !r->echo)
         return oai_errorf(err, 400, INVALID, "max_tokens", "'max_tokens' 0 generates nothing: it needs 'echo': true");
     json_t *so = json_object_get(o, "stream_options");

@@ -91,6 +91,10 @@ typedef struct oai_request {
     bool echo;              /* completions: the prompt comes first in the text (and in the
                              * logprobs, its first token with a null logprob) */
     char *user;
+    bool tokens_as_ids;     /* return_tokens_as_token_ids (vLLM's extension): logprobs name
+                             * tokens "token_id:N", and list the end-of-generation token too */
+    bool return_token_ids;  /* return_token_ids (vLLM's): "prompt_token_ids" in the answer,
+                             * "token_ids" in the choice (not when streaming) */
 
     bool has_deadline;
     double deadline_ms;     /* > 0: answer within this many ms of arrival, or be refused */

@@ -121,6 +121,18 @@ typedef struct ccfg_step {    /* one pipeline step; steps run in file order, eac
 
 typedef struct ccfg_member { char *model; double weight; int line; } ccfg_member;
 
+typedef enum ccfg_combine {   /* how an ensemble combines its members */
+    CCFG_COMBINE_PROBS,       /* classifiers: weighted average of the label probabilities */
+    CCFG_COMBINE_TOKENS,      /* generators with one vocabulary: token-level averaging in lockstep,
+                               * gated to the tokens where members disagree or the margin is low */
+    CCFG_COMBINE_BEST_OF      /* k candidates from the members (distinct seeds), the best by scorer */
+} ccfg_combine;
+
+typedef enum ccfg_score {     /* best_of: how the scorer judges a candidate */
+    CCFG_SCORE_LOGLIK,        /* an LM's mean log-likelihood of the candidate after the prompt */
+    CCFG_SCORE_RERANK         /* a reranker's score of (prompt, candidate) */
+} ccfg_score;
+
 typedef struct ccfg_comp {
     /* classify: a classifier's label picks the target */
     char *classifier;         /* model name answering /v1/classify */
@@ -131,7 +143,16 @@ typedef struct ccfg_comp {
     int signal;               /* ccfg_signal */
     double *thresholds;       /* n_stages - 1: a stage's answer is accepted when its confidence >= this */
     /* ensemble */
-    ccfg_member *members; int n_members;  /* >= 2 classifiers with one label set */
+    ccfg_member *members; int n_members;  /* probs, tokens: >= 2; best_of: >= 1 generators */
+    int combine;              /* ccfg_combine (default probs) */
+    double gate;              /* tokens: average where the top-1 tokens differ or the heaviest
+                               * member's p(top1) - p(top2) is below this (default 0.3; 0: only where
+                               * the top tokens differ) */
+    int k;                    /* best_of: candidates (default 4) */
+    char *scorer;             /* best_of: the model that scores them */
+    int score;                /* best_of: ccfg_score (default loglik) */
+    double temperature;       /* best_of: the candidates' temperature when the request's is 0
+                               * or unset (default 0.8) */
     /* pipeline */
     ccfg_step *steps; int n_steps;
     char *output;             /* template of the answer's content (default: the last text produced) */

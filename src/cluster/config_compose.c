@@ -148,7 +148,9 @@ static int parse_members(pctx *p, const char *what, const ccfg_field *f, ccfg_co
     yaml_node_item_t *it;
     int n;
     if (ccfgi_list(p, what, f, MAX_STAGES, &it, &n)) return -1;
-    if (n < 2) return ccfgi_fail(p, ccfgi_line(f->v), "%s: ensemble needs at least 2 members", what);
+    if (n < (c->combine == CCFG_COMBINE_BEST_OF ? 1 : 2))
+        return ccfgi_fail(p, ccfgi_line(f->v), "%s: ensemble needs at least %s", what,
+                          c->combine == CCFG_COMBINE_BEST_OF ? "1 member" : "2 members");
     if (!(c->members = calloc((size_t)n, sizeof *c->members))) return ccfgi_oom(p);
     for (int i = 0; i < n; i++) {
         yaml_node_t *e = ccfgi_node(p, it[i]);
@@ -169,6 +171,45 @@ static int parse_members(pctx *p, const char *what, const ccfg_field *f, ccfg_co
         if (g[1].v && ccfgi_num(p, what, &g[1], 1e-9, 1e6, &mb->weight)) return -1;
     }
     return 0;
+}
+
+/* combine: and the keys that go with it (gate for tokens; k, scorer, score, temperature for
+ * best_of), then the members. */
+static int parse_ensemble(pctx *p, const char *what, const ccfg_field *f, ccfg_comp *c) {
+    static const char *const combines[] = {"probs", "tokens", "best_of"};
+    c->gate = 0.3, c->k = 4, c->temperature = 0.8;
+    if (f[CC_COMBINE].v) {
+        const char *s = ccfgi_scalar(f[CC_COMBINE].v);
+        c->combine = -1;
+        for (int i = 0; s && i < 3; i++)
+            if (!strcmp(s, combines[i])) c->combine = i;
+        if (c->combine < 0)
+            return ccfgi_fail(p, ccfgi_line(f[CC_COMBINE].v), "%s: combine %s is not one of probs, tokens, best_of",
+                              what, s ? ccfgi_q(p, s) : ccfgi_kind(f[CC_COMBINE].v));
+    }
+    static const int only[] = {CC_GATE, CC_K, CC_SCORER, CC_SCORE, CC_TEMPERATURE};
+    static const int owner[] = {CCFG_COMBINE_TOKENS, CCFG_COMBINE_BEST_OF, CCFG_COMBINE_BEST_OF, CCFG_COMBINE_BEST_OF,
+                                CCFG_COMBINE_BEST_OF};
+    static const char *const names[] = {"gate", "k", "scorer", "score", "temperature"};
+    for (int i = 0; i < 5; i++)
+        if (f[only[i]].k && c->combine != owner[i])
+            return ccfgi_fail(p, ccfgi_line(f[only[i]].k), "%s: %s is for combine: %s", what, names[i],
+                              combines[owner[i]]);
+    if (f[CC_GATE].v && ccfgi_num(p, what, &f[CC_GATE], 0, 1, &c->gate)) return -1;
+    if (f[CC_K].v && ccfgi_int(p, what, &f[CC_K], 2, 16, &c->k)) return -1;
+    if (f[CC_TEMPERATURE].v && ccfgi_num(p, what, &f[CC_TEMPERATURE], 0, 2, &c->temperature)) return -1;
+    if (c->combine == CCFG_COMBINE_BEST_OF) {
+        if (!f[CC_SCORER].v) return ccfgi_fail(p, ccfgi_line(f[CC_COMBINE].v), "%s: combine: best_of needs scorer:", what);
+        if (ccfgi_name(p, what, &f[CC_SCORER], &c->scorer)) return -1;
+        if (f[CC_SCORE].v) {
+            const char *s = ccfgi_scalar(f[CC_SCORE].v);
+            if (s && !strcmp(s, "loglik")) c->score = CCFG_SCORE_LOGLIK;
+            else if (s && !strcmp(s, "rerank")) c->score = CCFG_SCORE_RERANK;
+            else return ccfgi_fail(p, ccfgi_line(f[CC_SCORE].v), "%s: score %s is not one of loglik, rerank", what,
+                                   s ? ccfgi_q(p, s) : ccfgi_kind(f[CC_SCORE].v));
+        }
+    }
+    return parse_members(p, what, &f[CC_ENSEMBLE], c);
 }
 
 /* ============================================================ pipeline steps ===== */
@@ -302,18 +343,20 @@ int ccfg_parse_compose(pctx *p, const char *what, const ccfg_field *f, ccfg_mode
     static const char *const key_names[CC_N] = {CCFG_COMPOSE_KEYS};
     /* which keys each policy takes (1 allowed, 2 required) */
     static const signed char want[5][CC_N] = {
-        /* classifier routes min_conf cascade signal threshold ensemble steps output deadline */
-        [0] = {0},                                    /* not a composition */
-        [1] = {2, 2, 1, 0, 0, 0, 0, 0, 0, 0},         /* classify */
-        [2] = {0, 0, 0, 2, 2, 2, 0, 0, 0, 0},         /* cascade */
-        [3] = {0, 0, 0, 0, 0, 0, 2, 0, 0, 0},         /* ensemble */
-        [4] = {0, 0, 0, 0, 0, 0, 0, 2, 1, 1},         /* pipeline */
+        /* classifier routes min_conf cascade signal threshold ensemble combine gate k scorer score
+         * temperature steps output deadline */
+        [0] = {0},                                                /* not a composition */
+        [1] = {2, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},   /* classify */
+        [2] = {0, 0, 0, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},   /* cascade */
+        [3] = {0, 0, 0, 0, 0, 0, 2, 1, 1, 1, 1, 1, 1, 0, 0, 0},   /* ensemble */
+        [4] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 1},   /* pipeline */
     };
     int w = m->policy >= CCFG_POLICY_CLASSIFY && m->policy <= CCFG_POLICY_PIPELINE ? m->policy - CCFG_POLICY_RULES : 0;
     for (int k = 0; k < CC_N; k++) {
         if (f[k].k && !want[w][k])
             return ccfgi_fail(p, ccfgi_line(f[k].k), "%s: %s is not for this policy (classify: classifier, routes, "
-                              "min_confidence; cascade: cascade, signal, threshold; ensemble: ensemble; pipeline: "
+                              "min_confidence; cascade: cascade, signal, threshold; ensemble: ensemble, combine, gate, k, "
+                              "scorer, score, temperature; pipeline: "
                               "steps, output, deadline_ms)", what, key_names[k]);
         if (want[w][k] == 2 && !f[k].v)
             return ccfgi_fail(p, m->line, "%s: this policy needs %s:", what, key_names[k]);
@@ -330,7 +373,7 @@ int ccfg_parse_compose(pctx *p, const char *what, const ccfg_field *f, ccfg_mode
         if (name_list(p, what, &f[CC_CASCADE], 2, MAX_STAGES, &c->stages, &c->n_stages)) return -1;
         if (parse_signal(p, what, &f[CC_SIGNAL], &c->signal)) return -1;
         return parse_thresholds(p, what, &f[CC_THRESHOLD], c);
-    case CCFG_POLICY_ENSEMBLE: return parse_members(p, what, &f[CC_ENSEMBLE], c);
+    case CCFG_POLICY_ENSEMBLE: return parse_ensemble(p, what, f, c);
     case CCFG_POLICY_PIPELINE:
         if (parse_steps(p, what, &f[CC_STEPS], c)) return -1;
         if (f[CC_OUTPUT].v) {
@@ -374,6 +417,7 @@ static int refs_of(const cluster_config *c, int i, int *out, int max) {
     if (m->policy == CCFG_POLICY_CLASSIFY) ADD(m->default_target);
     for (int s = 0; s < k->n_stages; s++) ADD(k->stages[s]);
     for (int s = 0; s < k->n_members; s++) ADD(k->members[s].model);
+    ADD(k->scorer);
     for (int s = 0; s < k->n_steps; s++) ADD(k->steps[s].model);
 #undef ADD
     return n;
@@ -405,6 +449,7 @@ int ccfg_check_compose(pctx *p, const cluster_config *c) {
             if (resolve_ref(p, c, m, "cascade stage", m->line, &k->stages[s])) return -1;
         for (int s = 0; s < k->n_members; s++)
             if (resolve_ref(p, c, m, "ensemble member", k->members[s].line, &k->members[s].model)) return -1;
+        if (k->scorer && resolve_ref(p, c, m, "scorer", m->line, &k->scorer)) return -1;
         for (int s = 0; s < k->n_steps; s++)
             if (k->steps[s].model && resolve_ref(p, c, m, "step model", k->steps[s].line, &k->steps[s].model)) return -1;
     }
@@ -436,6 +481,7 @@ void ccfg_free_compose(ccfg_comp *c) {
     free(c->thresholds);
     for (int i = 0; i < c->n_members; i++) free(c->members[i].model);
     free(c->members);
+    free(c->scorer);
     for (int i = 0; i < c->n_steps; i++) {
         ccfg_step *s = &c->steps[i];
         free(s->name), free(s->model), free(s->input), free(s->schema);

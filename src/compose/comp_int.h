@@ -75,6 +75,7 @@ typedef struct comp_model {   /* per model name of the config; only compositions
     metrics_series **m_stage;      /* cascade: answers accepted per stage */
     metrics_series **m_escalate;   /* cascade: escalations from each stage */
     metrics_series *m_disagree, *m_other;
+    metrics_series *m_tok_avg, *m_tok_kept; /* token ensembles: positions averaged / not */
     metrics_series **m_route;      /* classify: per route (label), then default */
     metrics_series **m_step_s;     /* pipeline: per step latency histogram */
     metrics_series **m_step_out;   /* pipeline: per step x {ok, failed, fallback, skipped} */
@@ -98,6 +99,10 @@ void comp_error(http_response *resp, int status, const char *code, const char *f
 /* Adds header name with the formatted value; bytes outside printable ASCII (values can come
  * from model answers) become '?'. */
 void comp_header(http_response *resp, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ensemble_gen.c: policy ensemble with combine tokens / best_of */
+void comp_mix(comp *c, int mi, void *ctx, int kind, json_t *root, http_response *resp, comp_info *info);
+void comp_best_of(comp *c, int mi, void *ctx, int kind, json_t *root, http_response *resp, comp_info *info);
 
 /* pipeline.c */
 void comp_pipeline(comp *c, int mi, void *ctx, int kind, json_t *root, http_response *resp, comp_info *info);

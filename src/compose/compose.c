@@ -419,7 +419,13 @@ void comp_handle(comp *c, int mi, void *ctx, int kind, const char *body, size_t 
     }
     switch (c->cfg->models[mi].policy) {
     case CCFG_POLICY_CASCADE: cascade(c, mi, ctx, kind, root, resp, info); break;
-    case CCFG_POLICY_ENSEMBLE: ensemble(c, mi, ctx, kind, root, resp, info); break;
+    case CCFG_POLICY_ENSEMBLE:
+        switch (c->cfg->models[mi].comp.combine) {
+        case CCFG_COMBINE_TOKENS: comp_mix(c, mi, ctx, kind, root, resp, info); break;
+        case CCFG_COMBINE_BEST_OF: comp_best_of(c, mi, ctx, kind, root, resp, info); break;
+        default: ensemble(c, mi, ctx, kind, root, resp, info);
+        }
+        break;
     case CCFG_POLICY_PIPELINE: comp_pipeline(c, mi, ctx, kind, root, resp, info); break;
     default: comp_error(resp, 500, NULL, "model '%s' is not a composition", c->cfg->models[mi].name);
     }
@@ -499,7 +505,15 @@ static int init_model(comp *c, int mi, sh_err *err) {
     }
     if (m->policy == CCFG_POLICY_ENSEMBLE)
         pm->m_disagree = series(c, METRICS_COUNTER, "shoal_compose_disagreements_total",
-                                "Ensemble requests whose members' top labels differ.", "model=\"%s\"", mn);
+                                "Ensemble requests whose members' top labels (tokens) differ.", "model=\"%s\"", mn);
+    if (m->policy == CCFG_POLICY_ENSEMBLE && k->combine == CCFG_COMBINE_TOKENS) {
+        static const char *const help_tok = "Token-level ensembles: positions decided by the averaged distribution "
+                                            "(members disagree or the margin is low) or by the heaviest member alone.";
+        pm->m_tok_avg = series(c, METRICS_COUNTER, "shoal_compose_ensemble_tokens_total", help_tok,
+                               "model=\"%s\",decided=\"averaged\"", mn);
+        pm->m_tok_kept = series(c, METRICS_COUNTER, "shoal_compose_ensemble_tokens_total", help_tok,
+                                "model=\"%s\",decided=\"heaviest\"", mn);
+    }
     if (m->policy == CCFG_POLICY_PIPELINE) {
         int ns = k->n_steps;
         pm->m_step_s = calloc((size_t)ns, sizeof *pm->m_step_s);

@@ -31,6 +31,8 @@ typedef struct gen_ctx {
     srv_model *sm;
     oai_kind kind;
     bool stream, include_usage, logprobs;
+    bool tokens_as_ids;         /* logprobs name tokens "token_id:N" */
+    json_t *prompt_ids, *out_ids; /* return_token_ids (non-streamed only), else NULL */
     int n_top;
     char id[48];
     long created;
@@ -59,6 +61,8 @@ static void gen_release(gen_ctx *g) {
     chan_release(g->ch);
     tok_buf_free(&g->text);
     json_decref(g->lp);
+    json_decref(g->prompt_ids);
+    json_decref(g->out_ids);
     free(g->prompt_text);
     pthread_mutex_destroy(&g->mu);
     pthread_cond_destroy(&g->cv);
@@ -72,7 +76,9 @@ static json_t *token_bytes(const char *p, size_t n) {
     return a;
 }
 
-static json_t *piece_json(const tok_vocab *v, int32_t id) {
+static json_t *piece_json(const gen_ctx *g, int32_t id) {
+    const tok_vocab *v = g->sm->v;
+    if (g->tokens_as_ids) return json_sprintf("token_id:%d", (int)id);
     size_t n = 0;
     const char *p = tok_piece(v, id, false, &n);
     json_t *s = p ? json_stringn(p, n) : NULL;
@@ -88,21 +94,21 @@ static void add_logprobs(gen_ctx *g, json_t *lp, const sched_event *ev, size_t t
         for (int i = 0; i < ev->n_top; i++) {
             size_t tn = 0;
             const char *tp = tok_piece(v, ev->top[i].id, false, &tn);
-            json_array_append_new(top, json_pack("{s:o, s:f, s:o}", "token", piece_json(v, ev->top[i].id),
+            json_array_append_new(top, json_pack("{s:o, s:f, s:o}", "token", piece_json(g, ev->top[i].id),
                                                  "logprob", ev->top[i].logprob, "bytes", token_bytes(tp ? tp : "", tn)));
         }
-        json_array_append_new(content, json_pack("{s:o, s:f, s:o, s:o}", "token", piece_json(v, ev->token),
+        json_array_append_new(content, json_pack("{s:o, s:f, s:o, s:o}", "token", piece_json(g, ev->token),
                                                  "logprob", ev->logprob, "bytes", token_bytes(p ? p : "", n),
                                                  "top_logprobs", top));
         return;
     }
     json_t *top = json_object();
     for (int i = 0; i < ev->n_top; i++) {
-        json_t *k = piece_json(v, ev->top[i].id);
+        json_t *k = piece_json(g, ev->top[i].id);
         json_object_set_new(top, json_string_value(k), json_real(ev->top[i].logprob));
         json_decref(k);
     }
-    json_array_append_new(json_object_get(lp, "tokens"), piece_json(v, ev->token));
+    json_array_append_new(json_object_get(lp, "tokens"), piece_json(g, ev->token));
     if (ev->no_logprob) { /* the echoed prompt's first token: OpenAI gives nulls */
         json_decref(top);
         json_array_append_new(json_object_get(lp, "token_logprobs"), json_null());
@@ -229,6 +235,7 @@ static void gen_emit(void *ctx, const sched_event *ev) {
     pthread_mutex_lock(&g->mu);
     if (ev->kind == SCHED_EV_TOKEN) {
         if (g->logprobs && ev->token >= 0) add_logprobs(g, g->lp, ev, g->text.n);
+        if (g->out_ids && ev->token >= 0 && !ev->prompt) json_array_append_new(g->out_ids, json_integer(ev->token));
         if (ev->text_len) {
             if (g->text.n + ev->text_len + 1 > g->text.cap) {
                 size_t cap = (g->text.cap ? g->text.cap * 2 : 256) + ev->text_len;
@@ -338,11 +345,13 @@ static void answer_whole(gen_ctx *g, http_request *req, http_response *resp) {
         json_object_set_new(choice, "text", srv_text_json(text, g->text.n));
     json_object_set_new(choice, "logprobs", g->logprobs ? json_incref(g->lp) : json_null());
     json_object_set_new(choice, "finish_reason", json_string(srv_finish_name(ev->finish)));
+    if (g->out_ids) json_object_set(choice, "token_ids", g->out_ids);
     json_t *j = json_pack("{s:s, s:s, s:I, s:s, s:[o], s:o}", "id", g->id, "object",
                           g->kind == OAI_CHAT ? "chat.completion" : "text_completion", "created",
                           (json_int_t)g->created, "model", g->sm->name, "choices", choice, "usage",
                           usage_json(ev));
     if (ev->deadline_exceeded) json_object_set_new(j, "deadline_exceeded", json_true());
+    if (g->prompt_ids) json_object_set(j, "prompt_token_ids", g->prompt_ids);
     srv_respond_json(resp, 200, j);
     log_done(g, ev, 200, text);
 }
@@ -400,6 +409,16 @@ void srv_handle_generate(server *s, oai_kind kind, http_request *req, const char
     snprintf(g->peer, sizeof g->peer, "%s", http_req_peer(req));
     if (s->p.log_prompts) g->prompt_text = strdup(kind == OAI_CHAT ? chat_text : (r.prompt ? r.prompt : ""));
     if (g->logprobs) g->lp = new_logprobs(kind);
+    g->tokens_as_ids = r.tokens_as_ids;
+    if (r.return_token_ids) {
+        g->prompt_ids = json_array();
+        g->out_ids = json_array();
+        for (size_t i = 0; g->prompt_ids && i < ids.n; i++) json_array_append_new(g->prompt_ids, json_integer(ids.ids[i]));
+        if (!g->prompt_ids || !g->out_ids) {
+            oai_errorf(&e, 500, "server_error", NULL, "out of memory");
+            goto fail;
+        }
+    }
     if (g->stream && !(g->ch = chan_init(4u << 20, 250, NULL))) {
         oai_errorf(&e, 500, "server_error", NULL, "out of memory");
         goto fail;
@@ -424,6 +443,7 @@ void srv_handle_generate(server *s, oai_kind kind, http_request *req, const char
     rp.sp.frequency_penalty = r.frequency_penalty;
     rp.logprobs = r.logprobs;
     rp.echo = r.echo;
+    rp.eog_event = r.tokens_as_ids || r.return_token_ids;
     rp.sp.seed = r.seed;
     if (!r.has_seed && getrandom(&rp.sp.seed, sizeof rp.sp.seed, 0) != (ssize_t)sizeof rp.sp.seed)
         rp.sp.seed = (uint64_t)(http_now_ms() * 1e3);

@@ -32,7 +32,7 @@ struct sched_req {
     size_t stop_len[SCHED_MAX_STOP];
     int n_stop;
     int n_top;
-    bool logprobs, embed, echo;
+    bool logprobs, embed, echo, eog_event;
     double arrival_ms, deadline_abs; /* deadline_abs 0: none */
     int priority;
     uint64_t seqno;             /* arrival order, breaks priority ties */
@@ -332,6 +332,7 @@ static void on_token(sched *s, slot *sl, int32_t id, const sampler_result *res) 
     if (sl->n_gen == 1) sl->t_first = now_ms();
     sampler_accept(sl->smp, id);
     if (tok_is_eog(s->v, id)) {
+        if (r->eog_event) emit_text(sl, id, res, sl->sent); /* no new text: held text stays held */
         finish(s, sl, SCHED_FINISH_STOP, false, NULL);
         return;
     }
@@ -566,6 +567,7 @@ sched_submit_rc sched_submit(sched *s, const sched_req_params *p, sched_req **ou
     r->logprobs = p->logprobs || p->n_top > 0;
     r->embed = p->embed;
     r->echo = p->echo && !p->embed;
+    r->eog_event = p->eog_event;
     for (int i = 0; i < p->n_stop; i++) {
         r->stop_len[r->n_stop] = strlen(p->stop[i]);
         if (!r->stop_len[r->n_stop]) continue;

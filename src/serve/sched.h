@@ -94,6 +94,7 @@ typedef struct sched_req_params {
                                  * (after the output norm) mean-pooled and normalised to unit
                                  * length; DONE carries the vector. No tokens are generated. */
     bool logprobs;              /* report each token's log-probability */
+    bool eog_event;             /* the end-of-generation token gets a TOKEN event too (no text) */
     bool echo;                  /* first a TOKEN event (prompt set) for each prompt token; with
                                  * logprobs each carries log p(token | the tokens before it),
                                  * computed in chunks of SCHED_ECHO_CHUNK positions with logits

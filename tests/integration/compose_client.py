@@ -5,7 +5,7 @@
     compose_client.py load BASE N CLIENTS JSON   N requests from CLIENTS threads (each with a 20 s timeout);
                                                  prints {"sent", "ok", "statuses", "fallbacks", "hung", "ms"}
                                                  where fallbacks counts answers whose pipeline took a step's
-                                                 fallback. KILL_AFTER=K with KILL_PID=P sends SIGKILL to P
+                                                 fallback or whose cascade escalated past a failed stage. KILL_AFTER=K with KILL_PID=P sends SIGKILL to P
                                                  after K answers.
 """
 import http.client
@@ -54,6 +54,8 @@ def load(base, n, clients, body):
                 steps = (r["body"].get("shoal", {}).get("pipeline", {}).get("steps", [])
                          if isinstance(r["body"], dict) else [])
                 fb = any("fallback" in s for s in steps)
+                casc = (r["body"].get("shoal", {}).get("cascade") if isinstance(r["body"], dict) else None)
+                fb = fb or bool(casc and any(not t["ok"] for t in casc["tried"]))
             except Exception:  # timeout or reset: counted as hung, never retried
                 st, fb = 0, False
             ms = (time.monotonic() - t0) * 1e3

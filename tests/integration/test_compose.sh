@@ -70,8 +70,15 @@ kill -TERM "$PID_asst"; wait "$PID_asst" 2>/dev/null
 check "request log: decisions, no prompt text" bash -c \
   "grep -q '\"decision\":\"pipeline intent:ok action:ok reply:ok chat:skipped\"' '$TMP/asst-req.log' && ! grep -qi 'kitchen' '$TMP/asst-req.log'"
 
+# a random-weight LM with the replies vocabulary (a member that disagrees) and a random reranker
+"$SHOAL" gen-model --vocab "$M/replies.gguf" -o "$TMP/noise.gguf" --dim 64 --layers 1 --heads 2 --ffn 128 \
+  --ctx 512 --seed 9 2>/dev/null
+"$SHOAL" gen-model --vocab "$VOCAB/ggml-vocab-bert-bge.gguf" --arch bert -o "$TMP/rr.gguf" --dim 64 --layers 1 \
+  --heads 2 --seed 2 --pooling rank --cls-dense 2>/dev/null
 cat >"$TMP/comp.yaml" <<EOF
 local:
+  - {name: noise-lm, path: $TMP/noise.gguf}
+  - {name: rr-enc, path: $TMP/rr.gguf}
   - {name: nlu, path: $M/assistant.gguf}
   - {name: nlu2, path: $M/assistant.gguf}
   - {name: iot, path: $M/iot.gguf}
@@ -91,6 +98,13 @@ models:
   - {name: gcasc-escalate, policy: cascade, cascade: [reply, reply2], signal: min_prob, threshold: 1.0}
   - {name: ens, policy: ensemble, ensemble: [intent, {model: intent2, weight: 3}]}
   - {name: ens-bad, policy: ensemble, ensemble: [intent, iotc]}
+  - {name: noise, backends: [noise-lm]}
+  - {name: rr, backends: [rr-enc]}
+  - {name: mix-same, policy: ensemble, combine: tokens, ensemble: [reply, reply2]}
+  - {name: mix-gate0, policy: ensemble, combine: tokens, gate: 0, ensemble: [reply, reply2]}
+  - {name: mix-noise, policy: ensemble, combine: tokens, gate: 0.5, ensemble: [{model: reply, weight: 3}, noise]}
+  - {name: best, policy: ensemble, combine: best_of, k: 3, scorer: reply2, ensemble: [reply]}
+  - {name: best-rr, policy: ensemble, combine: best_of, k: 3, scorer: rr, score: rerank, ensemble: [reply]}
   - name: canary
     policy: weighted
     sticky: user
@@ -136,6 +150,52 @@ expect "ensemble: members with different label sets are an error naming them" e2
   "r['status']==500 and 'intent' in b['error']['message'] and 'iotc' in b['error']['message']"
 req e3 /v1/chat/completions "$(chat ens hi)"
 expect "ensemble: chat is a 400 (it answers classify)" e3 "r['status']==400"
+# generator ensembles: token-level in lockstep, and best-of-k with a scorer
+req t0 /v1/chat/completions "$(chat reply 'lights_on room=kitchen' ',"max_tokens":12,"temperature":0')"
+req t1 /v1/chat/completions "$(chat mix-same 'lights_on room=kitchen' ',"max_tokens":12,"temperature":0')"
+expect "token ensemble: identical members give the member's own greedy text, no disagreement" t1 \
+  "r['status']==200 and b['choices'][0]['message']['content']==json.load(open('$TMP/t0.json'))['body']['choices'][0]['message']['content'] and b['shoal']['ensemble']['disagreed']==0 and b['shoal']['ensemble']['tokens']>0"
+req t2 /v1/chat/completions "$(chat mix-gate0 'lights_on room=kitchen' ',"max_tokens":12,"temperature":0')"
+expect "token ensemble: gate 0 and agreeing members: no position averaged" t2 \
+  "b['shoal']['ensemble']['averaged']==0 and b['choices'][0]['message']['content']==json.load(open('$TMP/t0.json'))['body']['choices'][0]['message']['content']"
+req t3 /v1/completions '{"model":"mix-noise","prompt":"user: lights_on room=kitchen\nassistant:","max_tokens":10,"temperature":0}'
+expect "token ensemble: a disagreeing member: positions averaged where they disagree, max_tokens kept" t3 \
+  "r['status']==200 and b['shoal']['ensemble']['disagreed']>0 and b['shoal']['ensemble']['averaged']>=b['shoal']['ensemble']['disagreed'] and b['usage']['completion_tokens']<=10 and len(b['shoal']['ensemble']['members'])==2"
+req t4 /v1/completions '{"model":"mix-noise","prompt":"user: lights_on room=kitchen\nassistant:","max_tokens":10,"temperature":0,"stream":true}'
+expect "token ensemble: streamed, the same text" t4 \
+  "''.join(json.loads(l[6:])['choices'][0]['text'] for l in b.split('\n') if l.startswith('data: {'))==json.load(open('$TMP/t3.json'))['body']['choices'][0]['text']"
+req t5 /v1/completions '{"model":"mix-same","prompt":"x","top_p":0.5}'
+expect "token ensemble: a sampling field it does not apply (top_p) is a 400 naming it" t5 "r['status']==400 and 'top_p' in b['error']['message']"
+req b1 /v1/chat/completions "$(chat best 'lights_on room=kitchen' ',"max_tokens":12,"temperature":1.2')"
+check "best_of (loglik): 3 seeded candidates, the chosen one scores highest, its score is the scorer's mean log-likelihood" \
+  python3 - "$TMP/b1.json" "$R" <<'PY'
+import json, sys, urllib.request
+r = json.load(open(sys.argv[1])); b = r["body"]; e = b["shoal"]["ensemble"]
+c = e["candidates"]; assert r["status"] == 200 and len(c) == 3 and len({x["seed"] for x in c}) == 3, e
+assert max(x["score"] for x in c) == c[e["chosen"]]["score"], e
+def score(text):
+    body = {"model": "reply2", "prompt": text, "max_tokens": 0, "echo": True, "logprobs": 0}
+    q = urllib.request.Request(sys.argv[2] + "/v1/completions", json.dumps(body).encode(), {"Content-Type": "application/json"})
+    lp = json.load(urllib.request.urlopen(q))["choices"][0]["logprobs"]["token_logprobs"]
+    return sum(x for x in lp if x is not None), sum(1 for x in lp if x is not None)
+p = "user: lights_on room=kitchen\nassistant: "
+(s0, n0), (s1, n1) = score(p), score(p + b["choices"][0]["message"]["content"])
+assert abs((s1 - s0) / (n1 - n0) - c[e["chosen"]]["score"]) < 1e-3, ((s1 - s0) / (n1 - n0), c[e["chosen"]])
+PY
+req b2 /v1/chat/completions "$(chat best-rr 'lights_on room=kitchen' ',"max_tokens":12,"temperature":1.2')"
+check "best_of (rerank): the chosen candidate has the best reranker score, the reranker's own" \
+  python3 - "$TMP/b2.json" "$R" <<'PY'
+import json, sys, urllib.request
+r = json.load(open(sys.argv[1])); b = r["body"]; e = b["shoal"]["ensemble"]; c = e["candidates"]
+assert r["status"] == 200 and e["score"] == "rerank" and max(x["score"] for x in c) == c[e["chosen"]]["score"], e
+body = {"model": "rr", "query": "lights_on room=kitchen", "documents": [b["choices"][0]["message"]["content"]]}
+q = urllib.request.Request(sys.argv[2] + "/v1/rerank", json.dumps(body).encode(), {"Content-Type": "application/json"})
+s = json.load(urllib.request.urlopen(q))["results"][0]["relevance_score"]
+assert abs(s - c[e["chosen"]]["score"]) < 1e-4, (s, c[e["chosen"]])
+PY
+req b3 /v1/completions '{"model":"best","prompt":"hi","echo":true}'
+expect "best_of: echo is a 400 naming it" b3 "r['status']==400 and 'echo' in b['error']['message']"
+
 # weighted: 3:1 without a user; a user sticks to one backend
 for i in $(seq 1 40); do
   curl -s -D - -o /dev/null "$R/v1/completions" -d '{"model":"canary","prompt":"hi","max_tokens":1}' |
@@ -155,6 +215,7 @@ check "metrics: confidence histogram per stage" grep -q 'shoal_compose_confidenc
 check "metrics: escalations" grep -qE '^shoal_compose_escalations_total\{model="casc-escalate",stage="intent"\} [1-9]' "$TMP/metrics.txt"
 check "metrics: classify routes by label" grep -qE '^shoal_compose_routes_total\{model="route",label="lights_on",target="reply"\} [1-9]' "$TMP/metrics.txt"
 check "metrics: ensemble disagreements series" grep -q '^shoal_compose_disagreements_total{model="ens"}' "$TMP/metrics.txt"
+check "metrics: token-ensemble positions averaged" grep -qE '^shoal_compose_ensemble_tokens_total\{model="mix-noise",decided="averaged"\} [1-9]' "$TMP/metrics.txt"
 kill -TERM "$PID_comp"; wait "$PID_comp" 2>/dev/null
 check "request log: classify decision with label and confidence" bash -c \
   "grep '\"model\":\"route\"' '$TMP/comp-req.log' | grep -q '\"label\":\"lights_on\",\"confidence\"'"
@@ -162,7 +223,8 @@ check "request log: classify decision with label and confidence" bash -c \
 # ---------------------------------------------------------------- 2. across nodes
 start na -m nlu="$M/assistant.gguf" -t 1 --log-file /dev/null || { bad "node a"; finish; exit 1; }
 start nb -m lm="$M/replies.gguf" -t 1 --log-file /dev/null || { bad "node b"; finish; exit 1; }
-sed -e "s|^local:|nodes:\n  - {name: a, url: \"http://127.0.0.1:$PORT_na\"}\n  - {name: b, url: \"http://127.0.0.1:$PORT_nb\"}\nlocal:|" \
+start nc -m nlu="$M/assistant.gguf" -t 1 --log-file /dev/null || { bad "node c"; finish; exit 1; }
+sed -e "s|^local:|nodes:\n  - {name: a, url: \"http://127.0.0.1:$PORT_na\"}\n  - {name: b, url: \"http://127.0.0.1:$PORT_nb\"}\n  - {name: c, url: \"http://127.0.0.1:$PORT_nc\"}\nlocal:|" \
     -e "s|    backends: \[nlu\]|    backends: [{node: a, model: nlu}]|" \
     -e "s|    backends: \[replies\]|    backends: [{node: b, model: lm}]|" \
     -e "s|path: \.\./models/|path: $M/|" -e "/^listen:/d" \
@@ -170,6 +232,8 @@ sed -e "s|^local:|nodes:\n  - {name: a, url: \"http://127.0.0.1:$PORT_na\"}\n  -
 cat >>"$TMP/remote.yaml" <<EOF
   - {name: intent-local, backends: [nlu]}
   - {name: casc, policy: cascade, cascade: [intent, intent-local], signal: classifier_prob, threshold: 0.0}
+  - {name: intent-c, backends: [{node: c, model: nlu}]}
+  - {name: casc-c, policy: cascade, cascade: [intent-c, intent-local], signal: classifier_prob, threshold: 0.0}
 EOF
 start rt --config "$TMP/remote.yaml" --log-file /dev/null || { bad "router over nodes starts"; finish; exit 1; }
 R=http://127.0.0.1:$PORT_rt
@@ -178,6 +242,12 @@ expect "across nodes: the pipeline's steps on two nodes" r1 \
   "b['shoal']['pipeline']['steps'][0]['backend']=='a/nlu' and b['shoal']['pipeline']['steps'][2]['backend']=='b/lm' and b['shoal']['pipeline']['steps'][2]['ok']"
 req r2 /v1/classify '{"model":"casc","input":"turn on the kitchen lights"}'
 expect "across nodes: cascade stage 1 on node a" r2 "b['shoal']['cascade']['stage']==1"
+# kill -9 the first cascade stage's node after 10 of 60 classify requests from 4 clients
+KILL_AFTER=10 KILL_PID=$PID_nc LOAD_PATH=/v1/classify $CLIENT load "$R" 60 4 '{"model":"casc-c","input":"turn on the kitchen lights"}' >"$TMP/cload.json"
+check "fault: cascade stage killed under load: all 60 answered 200, none hung ($(cat "$TMP/cload.json"))" \
+  python3 -c "import json; d=json.load(open('$TMP/cload.json')); exit(0 if d['ok']==60 and d['hung']==0 else 1)"
+check "fault: after the kill the cascade escalated past the failed stage" \
+  python3 -c "import json; d=json.load(open('$TMP/cload.json')); exit(0 if d['fallbacks']>=40 else 1)"
 # kill -9 the intent node after 10 of 60 pipeline requests from 4 clients
 KILL_AFTER=10 KILL_PID=$PID_na $CLIENT load "$R" 60 4 "$(chat assistant 'turn on the kitchen lights')" >"$TMP/load.json"
 cat "$TMP/load.json"
@@ -228,6 +298,18 @@ badcfg schema "keyword 'pattern' is not supported" "local: [{name: n, path: $M/a
 models:
   - {name: i, backends: [n]}
   - {name: p, policy: pipeline, steps: [{name: a, action: {x: y}, schema: {type: object, properties: {x: {type: string, pattern: a}}}}]}"
+badcfg combine "combine 'vote' is not one of probs, tokens, best_of" "local: [{name: n, path: $M/replies.gguf}]
+models:
+  - {name: a, backends: [n]}
+  - {name: e, policy: ensemble, combine: vote, ensemble: [a, a]}"
+badcfg scorer "combine: best_of needs scorer" "local: [{name: n, path: $M/replies.gguf}]
+models:
+  - {name: a, backends: [n]}
+  - {name: e, policy: ensemble, combine: best_of, ensemble: [a]}"
+badcfg gate "gate is for combine: tokens" "local: [{name: n, path: $M/replies.gguf}]
+models:
+  - {name: a, backends: [n]}
+  - {name: e, policy: ensemble, gate: 0.2, ensemble: [a, a]}"
 badcfg ref "names no earlier step" "local: [{name: n, path: $M/assistant.gguf}]
 models:
   - {name: i, backends: [n]}
