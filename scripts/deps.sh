@@ -11,6 +11,8 @@ PKGS=(
   libmicrohttpd-dev                                # the HTTP server
   libcurl4-openssl-dev                             # HTTP client (tests, cluster)
   libyaml-dev                                      # cluster.yaml
+  libsqlite3-dev                                   # the response cache's file tier
+  libhiredis-dev redis-server                      # its shared tier, and the server its tests start
   curl                                             # integration tests talk HTTP
 )
 # Node.js and npm run the official openai client in the integration tests; a machine that has

@@ -425,6 +425,9 @@ static int parse_common(json_t *o, oai_request *r, oai_error *err) {
     }
     if (parse_stop(o, r, err) || get_bool(o, "stream", &r->stream, err)) return -1;
     if (r->kind == OAI_COMPLETION && get_bool(o, "echo", &r->echo, err)) return -1;
+    bool use_cache = true;
+    if (get_bool(o, "cache", &use_cache, err)) return -1;
+    r->cache_off = !use_cache;
     if (get_bool(o, "return_tokens_as_token_ids", &r->tokens_as_ids, err) ||
         get_bool(o, "return_token_ids", &r->return_token_ids, err))
         return -1;

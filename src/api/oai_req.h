@@ -93,6 +93,7 @@ typedef struct oai_request {
     char *user;
     bool tokens_as_ids;     /* return_tokens_as_token_ids (vLLM's extension): logprobs name
                              * tokens "token_id:N", and list the end-of-generation token too */
+    bool cache_off;         /* "cache": false (shoal): neither read nor write the response cache */
     bool return_token_ids;  /* return_token_ids (vLLM's): "prompt_token_ids" in the answer,
                              * "token_ids" in the choice (not when streaming) */
 

@@ -45,7 +45,17 @@ static void usage(FILE *f) {
           "  --max-body BYTES     largest request body (4194304; larger: 413)\n"
           "  --log-file F         request log (JSON lines) to F instead of stderr\n"
           "  --log-prompts        include prompts and outputs in the log (off by default)\n"
-          "  --drain-timeout S    seconds in-flight requests get on SIGTERM (30)\n",
+          "  --drain-timeout S    seconds in-flight requests get on SIGTERM (30)\n"
+          "response cache (docs/cache.md; off unless one of these is given):\n"
+          "  --cache              memory tier (--cache-mb, 64 MiB)\n"
+          "  --cache-mb N         memory tier budget in MiB (0: no memory tier)\n"
+          "  --cache-ttl S        entries expire after S seconds (3600)\n"
+          "  --cache-db FILE      SQLite tier, survives restarts (--cache-db-mb: its cap, 256)\n"
+          "  --cache-redis URL    Redis tier shared by every process that points at it:\n"
+          "                       redis://HOST[:PORT][/DB] or unix:/PATH\n"
+          "  --cache-redis-timeout-ms N  per Redis command (3): slower is a miss\n"
+          "  --cache-policy [MODEL=]P    deterministic (temperature 0 or a seed; default), always, never\n"
+          "  --cache-fold-case    keys ignore letter case\n",
           f);
 }
 
@@ -106,6 +116,11 @@ static int serve_main(int argc, char **argv, char **owned_names) {
     const char *pool_names[MAX_MODELS], *pool_all = NULL;
     char *pool_vals[MAX_MODELS];
     int n_pool = 0;
+    cache_params cp = {.mem_bytes = 64u << 20};
+    bool cache_on = false;
+    long mem_mb = -1, db_mb = 256, ttl = 3600, rto = 3;
+    const char *policies[MAX_MODELS];
+    int n_policies = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -117,6 +132,8 @@ static int serve_main(int argc, char **argv, char **owned_names) {
         if (!strcmp(a, "--no-repack")) { p.no_repack = true; continue; }
         if (!strcmp(a, "--log-prompts")) { p.log_prompts = true; continue; }
         if (!strcmp(a, "--insecure-no-key")) { insecure = 1; continue; }
+        if (!strcmp(a, "--cache")) { cache_on = true; continue; }
+        if (!strcmp(a, "--cache-fold-case")) { p.cache_fold_case = true; continue; }
         if (!v) {
             usage(stderr);
             return cli_error("option '%s' is unknown or needs a value", a);
@@ -153,6 +170,16 @@ static int serve_main(int argc, char **argv, char **owned_names) {
             else *eq = 0, pool_names[n_pool] = v, pool_vals[n_pool++] = eq + 1;
         }
         else if (!strcmp(a, "--drain-timeout")) rc = cli_long(a, v, 0, 3600, &drain_s);
+        else if (!strcmp(a, "--cache-mb")) rc = cli_long(a, v, 0, 1 << 20, &mem_mb), cache_on = true;
+        else if (!strcmp(a, "--cache-ttl")) rc = cli_long(a, v, 1, 365L * 86400, &ttl);
+        else if (!strcmp(a, "--cache-db")) cp.db_path = v, cache_on = true;
+        else if (!strcmp(a, "--cache-db-mb")) rc = cli_long(a, v, 1, 1 << 20, &db_mb);
+        else if (!strcmp(a, "--cache-redis")) cp.redis_url = v, cache_on = true;
+        else if (!strcmp(a, "--cache-redis-timeout-ms")) rc = cli_long(a, v, 1, 10000, &rto);
+        else if (!strcmp(a, "--cache-policy")) {
+            if (n_policies == MAX_MODELS) return cli_error("--cache-policy: at most %d", MAX_MODELS);
+            policies[n_policies++] = v;
+        }
         else {
             usage(stderr);
             return cli_error("unknown option '%s'", a);
@@ -183,6 +210,17 @@ static int serve_main(int argc, char **argv, char **owned_names) {
     } else if (!n_models) {
         usage(stderr);
         return cli_error("give at least one model (-m MODEL.gguf) or a cluster config (--config FILE)");
+    }
+    if (cache_on) {
+        if (mem_mb >= 0) cp.mem_bytes = (size_t)mem_mb << 20;
+        cp.db_bytes = (size_t)db_mb << 20;
+        cp.ttl_s = (double)ttl;
+        cp.redis_timeout_ms = (double)rto;
+        p.cache = &cp;
+        p.cache_policy = policies;
+        p.n_cache_policy = n_policies;
+    } else if (n_policies || p.cache_fold_case) {
+        return cli_error("--cache-policy and --cache-fold-case need a cache (--cache, --cache-db, --cache-redis)");
     }
     if ((token || advertise || node_name) && !join_url) return cli_error("--token, --advertise and --node-name go with --join");
     if (p.api_key && !p.api_key[0]) return cli_error("--api-key is empty");

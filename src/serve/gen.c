@@ -53,6 +53,9 @@ typedef struct gen_ctx {
     char request_id[72], traceparent[56], path[64], peer[64];
     char *prompt_text;          /* only kept with log_prompts */
     double start_ms;
+
+    bool store;                 /* a cacheable miss: the whole answer goes to the cache */
+    uint8_t ckey[CACHE_KEY_BYTES];
 } gen_ctx;
 
 static void gen_release(gen_ctx *g) {
@@ -222,11 +225,44 @@ static void log_done(gen_ctx *g, const sched_event *ev, int status, const char *
     srv_count_request(g->srv, g->sm->name, g->path, status);
 }
 
+/* Adds a token event to the whole answer being collected (text, logprobs, ids). */
+static void collect(gen_ctx *g, const sched_event *ev) {
+    if (g->logprobs && ev->token >= 0) add_logprobs(g, g->lp, ev, g->text.n);
+    if (g->out_ids && ev->token >= 0 && !ev->prompt) json_array_append_new(g->out_ids, json_integer(ev->token));
+    if (!ev->text_len) return;
+    if (g->text.n + ev->text_len + 1 > g->text.cap) {
+        size_t cap = (g->text.cap ? g->text.cap * 2 : 256) + ev->text_len;
+        char *d = realloc(g->text.data, cap);
+        if (d) g->text.data = d, g->text.cap = cap;
+        else g->store = false; /* lost bytes: never cache a partial answer */
+    }
+    if (g->text.n + ev->text_len + 1 <= g->text.cap) {
+        memcpy(g->text.data + g->text.n, ev->text, ev->text_len);
+        g->text.n += ev->text_len;
+        g->text.data[g->text.n] = 0;
+    }
+}
+
+static json_t *whole_answer(gen_ctx *g, const sched_event *ev);
+
+/* Only whole answers are stored: never errors, cancellations or deadline-cut ones. */
+static bool storable(const gen_ctx *g, const sched_event *ev) {
+    return g->store && (ev->finish == SCHED_FINISH_STOP || ev->finish == SCHED_FINISH_LENGTH) &&
+           !ev->deadline_exceeded;
+}
+
 static void gen_emit(void *ctx, const sched_event *ev) {
     gen_ctx *g = ctx;
     if (g->stream) {
+        /* a stream being cached also collects the whole answer (engine thread only: no lock) */
+        if (g->store && ev->kind == SCHED_EV_TOKEN) collect(g, ev);
         stream_event(g, ev);
         if (ev->kind == SCHED_EV_DONE) {
+            if (storable(g, ev)) {
+                json_t *j = whole_answer(g, ev);
+                if (j) srv_cache_store(g->srv, g->ckey, j);
+                json_decref(j);
+            }
             log_done(g, ev, ev->finish == SCHED_FINISH_CANCELLED ? 499 : 200, NULL);
             gen_release(g); /* the engine side's reference */
         }
@@ -234,20 +270,7 @@ static void gen_emit(void *ctx, const sched_event *ev) {
     }
     pthread_mutex_lock(&g->mu);
     if (ev->kind == SCHED_EV_TOKEN) {
-        if (g->logprobs && ev->token >= 0) add_logprobs(g, g->lp, ev, g->text.n);
-        if (g->out_ids && ev->token >= 0 && !ev->prompt) json_array_append_new(g->out_ids, json_integer(ev->token));
-        if (ev->text_len) {
-            if (g->text.n + ev->text_len + 1 > g->text.cap) {
-                size_t cap = (g->text.cap ? g->text.cap * 2 : 256) + ev->text_len;
-                char *d = realloc(g->text.data, cap);
-                if (d) g->text.data = d, g->text.cap = cap;
-            }
-            if (g->text.n + ev->text_len + 1 <= g->text.cap) {
-                memcpy(g->text.data + g->text.n, ev->text, ev->text_len);
-                g->text.n += ev->text_len;
-                g->text.data[g->text.n] = 0;
-            }
-        }
+        collect(g, ev);
     } else {
         g->fin = *ev;
         g->fin.error = NULL;
@@ -336,6 +359,14 @@ static void answer_whole(gen_ctx *g, http_request *req, http_response *resp) {
         log_done(g, &copy, e.status, NULL);
         return;
     }
+    json_t *j = whole_answer(g, ev);
+    if (storable(g, ev) && j) srv_cache_store(g->srv, g->ckey, j);
+    srv_respond_json(resp, 200, j);
+    log_done(g, ev, 200, g->text.data ? g->text.data : "");
+}
+
+/* The answer as a whole (chat.completion / text_completion) from what was collected. */
+static json_t *whole_answer(gen_ctx *g, const sched_event *ev) {
     json_t *choice = json_pack("{s:i}", "index", 0);
     const char *text = g->text.data ? g->text.data : "";
     if (g->kind == OAI_CHAT)
@@ -352,8 +383,7 @@ static void answer_whole(gen_ctx *g, http_request *req, http_response *resp) {
                           usage_json(ev));
     if (ev->deadline_exceeded) json_object_set_new(j, "deadline_exceeded", json_true());
     if (g->prompt_ids) json_object_set(j, "prompt_token_ids", g->prompt_ids);
-    srv_respond_json(resp, 200, j);
-    log_done(g, ev, 200, text);
+    return j;
 }
 
 void srv_handle_generate(server *s, oai_kind kind, http_request *req, const char *body, size_t len,
@@ -381,6 +411,13 @@ void srv_handle_generate(server *s, oai_kind kind, http_request *req, const char
         e.code = "model_not_supported";
         goto fail;
     }
+    uint8_t key[CACHE_KEY_BYTES];
+    srv_cache_mode cmode = srv_cache_plan(s, sm, &r, req, key);
+    if (cmode == SRV_CACHE_USE && srv_cache_answer(s, sm, &r, req, key, resp)) { /* before any tokenizing */
+        oai_request_free(&r);
+        return;
+    }
+    if (cmode != SRV_CACHE_OFF) http_resp_header(resp, "X-Shoal-Cache", cmode == SRV_CACHE_BYPASS ? "bypass" : "miss");
     if (kind == OAI_CHAT && !(chat_text = render_chat(sm, &r, &e))) goto fail;
     if (prompt_ids(sm, &r, kind == OAI_CHAT ? chat_text : r.prompt, &ids, &e)) goto fail;
 
@@ -410,6 +447,8 @@ void srv_handle_generate(server *s, oai_kind kind, http_request *req, const char
     if (s->p.log_prompts) g->prompt_text = strdup(kind == OAI_CHAT ? chat_text : (r.prompt ? r.prompt : ""));
     if (g->logprobs) g->lp = new_logprobs(kind);
     g->tokens_as_ids = r.tokens_as_ids;
+    g->store = cmode == SRV_CACHE_USE || cmode == SRV_CACHE_REFRESH;
+    memcpy(g->ckey, key, sizeof key);
     if (r.return_token_ids) {
         g->prompt_ids = json_array();
         g->out_ids = json_array();

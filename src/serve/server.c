@@ -157,6 +157,7 @@ void srv_log_request(server *s, const log_info *li) {
         json_object_set_new(j, "quant", json_string(li->sm->m ? li->sm->m->type_name : li->sm->em->type_name));
     }
     if (li->finish) json_object_set_new(j, "finish_reason", json_string(li->finish));
+    if (li->cache) json_object_set_new(j, "cache", json_string(li->cache));
     if (li->n_inputs) json_object_set_new(j, "inputs", json_integer(li->n_inputs));
     if (li->sm && li->n_inputs) { /* embeddings, rerank, classify: no generated tokens */
         json_object_set_new(j, "prompt_tokens", json_integer(li->prompt_tokens));
@@ -368,6 +369,8 @@ static void on_request(void *ud, http_request *req, http_response *resp) {
     } else if (!strcmp(path, "/slots")) {
         if (!get) goto bad_method;
         handle_slots(s, resp);
+    } else if (!strcmp(path, "/v1/cache")) {
+        srv_handle_cache(s, req, resp);
     } else {
         oai_errorf(&e, 404, "invalid_request_error", NULL, "no route for %s %s", m, path);
         srv_respond_error(resp, &e);
@@ -508,6 +511,11 @@ server *server_init(const server_params *p, const server_model *models, int n_mo
             goto fail;
         }
     }
+    if (p->cache) {
+        cache_params cp = *p->cache;
+        cp.met = s->met;
+        if (!(s->cache = cache_init(&cp, err)) || srv_cache_policies(s, err)) goto fail;
+    }
     if (cc) {
         router_local_ops ops = {.generate = local_generate, .log = route_log, .ud = s};
         if (!(s->rt = router_init(cc, &ops, s->met, err))) goto fail;
@@ -556,6 +564,7 @@ void server_free(server *s) {
     }
     http_server_stop(s->http);
     router_free(s->rt);
+    cache_free(s->cache);
     for (int i = 0; i < s->n_models; i++) model_free_one(&s->models[i]);
     free(s->models);
     metrics_free(s->met);

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "cache/cache.h"
 #include "cluster/config.h"
 #include "core/err.h"
 
@@ -43,6 +44,11 @@ typedef struct server_params {
     const cluster_config *cluster; /* cluster mode: the config's local models are loaded (give no
                                  * models to server_init) and requests are routed over them and the
                                  * config's nodes (cluster/router.h); borrowed, outlives the server */
+    const cache_params *cache;  /* the response cache in front of generation (docs/cache.md), or
+                                 * NULL: none */
+    const char *const *cache_policy; /* "[MODEL=]deterministic|always|never" (later ones win) */
+    int n_cache_policy;
+    bool cache_fold_case;       /* cache keys ignore letter case */
 } server_params;
 
 typedef struct server server;

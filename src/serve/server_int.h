@@ -35,7 +35,14 @@ typedef struct srv_model {
     tok_vocab *v;
     char sha[65];
     const char *chat_template;  /* family name overriding the file's template, or NULL */
+    int cache_policy;           /* srv_cache_policy */
 } srv_model;
+
+typedef enum srv_cache_policy {
+    SRV_CACHE_DETERMINISTIC,    /* only answers that do not vary: temperature 0 or a seed */
+    SRV_CACHE_ALWAYS,           /* sampled answers too (the first one is replayed) */
+    SRV_CACHE_NEVER
+} srv_cache_policy;
 
 struct server {
     server_params p;
@@ -43,6 +50,7 @@ struct server {
     int n_models;
     http_server *http;
     router *rt;                 /* cluster mode (--config), or NULL */
+    cache *cache;               /* response cache, or NULL */
     metrics *met;
     _Atomic bool ready, draining;
     FILE *log;
@@ -60,6 +68,7 @@ typedef struct log_info {
     const char *error;
     const router_log *route; /* a router's record of a request it routed, or NULL */
     int n_inputs;            /* encoder requests: inputs (documents for rerank) */
+    const char *cache;       /* answered from this cache tier, or NULL */
 } log_info;
 
 /* The endpoint of each oai_kind. */
@@ -88,6 +97,27 @@ void srv_log_request(server *s, const log_info *li);
 /* gen.c: completions and chat (kind OAI_COMPLETION / OAI_CHAT). */
 void srv_handle_generate(server *s, oai_kind kind, http_request *req, const char *body, size_t len,
                          http_response *resp);
+
+/* cache_api.c: the response cache in front of generation. */
+typedef enum srv_cache_mode {
+    SRV_CACHE_OFF,              /* no cache on this node: no header */
+    SRV_CACHE_BYPASS,           /* not cacheable, or the client said no-store / "cache": false */
+    SRV_CACHE_USE,              /* look up; store the answer on a miss */
+    SRV_CACHE_REFRESH           /* Cache-Control: no-cache: do not look up, store the fresh answer */
+} srv_cache_mode;
+/* Decides the mode of request r for model sm and computes its key. */
+srv_cache_mode srv_cache_plan(server *s, const srv_model *sm, const oai_request *r, http_request *req,
+                              uint8_t key[CACHE_KEY_BYTES]);
+/* Looks key up; on a hit fills resp with the stored answer (re-stamped id and created; SSE when
+ * r streams) and the X-Shoal-Cache headers, logs and counts it, and returns true. */
+bool srv_cache_answer(server *s, const srv_model *sm, const oai_request *r, http_request *req,
+                      const uint8_t key[CACHE_KEY_BYTES], http_response *resp);
+/* Stores a whole answer (the JSON the client got) under key. */
+void srv_cache_store(server *s, const uint8_t key[CACHE_KEY_BYTES], const json_t *answer);
+/* GET /v1/cache (stats) and DELETE /v1/cache (clear). */
+void srv_handle_cache(server *s, http_request *req, http_response *resp);
+/* Sets every model's policy from the params; -1 with err on a bad entry. */
+int srv_cache_policies(server *s, sh_err *err);
 
 /* encode_api.c: embeddings, rerank, classify (kind OAI_EMBEDDING / OAI_RERANK / OAI_CLASSIFY). */
 void srv_handle_encode(server *s, oai_kind kind, http_request *req, const char *body, size_t len,
