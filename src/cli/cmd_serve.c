@@ -238,6 +238,7 @@ static int serve_main(int argc, char **argv, char **owned_names) {
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN); /* a file-size limit fails the write (the cache warns), it does not kill */
 
     server *s = server_init(&p, models, n_models, &err);
     if (!s) {
