@@ -217,6 +217,7 @@ int credis_clear(credis *r) {
         if (!ok) break;
         if (!strcmp(cursor, "0")) {
             rc = 0;
+            atomic_store(&r->up, 1);
             break;
         }
     }

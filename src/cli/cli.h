@@ -25,6 +25,7 @@ int cmd_classify(int argc, char **argv);
 int cmd_rerank(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
+int cmd_cache(int argc, char **argv);
 
 /* Prints "shoal: error: ..." to stderr; returns 1 (the exit status for errors). */
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -30,6 +30,7 @@ static const command commands[] = {
     {"embed", cmd_embed, "sentence embeddings with an encoder (BERT / nomic-bert GGUF)"},
     {"classify", cmd_classify, "labels, probabilities and entities with an encoder's heads"},
     {"rerank", cmd_rerank, "order documents by relevance to a query with a reranker"},
+    {"cache", cmd_cache, "stats or clear of a response cache (a file, a Redis, or a node's)"},
     {"calibrate", cmd_calibrate, "a cascade's threshold from sample prompts for a target escalation rate"},
     {"train", cmd_train, "train an encoder (intent, slots, embeddings) or a small LM on the CPU"},
 };

@@ -136,7 +136,11 @@ post r4 "{\"prompt\":\"turn on the kitchen lights\",$G}"
 post r5 "{\"prompt\":\"turn on the kitchen lights\",$G}"
 check "DELETE /v1/cache clears: a miss, then a hit again" bash -c \
   "grep -q '\"cleared\":true' '$TMP/del.json' && [ '$(hdr r4 X-Shoal-Cache)' = miss ] && [ '$(hdr r5 X-Shoal-Cache)' = hit ]"
+check "shoal cache stats --url: the node's tiers" bash -c "'$SHOAL' cache stats --url '$B' | grep -q '\"memory\"'"
 kill -TERM "$PID_n4"; wait "$PID_n4" 2>/dev/null
+check "shoal cache stats --db: entries in the file" bash -c "'$SHOAL' cache stats --db '$TMP/c.db' | grep -qE '^sqlite +entries [1-9]'"
+check "shoal cache clear --db empties it" bash -c "'$SHOAL' cache clear --db '$TMP/c.db' >/dev/null && '$SHOAL' cache stats --db '$TMP/c.db' | grep -qE '^sqlite +entries 0 '"
+check "shoal cache clear --redis drops the keys" bash -c "'$SHOAL' cache clear --redis '$REDIS' >/dev/null && [ -z \"\$(redis-cli -p $RPORT --scan --pattern 'shoal:c:*')\" ]"
 
 # ---------------------------------------------------------------- faults
 # kill -9 while 4 clients write distinct entries; the file opens and holds whole entries
