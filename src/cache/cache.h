@@ -79,6 +79,25 @@ typedef struct cache_stats {
 
 void cache_get_stats(cache *c, cache_stats *st);
 
+/* ---- the semantic tier (semantic.c) ------------------------------------------------------
+ * Earlier answers found by the cosine similarity of their prompts' embeddings (unit length,
+ * dim floats), within a partition (a digest of everything but the prompt's last turn), and
+ * only when their fingerprints (csem_fingerprint) are equal. In memory: a ring of max_entries
+ * (0: 100000), the oldest replaced first, a flat scan per lookup. Thread-safe. */
+typedef struct csem csem;
+csem *csem_init(int dim, size_t max_entries, double ttl_s, metrics *met);
+void csem_free(csem *s); /* NULL-safe */
+/* 1 and *val (malloc'd), *n, *sim for the most similar entry with sim >= min_sim and an equal
+ * fingerprint; 0 otherwise, *sim then the best similarity seen in the partition (-2: none). */
+int csem_get(csem *s, const uint8_t part[CACHE_KEY_BYTES], const float *vec, const char *fp, double min_sim,
+             char **val, size_t *n, double *sim);
+void csem_put(csem *s, const uint8_t part[CACHE_KEY_BYTES], const float *vec, const char *fp, const char *val,
+              size_t n);
+void csem_clear(csem *s);
+/* The false-hit guard: the numbers, negations (n't included), polarity and number words of
+ * text, sorted, then "|" and the slots string (lower-cased) when given. */
+void csem_fingerprint(const char *text, const char *slots, char *out, size_t n);
+
 /* ---- keys (key.c) ---------------------------------------------------------------------- */
 
 /* A canonical serialization being built: fields are tagged and length-prefixed, so that no

@@ -55,7 +55,12 @@ static void usage(FILE *f) {
           "                       redis://HOST[:PORT][/DB] or unix:/PATH\n"
           "  --cache-redis-timeout-ms N  per Redis command (3): slower is a miss\n"
           "  --cache-policy [MODEL=]P    deterministic (temperature 0 or a seed; default), always, never\n"
-          "  --cache-fold-case    keys ignore letter case\n",
+          "  --cache-fold-case    keys ignore letter case\n"
+          "  --semantic-cache NAME  a semantic tier: encoder NAME (one of -m) embeds the prompt's last\n"
+          "                       turn; a hit needs --min-similarity (cosine, 0.93) and the same\n"
+          "                       numbers, negations, polarity words and slots\n"
+          "  --semantic-label     the encoder's top label partitions the semantic tier too\n"
+          "  --semantic-max N     semantic entries kept (100000)\n",
           f);
 }
 
@@ -134,6 +139,7 @@ static int serve_main(int argc, char **argv, char **owned_names) {
         if (!strcmp(a, "--insecure-no-key")) { insecure = 1; continue; }
         if (!strcmp(a, "--cache")) { cache_on = true; continue; }
         if (!strcmp(a, "--cache-fold-case")) { p.cache_fold_case = true; continue; }
+        if (!strcmp(a, "--semantic-label")) { p.semantic_label = true; continue; }
         if (!v) {
             usage(stderr);
             return cli_error("option '%s' is unknown or needs a value", a);
@@ -176,6 +182,12 @@ static int serve_main(int argc, char **argv, char **owned_names) {
         else if (!strcmp(a, "--cache-db-mb")) rc = cli_long(a, v, 1, 1 << 20, &db_mb);
         else if (!strcmp(a, "--cache-redis")) cp.redis_url = v, cache_on = true;
         else if (!strcmp(a, "--cache-redis-timeout-ms")) rc = cli_long(a, v, 1, 10000, &rto);
+        else if (!strcmp(a, "--semantic-cache")) p.semantic_model = v, cache_on = true;
+        else if (!strcmp(a, "--min-similarity")) {
+            float f;
+            if ((rc = cli_float(a, v, &f)) == 0 && !(f > 0 && f <= 1)) return cli_error("--min-similarity: a cosine in (0, 1]");
+            p.min_similarity = f;
+        } else if (!strcmp(a, "--semantic-max")) rc = cli_long(a, v, 1, 100000000, &x), p.semantic_max = (size_t)x;
         else if (!strcmp(a, "--cache-policy")) {
             if (n_policies == MAX_MODELS) return cli_error("--cache-policy: at most %d", MAX_MODELS);
             policies[n_policies++] = v;

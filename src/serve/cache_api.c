@@ -39,11 +39,15 @@ int srv_cache_policies(server *s, sh_err *err) {
 
 /* ============================================================ plan and key ===== */
 
-static void key_of(server *s, const srv_model *sm, const oai_request *r, uint8_t key[CACHE_KEY_BYTES], bool *ok) {
+/* The exact key; with `partition`, the semantic partition instead: everything but the last
+ * turn's text (the completions prompt, or the last message's content), plus label. */
+static void key_of(server *s, const srv_model *sm, const oai_request *r, uint8_t key[CACHE_KEY_BYTES], bool *ok,
+                   bool partition, const char *label) {
     bool fold = s->p.cache_fold_case;
     ckey k;
     ckey_init(&k);
-    ckey_bytes(&k, "v", "1", 1);
+    ckey_bytes(&k, "v", partition ? "semantic-1" : "1", partition ? 10 : 1);
+    if (label) ckey_bytes(&k, "label", label, strlen(label));
     ckey_bytes(&k, "model", sm->name, strlen(sm->name));
     ckey_bytes(&k, "sha", sm->sha, strlen(sm->sha));
     const char *tmpl = sm->chat_template ? sm->chat_template : "";
@@ -54,8 +58,11 @@ static void key_of(server *s, const srv_model *sm, const oai_request *r, uint8_t
         for (size_t i = 0; i < r->n_messages; i++) {
             const oai_message *m = &r->messages[i];
             ckey_bytes(&k, "role", m->role, strlen(m->role));
+            if (partition && i + 1 == r->n_messages) continue;
             ckey_text(&k, "content", m->content ? m->content : "", m->content ? strlen(m->content) : 0, fold);
         }
+    } else if (partition) {
+        /* the prompt is what is compared */
     } else if (r->prompt_ids) {
         ckey_bytes(&k, "prompt_ids", r->prompt_ids, r->n_prompt_ids * sizeof *r->prompt_ids);
     } else {
@@ -106,7 +113,7 @@ srv_cache_mode srv_cache_plan(server *s, const srv_model *sm, const oai_request 
     if (sm->cache_policy == SRV_CACHE_NEVER || (sm->cache_policy == SRV_CACHE_DETERMINISTIC && !deterministic))
         return SRV_CACHE_BYPASS;
     bool ok;
-    key_of(s, sm, r, key, &ok);
+    key_of(s, sm, r, key, &ok, false, NULL);
     if (!ok) return SRV_CACHE_BYPASS;
     return directive(cc, "no-cache") ? SRV_CACHE_REFRESH : SRV_CACHE_USE;
 }
@@ -169,12 +176,9 @@ static char *as_sse(json_t *j, const oai_request *r, size_t *len) {
     return out;
 }
 
-bool srv_cache_answer(server *s, const srv_model *sm, const oai_request *r, http_request *req,
-                      const uint8_t key[CACHE_KEY_BYTES], http_response *resp) {
-    char *val = NULL;
-    size_t n = 0;
-    const char *tier = NULL;
-    if (cache_get(s->cache, key, &val, &n, &tier) != 1) return false;
+/* Answers r with the stored value (which it frees); false when the value is not an answer. */
+static bool answer_value(server *s, const srv_model *sm, const oai_request *r, http_request *req,
+                         http_response *resp, char *val, size_t n, const char *tier, double sim) {
     json_t *j = json_loadb(val, n, 0, NULL);
     free(val);
     if (!json_is_object(j)) { /* not ours (another writer, a damaged value): a miss */
@@ -215,10 +219,84 @@ bool srv_cache_answer(server *s, const srv_model *sm, const oai_request *r, http
     }
     http_resp_header(resp, "X-Shoal-Cache", "hit");
     http_resp_header(resp, "X-Shoal-Cache-Tier", tier);
+    if (sim > -2) {
+        char v[32];
+        snprintf(v, sizeof v, "%.4f", sim);
+        http_resp_header(resp, "X-Shoal-Similarity", v);
+    }
     li.total_ms = http_now_ms() - http_req_start_ms(req);
     srv_log_request(s, &li);
     srv_count_request(s, sm->name, srv_endpoint_path[r->kind], 200);
     return true;
+}
+
+bool srv_cache_answer(server *s, const srv_model *sm, const oai_request *r, http_request *req,
+                      const uint8_t key[CACHE_KEY_BYTES], http_response *resp) {
+    char *val = NULL;
+    size_t n = 0;
+    const char *tier = NULL;
+    if (cache_get(s->cache, key, &val, &n, &tier) != 1) return false;
+    return answer_value(s, sm, r, req, resp, val, n, tier, -2);
+}
+
+/* ============================================================ the semantic tier ===== */
+
+/* The text that is embedded: the last message's content, or the completions prompt. */
+static const char *last_turn(const oai_request *r) {
+    if (r->kind == OAI_CHAT) return r->n_messages ? r->messages[r->n_messages - 1].content : NULL;
+    return r->prompt; /* token-id prompts: none */
+}
+
+bool srv_sem_lookup(server *s, const srv_model *sm, const oai_request *r, http_request *req, http_response *resp,
+                    srv_sem_pending *pend) {
+    memset(pend, 0, sizeof *pend);
+    const char *text = last_turn(r);
+    if (!s->sem || !text || !*text) return false;
+    size_t cap = ckey_normalize_cap(strlen(text));
+    char *norm = malloc(cap + 1);
+    float *vec = malloc((size_t)s->sem_enc->em->hp.dim * sizeof(float));
+    char label[128], slots[384];
+    double conf;
+    sh_err err = {{0}};
+    bool ok = norm && vec;
+    if (ok) norm[ckey_normalize(text, strlen(text), s->p.cache_fold_case, norm)] = 0;
+    if (ok && srv_encode_one(s->sem_enc, norm, vec, label, sizeof label, &conf, slots, sizeof slots, &err)) ok = false;
+    if (ok) key_of(s, sm, r, pend->part, &ok, true, s->p.semantic_label ? label : NULL);
+    if (!ok) {
+        free(norm), free(vec);
+        return false;
+    }
+    csem_fingerprint(norm, slots, pend->fp, sizeof pend->fp);
+    free(norm);
+    pend->vec = vec;
+    pend->on = true;
+    char *val = NULL;
+    size_t n = 0;
+    double sim;
+    double min = s->p.min_similarity > 0 ? s->p.min_similarity : 0.93;
+    if (csem_get(s->sem, pend->part, vec, pend->fp, min, &val, &n, &sim) == 1 &&
+        answer_value(s, sm, r, req, resp, val, n, "semantic", sim)) {
+        srv_sem_pending_free(pend);
+        return true;
+    }
+    return false;
+}
+
+void srv_sem_store(server *s, srv_sem_pending *pend, const json_t *answer) {
+    if (!pend->on || !s->sem) return;
+    json_t *j = json_deep_copy(answer);
+    if (!j) return;
+    json_object_del(j, "id");
+    json_object_del(j, "created");
+    char *t = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (t) csem_put(s->sem, pend->part, pend->vec, pend->fp, t, strlen(t));
+    free(t);
+}
+
+void srv_sem_pending_free(srv_sem_pending *pend) {
+    free(pend->vec);
+    memset(pend, 0, sizeof *pend);
 }
 
 void srv_cache_store(server *s, const uint8_t key[CACHE_KEY_BYTES], const json_t *answer) {
@@ -260,6 +338,7 @@ void srv_handle_cache(server *s, http_request *req, http_response *resp) {
     }
     if (!strcmp(m, "DELETE")) {
         cache_clear(s->cache);
+        if (s->sem) csem_clear(s->sem);
         srv_respond_json(resp, 200, json_pack("{s:b}", "cleared", 1));
         return;
     }

@@ -479,3 +479,76 @@ void srv_handle_encode(server *s, oai_kind kind, http_request *req, const char *
     srv_count_request(s, sm ? sm->name : "(unknown)", path, status);
     oai_request_free(&r);
 }
+
+/* ============================================================ one text, in process ===== */
+
+/* server_int.h */
+int srv_encode_one(srv_model *sm, const char *text, float *emb, char *label, size_t label_n, double *conf,
+                   char *slots, size_t slots_n, sh_err *err) {
+    const encoder_model *em = sm->em;
+    if (!em || esched_pooling(sm->es) == ENCODER_POOL_NONE || esched_pooling(sm->es) == ENCODER_POOL_RANK)
+        return sh_errf(err, "'%s' is not an embedding encoder (it needs mean, cls or last pooling)", sm->name);
+    label[0] = slots[0] = 0;
+    *conf = 0;
+    bool spans = em->tok_head.n_out > 0 && tok_vocab_type(sm->v) == TOK_WPM;
+    tok_ids ids = {0};
+    tok_spans sp = {0};
+    int rc = spans ? tok_tokenize_spans(sm->v, text, strlen(text), true, true, &ids, &sp, err)
+                   : tok_tokenize(sm->v, text, strlen(text), true, true, &ids, err);
+    if (!rc && ids.n == 0) rc = sh_errf(err, "the text has no tokens");
+    if (!rc) rc = nlu_fit(&ids, spans ? &sp : NULL, 0, em->hp.n_ctx_train, true, err);
+    enc_job j = {0};
+    pthread_mutex_init(&j.mu, NULL);
+    pthread_cond_init(&j.cv, NULL);
+    int64_t off = 0;
+    int len = (int)ids.n;
+    unsigned want = ENCODE_POOLED | (em->seq_head.n_out ? ENCODE_SEQ_HEAD : 0u) | (spans ? ENCODE_TOK_HEAD : 0u);
+    j.dim = em->hp.dim, j.n_seq_out = em->seq_head.n_out, j.n_tok_out = em->tok_head.n_out, j.tok_off = &off;
+    j.pooled = emb;
+    if (!rc && (want & ENCODE_SEQ_HEAD) && !(j.seq = malloc((size_t)j.n_seq_out * sizeof(float))))
+        rc = sh_errf(err, "out of memory");
+    if (!rc && (want & ENCODE_TOK_HEAD) && !(j.tok = malloc(ids.n * (size_t)j.n_tok_out * sizeof(float))))
+        rc = sh_errf(err, "out of memory");
+    if (!rc) {
+        esched_req_params rp = {.n_seq = 1, .tokens = ids.ids, .n_tokens = &len, .want = want,
+                                .emit = enc_emit, .ctx = &j};
+        if (esched_submit(sm->es, &rp, &j.req, err) != SUBMIT_OK) {
+            rc = -1;
+        } else {
+            pthread_mutex_lock(&j.mu);
+            while (!j.done) pthread_cond_wait(&j.cv, &j.mu);
+            pthread_mutex_unlock(&j.mu);
+            if (j.fin.finish != SCHED_FINISH_STOP) rc = sh_errf(err, "encoder: %s", j.error[0] ? j.error : "failed");
+        }
+    }
+    if (!rc) {
+        double ss = 0;
+        for (int i = 0; i < j.dim; i++) ss += (double)emb[i] * emb[i];
+        float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0;
+        for (int i = 0; i < j.dim; i++) emb[i] *= inv;
+        if (j.seq) {
+            nlu_softmax(j.seq, j.n_seq_out, j.seq);
+            int b = nlu_argmax(j.seq, j.n_seq_out);
+            snprintf(label, label_n, "%s", em->seq_head.labels[b]);
+            *conf = j.seq[b];
+        }
+        if (j.tok) {
+            for (size_t t = 0; t < ids.n; t++) nlu_softmax(j.tok + t * j.n_tok_out, j.n_tok_out, j.tok + t * j.n_tok_out);
+            nlu_entities ents = {0};
+            if (nlu_bio_decode(text, strlen(text), sp.v, ids.n, j.tok, j.n_tok_out,
+                               (const char *const *)em->tok_head.labels, &ents, err) == 0) {
+                size_t o = 0;
+                for (size_t e = 0; e < ents.n && o < slots_n; e++)
+                    o += (size_t)snprintf(slots + o, slots_n - o, "%s%s=%s", e ? ";" : "", ents.v[e].label, ents.v[e].text);
+            }
+            nlu_entities_free(&ents);
+        }
+    }
+    esched_req_release(j.req);
+    free(j.seq), free(j.tok);
+    pthread_mutex_destroy(&j.mu);
+    pthread_cond_destroy(&j.cv);
+    tok_ids_free(&ids);
+    tok_spans_free(&sp);
+    return rc;
+}

@@ -55,6 +55,7 @@ typedef struct gen_ctx {
     double start_ms;
 
     bool store;                 /* a cacheable miss: the whole answer goes to the cache */
+    srv_sem_pending sem;        /* and to the semantic tier, when on */
     uint8_t ckey[CACHE_KEY_BYTES];
 } gen_ctx;
 
@@ -66,6 +67,7 @@ static void gen_release(gen_ctx *g) {
     json_decref(g->lp);
     json_decref(g->prompt_ids);
     json_decref(g->out_ids);
+    srv_sem_pending_free(&g->sem);
     free(g->prompt_text);
     pthread_mutex_destroy(&g->mu);
     pthread_cond_destroy(&g->cv);
@@ -260,7 +262,7 @@ static void gen_emit(void *ctx, const sched_event *ev) {
         if (ev->kind == SCHED_EV_DONE) {
             if (storable(g, ev)) {
                 json_t *j = whole_answer(g, ev);
-                if (j) srv_cache_store(g->srv, g->ckey, j);
+                if (j) srv_cache_store(g->srv, g->ckey, j), srv_sem_store(g->srv, &g->sem, j);
                 json_decref(j);
             }
             log_done(g, ev, ev->finish == SCHED_FINISH_CANCELLED ? 499 : 200, NULL);
@@ -360,7 +362,7 @@ static void answer_whole(gen_ctx *g, http_request *req, http_response *resp) {
         return;
     }
     json_t *j = whole_answer(g, ev);
-    if (storable(g, ev) && j) srv_cache_store(g->srv, g->ckey, j);
+    if (storable(g, ev) && j) srv_cache_store(g->srv, g->ckey, j), srv_sem_store(g->srv, &g->sem, j);
     srv_respond_json(resp, 200, j);
     log_done(g, ev, 200, g->text.data ? g->text.data : "");
 }
@@ -399,6 +401,7 @@ void srv_handle_generate(server *s, oai_kind kind, http_request *req, const char
     char *chat_text = NULL;
     tok_ids ids = {0};
     gen_ctx *g = NULL;
+    srv_sem_pending sem = {0};
     if (!sm) {
         oai_errorf(&e, 404, "invalid_request_error", "model", "The model '%s' does not exist", r.model);
         e.code = "model_not_found";
@@ -414,6 +417,10 @@ void srv_handle_generate(server *s, oai_kind kind, http_request *req, const char
     uint8_t key[CACHE_KEY_BYTES];
     srv_cache_mode cmode = srv_cache_plan(s, sm, &r, req, key);
     if (cmode == SRV_CACHE_USE && srv_cache_answer(s, sm, &r, req, key, resp)) { /* before any tokenizing */
+        oai_request_free(&r);
+        return;
+    }
+    if (cmode == SRV_CACHE_USE && srv_sem_lookup(s, sm, &r, req, resp, &sem)) {
         oai_request_free(&r);
         return;
     }
@@ -449,6 +456,8 @@ void srv_handle_generate(server *s, oai_kind kind, http_request *req, const char
     g->tokens_as_ids = r.tokens_as_ids;
     g->store = cmode == SRV_CACHE_USE || cmode == SRV_CACHE_REFRESH;
     memcpy(g->ckey, key, sizeof key);
+    g->sem = sem; /* g owns it now */
+    sem.vec = NULL;
     if (r.return_token_ids) {
         g->prompt_ids = json_array();
         g->out_ids = json_array();
@@ -514,6 +523,7 @@ void srv_handle_generate(server *s, oai_kind kind, http_request *req, const char
     gen_release(g);
     return;
 fail:
+    srv_sem_pending_free(&sem);
     srv_respond_error(resp, &e);
     {
         log_info li = {.request_id = http_req_id(req), .method = "POST", .path = srv_endpoint_path[kind],

@@ -516,6 +516,30 @@ server *server_init(const server_params *p, const server_model *models, int n_mo
         cp.met = s->met;
         if (!(s->cache = cache_init(&cp, err)) || srv_cache_policies(s, err)) goto fail;
     }
+    if (p->semantic_model) {
+        if (!s->cache) {
+            sh_errf(err, "the semantic cache needs the cache on (--cache)");
+            goto fail;
+        }
+        for (int i = 0; i < s->n_models; i++)
+            if (!strcmp(s->models[i].name, p->semantic_model)) s->sem_enc = &s->models[i];
+        if (!s->sem_enc || !s->sem_enc->em) {
+            sh_errf(err, "--semantic-cache '%s': %s", p->semantic_model,
+                    s->sem_enc ? "is a decoder; it needs an encoder model of this node (-m NAME=ENCODER.gguf)"
+                               : "no model of this node has that name");
+            goto fail;
+        }
+        encoder_pooling pool = esched_pooling(s->sem_enc->es);
+        if (pool == ENCODER_POOL_NONE || pool == ENCODER_POOL_RANK) {
+            sh_errf(err, "--semantic-cache '%s': its pooling gives no sentence embedding (use mean, cls or last)",
+                    p->semantic_model);
+            goto fail;
+        }
+        if (!(s->sem = csem_init(s->sem_enc->em->hp.dim, p->semantic_max, p->cache->ttl_s, s->met))) {
+            sh_errf(err, "out of memory for the semantic cache");
+            goto fail;
+        }
+    }
     if (cc) {
         router_local_ops ops = {.generate = local_generate, .log = route_log, .ud = s};
         if (!(s->rt = router_init(cc, &ops, s->met, err))) goto fail;
@@ -565,6 +589,7 @@ void server_free(server *s) {
     http_server_stop(s->http);
     router_free(s->rt);
     cache_free(s->cache);
+    csem_free(s->sem);
     for (int i = 0; i < s->n_models; i++) model_free_one(&s->models[i]);
     free(s->models);
     metrics_free(s->met);

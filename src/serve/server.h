@@ -49,6 +49,11 @@ typedef struct server_params {
     const char *const *cache_policy; /* "[MODEL=]deterministic|always|never" (later ones win) */
     int n_cache_policy;
     bool cache_fold_case;       /* cache keys ignore letter case */
+    const char *semantic_model; /* the semantic cache's encoder: a model of this node with mean, cls
+                                 * or last pooling (needs cache), or NULL: no semantic tier */
+    double min_similarity;      /* cosine similarity a semantic hit needs (0: 0.93) */
+    bool semantic_label;        /* the encoder's top label partitions the semantic cache too */
+    size_t semantic_max;        /* semantic entries (0: 100000) */
 } server_params;
 
 typedef struct server server;

@@ -51,6 +51,8 @@ struct server {
     http_server *http;
     router *rt;                 /* cluster mode (--config), or NULL */
     cache *cache;               /* response cache, or NULL */
+    csem *sem;                  /* its semantic tier, or NULL */
+    srv_model *sem_enc;         /* the encoder that embeds prompts for it */
     metrics *met;
     _Atomic bool ready, draining;
     FILE *log;
@@ -114,6 +116,27 @@ bool srv_cache_answer(server *s, const srv_model *sm, const oai_request *r, http
                       const uint8_t key[CACHE_KEY_BYTES], http_response *resp);
 /* Stores a whole answer (the JSON the client got) under key. */
 void srv_cache_store(server *s, const uint8_t key[CACHE_KEY_BYTES], const json_t *answer);
+/* The semantic tier: a request's embedding, partition and fingerprint, kept from the lookup
+ * until its answer is stored. */
+typedef struct srv_sem_pending {
+    bool on;
+    uint8_t part[CACHE_KEY_BYTES];
+    float *vec;                 /* [dim] (owned) */
+    char fp[512];
+} srv_sem_pending;
+/* After an exact miss: embeds the prompt's last turn and looks it up; on a hit fills resp like
+ * srv_cache_answer (tier "semantic", X-Shoal-Similarity) and returns true; else fills *pend
+ * for srv_sem_store (pend->on false when the prompt cannot be embedded). */
+bool srv_sem_lookup(server *s, const srv_model *sm, const oai_request *r, http_request *req, http_response *resp,
+                    srv_sem_pending *pend);
+void srv_sem_store(server *s, srv_sem_pending *pend, const json_t *answer);
+void srv_sem_pending_free(srv_sem_pending *pend);
+/* encode_api.c: one text through encoder sm, in process: its unit-length pooled embedding
+ * into emb[dim]; the top sequence label and its probability ("" / 0 without a head); the
+ * slots as "label=text;..." ("" without a token head). 0, or -1 with err. */
+int srv_encode_one(srv_model *sm, const char *text, float *emb, char *label, size_t label_n, double *conf,
+                   char *slots, size_t slots_n, sh_err *err);
+
 /* GET /v1/cache (stats) and DELETE /v1/cache (clear). */
 void srv_handle_cache(server *s, http_request *req, http_response *resp);
 /* Sets every model's policy from the params; -1 with err on a bad entry. */
