@@ -82,21 +82,25 @@ void cache_get_stats(cache *c, cache_stats *st);
 /* ---- the semantic tier (semantic.c) ------------------------------------------------------
  * Earlier answers found by the cosine similarity of their prompts' embeddings (unit length,
  * dim floats), within a partition (a digest of everything but the prompt's last turn), and
- * only when their fingerprints (csem_fingerprint) are equal. In memory: a ring of max_entries
+ * only when their fingerprints are compatible (csem_compatible). In memory: a ring of max_entries
  * (0: 100000), the oldest replaced first, a flat scan per lookup. Thread-safe. */
 typedef struct csem csem;
 csem *csem_init(int dim, size_t max_entries, double ttl_s, metrics *met);
 void csem_free(csem *s); /* NULL-safe */
-/* 1 and *val (malloc'd), *n, *sim for the most similar entry with sim >= min_sim and an equal
- * fingerprint; 0 otherwise, *sim then the best similarity seen in the partition (-2: none). */
+/* 1 and *val (malloc'd), *n, *sim for the most similar entry with sim >= min_sim and a
+ * compatible fingerprint; 0 otherwise, *sim then the best similarity seen in the partition (-2: none). */
 int csem_get(csem *s, const uint8_t part[CACHE_KEY_BYTES], const float *vec, const char *fp, double min_sim,
              char **val, size_t *n, double *sim);
 void csem_put(csem *s, const uint8_t part[CACHE_KEY_BYTES], const float *vec, const char *fp, const char *val,
               size_t n);
 void csem_clear(csem *s);
-/* The false-hit guard: the numbers, negations (n't included), polarity and number words of
- * text, sorted, then "|" and the slots string (lower-cased) when given. */
+/* The false-hit guard: "n=NUMBERS;g=NEGATION-PARITY;p=POLES;s=SLOTS" of text (digits and
+ * number words; not, never, n't, ...; polarity words by pole) and the tagger's slots string
+ * (lower-cased; "" without a tagger). */
 void csem_fingerprint(const char *text, const char *slots, char *out, size_t n);
+/* True when two fingerprints may share an answer: numbers, negation parity and slots equal, and
+ * no polarity word of one opposite to one of the other. */
+bool csem_compatible(const char *a, const char *b);
 
 /* ---- keys (key.c) ---------------------------------------------------------------------- */
 

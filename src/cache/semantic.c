@@ -7,10 +7,11 @@
  * the ring (flat: a partition compare, then a dot product for the entries of the same
  * partition), under a read lock; writes take the write lock.
  *
- * The fingerprint is what must be equal for a hit whatever the similarity: the numbers, the
- * negations and the polarity words (on/off, up/down, open/close, ...) of the prompt, sorted,
- * and the slot values a tagger found. "turn the lights on" and "turn the lights off" may embed
- * close together; their fingerprints differ.
+ * The fingerprint is what a hit needs whatever the similarity (csem_compatible): the same
+ * numbers, the same negation parity, the same slot values (when a tagger found any), and no
+ * polarity word whose opposite the other prompt has (on/off, up/down, open/close, lock/unlock,
+ * today/tomorrow, ...). "turn the lights on" and "turn the lights off" may embed close
+ * together; their fingerprints are not compatible.
  */
 #include <ctype.h>
 #include <pthread.h>
@@ -112,7 +113,7 @@ int csem_get(csem *s, const uint8_t part[CACHE_KEY_BYTES], const float *vec, con
         if (e->expires <= now || memcmp(e->part, part, CACHE_KEY_BYTES)) continue;
         double d = dot(vec, s->vecs + i * (size_t)s->dim, s->dim);
         if (d > best_any) best_any = d;
-        if (d >= min_sim && d > best && !strcmp(e->fp, fp)) best = d, at = i;
+        if (d >= min_sim && d > best && csem_compatible(e->fp, fp)) best = d, at = i;
     }
     int rc = 0;
     if (at != SIZE_MAX && (*val = malloc(s->e[at].n ? s->e[at].n : 1))) {
@@ -148,65 +149,114 @@ void csem_put(csem *s, const uint8_t part[CACHE_KEY_BYTES], const float *vec, co
 
 /* ============================================================ fingerprints ===== */
 
-static const char *const guard_words[] = {
-    /* negations */
-    "not", "no", "never", "dont", "don't", "doesnt", "doesn't", "isnt", "isn't", "without", "none", "nothing",
-    "cannot", "can't", "cant", "wont", "won't", "neither", "nor",
-    /* polarity: a word and its opposite must not share an answer */
-    "on", "off", "up", "down", "open", "close", "closed", "lock", "unlock", "locked", "unlocked", "start", "stop",
-    "increase", "decrease", "raise", "lower", "enable", "disable", "higher", "warmer", "cooler", "colder", "hotter",
-    "more", "less", "brighter", "dimmer", "dim", "louder", "quieter", "mute", "unmute", "add", "remove", "before",
-    "after", "min", "max", "minimum", "maximum", "yes",
-    /* number words */
+static const char *const negations[] = {"not", "no", "never", "dont", "don't", "doesnt", "doesn't", "isnt", "isn't",
+                                        "without", "none", "nothing", "cannot", "can't", "cant", "wont", "won't",
+                                        "neither", "nor", NULL};
+
+/* Polarity words by pole: "Xa" and "Xb" are opposites (a prompt with one and a prompt with the
+ * other never share an answer); words of one pole are interchangeable ("louder" ~ "up"). */
+static const struct { const char *w, *pole; } poles[] = {
+    {"on", "1a"}, {"off", "1b"},
+    {"up", "2a"}, {"louder", "2a"}, {"raise", "2a"}, {"increase", "2a"}, {"higher", "2a"}, {"brighter", "2a"},
+    {"brighten", "2a"}, {"warmer", "2a"}, {"hotter", "2a"}, {"more", "2a"}, {"max", "2a"}, {"maximum", "2a"},
+    {"down", "2b"}, {"quieter", "2b"}, {"lower", "2b"}, {"decrease", "2b"}, {"dimmer", "2b"}, {"dim", "2b"},
+    {"cooler", "2b"}, {"colder", "2b"}, {"less", "2b"}, {"min", "2b"}, {"minimum", "2b"},
+    {"open", "3a"}, {"close", "3b"}, {"closed", "3b"}, {"shut", "3b"},
+    {"lock", "4a"}, {"locked", "4a"}, {"unlock", "4b"}, {"unlocked", "4b"},
+    {"start", "5a"}, {"stop", "5b"}, {"enable", "6a"}, {"disable", "6b"}, {"mute", "7a"}, {"unmute", "7b"},
+    {"add", "8a"}, {"remove", "8b"}, {"before", "9a"}, {"after", "9b"},
+    {"today", "da"}, {"tomorrow", "db"}, {"yesterday", "dc"}, {"tonight", "dd"}, {NULL, NULL}};
+
+static const char *const number_words[] = {
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
     "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty", "thirty", "forty",
-    "fifty", "sixty", "seventy", "eighty", "ninety", "hundred", "thousand", "half", "quarter", "first", "second",
-    "third", NULL};
+    "fifty", "sixty", "seventy", "eighty", "ninety", "hundred", "thousand", "half", "quarter", NULL};
 
-static bool guard_word(const char *w) {
-    for (int i = 0; guard_words[i]; i++)
-        if (!strcmp(w, guard_words[i])) return true;
+static bool in_list(const char *w, const char *const *l) {
+    for (int i = 0; l[i]; i++)
+        if (!strcmp(w, l[i])) return true;
     return false;
+}
+
+static const char *pole_of(const char *w) {
+    for (int i = 0; poles[i].w; i++)
+        if (!strcmp(w, poles[i].w)) return poles[i].pole;
+    return NULL;
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* Appends the sorted list (duplicates dropped when uniq) space-separated. */
+static size_t put_list(char *out, size_t o, size_t n, char **l, int k, bool uniq) {
+    qsort(l, (size_t)k, sizeof *l, cmp_str);
+    for (int i = 0; i < k && o < n; i++) {
+        if (uniq && i && !strcmp(l[i], l[i - 1])) continue;
+        o += (size_t)snprintf(out + o, n - o, "%s%s", i ? " " : "", l[i]);
+    }
+    return o < n ? o : n - 1;
+}
+
+/* Format: "n=NUMBERS;g=PARITY;p=POLES;s=SLOTS" (see csem_compatible). */
 void csem_fingerprint(const char *text, const char *slots, char *out, size_t outn) {
     char words[64][32];
-    char *list[64];
-    int nw = 0;
+    char *nums[64], *pl[64];
+    int nn = 0, np = 0, neg = 0, nw = 0;
     const unsigned char *p = (const unsigned char *)text;
     while (*p && nw < 64) {
-        while (*p && !isalnum(*p) && *p != '\'' && *p != '.' && *p < 0x80) p++;
-        char w[32];
+        char *w = words[nw];
         size_t n = 0;
         bool digit = false;
         while (*p && (isalnum(*p) || *p == '\'' || (*p == '.' && isdigit(p[1])) || *p >= 0x80)) {
-            if (n + 1 < sizeof w) w[n++] = (char)tolower(*p);
+            if (n + 1 < sizeof words[0]) w[n++] = (char)tolower(*p);
             digit |= isdigit(*p) != 0;
             p++;
         }
         if (!n) {
-            if (*p) p++;
+            p++;
             continue;
         }
         w[n] = 0;
-        size_t wl = strlen(w);
-        bool neg_suffix = wl > 3 && !strcmp(w + wl - 3, "n't");
-        if (digit || neg_suffix || guard_word(w)) {
-            snprintf(words[nw], sizeof words[nw], "%s", neg_suffix ? "not" : w);
-            list[nw] = words[nw];
-            nw++;
+        const char *pole;
+        if (digit || in_list(w, number_words)) nums[nn++] = w, nw++;
+        else if (in_list(w, negations) || (n > 3 && !strcmp(w + n - 3, "n't"))) neg++;
+        else if ((pole = pole_of(w))) snprintf(w, sizeof words[0], "%s", pole), pl[np++] = w, nw++;
+    }
+    size_t o = (size_t)snprintf(out, outn, "n=");
+    o = put_list(out, o, outn, nums, nn, false);
+    o += (size_t)snprintf(out + o, o < outn ? outn - o : 0, ";g=%d;p=", neg & 1);
+    if (o >= outn) return;
+    o = put_list(out, o, outn, pl, np, true);
+    o += (size_t)snprintf(out + o, o < outn ? outn - o : 0, ";s=");
+    for (const char *q = slots ? slots : ""; *q && o + 1 < outn; q++) out[o++] = (char)tolower((unsigned char)*q);
+    if (o < outn) out[o] = 0;
+}
+
+/* Two fingerprints are compatible when their numbers, negation parity and slots are equal and
+ * no pole of one has its opposite in the other. */
+static bool field(const char *fp, char k, const char **v, size_t *n) {
+    for (const char *q = fp; q && *q; q = strchr(q, ';') ? strchr(q, ';') + 1 : NULL) {
+        if (q[0] == k && q[1] == '=') {
+            const char *e = k == 's' ? q + strlen(q) : strchr(q, ';');
+            *v = q + 2;
+            *n = (size_t)((e ? e : q + strlen(q)) - *v);
+            return true;
         }
     }
-    qsort(list, (size_t)nw, sizeof *list, cmp_str);
-    size_t o = 0;
-    out[0] = 0;
-    for (int i = 0; i < nw && o < outn; i++) o += (size_t)snprintf(out + o, outn - o, "%s%s", i ? " " : "", list[i]);
-    if (slots && *slots && o < outn) {
-        /* slot values compare case-insensitively */
-        o += (size_t)snprintf(out + o, outn - o, "|");
-        for (const char *q = slots; *q && o + 1 < outn; q++) out[o++] = (char)tolower((unsigned char)*q);
-        out[o < outn ? o : outn - 1] = 0;
+    return false;
+}
+
+bool csem_compatible(const char *a, const char *b) {
+    const char *va, *vb;
+    size_t na, nb;
+    static const char keys[] = {'n', 'g', 's'};
+    for (int i = 0; i < 3; i++) {
+        bool ha = field(a, keys[i], &va, &na), hb = field(b, keys[i], &vb, &nb);
+        if (ha != hb || (ha && (na != nb || memcmp(va, vb, na)))) return false;
     }
+    if (!field(a, 'p', &va, &na) || !field(b, 'p', &vb, &nb)) return false;
+    /* poles are two characters each, space-separated */
+    for (size_t i = 0; i + 1 < na; i += 3)
+        for (size_t j = 0; j + 1 < nb; j += 3)
+            if (va[i] == vb[j] && va[i + 1] != vb[j + 1]) return false;
+    return true;
 }

@@ -231,7 +231,31 @@ post z2 "{\"prompt\":\"reconnect probe\",$G}"
 check "after the restart the node reconnects: a hit from Redis again" bash -c "[ '$(hdr z2 X-Shoal-Cache-Tier)' = redis ]"
 kill -TERM "$PID_z1"; wait "$PID_z1" 2>/dev/null
 
+# ---------------------------------------------------------------- the semantic tier
+start sm -m r="$ROOT/models/replies.gguf" -m nlu="$ROOT/models/assistant.gguf" --semantic-cache nlu \
+  --semantic-label --log-file /dev/null || bad "a node with the semantic tier"
+B=http://127.0.0.1:$PORT_sm
+chat() { curl -s -D "$TMP/$1.h" -o "$TMP/$1.body" "$B/v1/chat/completions" -d "{\"model\":\"r\",\"messages\":[{\"role\":\"user\",\"content\":\"$2\"}],\"max_tokens\":12,\"temperature\":0}"; }
+chat e1 "turn on the kitchen lights"
+chat e2 "please turn on the kitchen lights"
+chat e3 "turn off the kitchen lights"
+check "semantic: a paraphrase hits with its similarity; on/off does not" bash -c \
+  "[ '$(hdr e2 X-Shoal-Cache-Tier)' = semantic ] && python3 -c 'import sys; assert 0.93 <= float(sys.argv[1]) <= 1.0001' '$(hdr e2 X-Shoal-Similarity)' && [ '$(hdr e3 X-Shoal-Cache)' = miss ]"
+kill -TERM "$PID_sm"; wait "$PID_sm" 2>/dev/null
+start sp -m r="$ROOT/models/replies.gguf" -m nlu="$ROOT/models/assistant.gguf" --semantic-cache nlu \
+  --semantic-label --min-similarity 0.01 --log-file /dev/null || bad "a node for the precision sets"
+python3 "$ROOT/bench/semantic_precision.py" "http://127.0.0.1:$PORT_sp" --model r --check 0.93 >"$TMP/prec.txt" 2>&1
+check "semantic precision (tests/data/semantic/pairs.jsonl, min_similarity 0.93): no false hit, >= 80% of paraphrases" \
+  test $? -eq 0
+grep '| 0.93 ' "$TMP/prec.txt"
+python3 "$ROOT/bench/semantic_precision.py" "http://127.0.0.1:$PORT_sp" --model r --check 0.93 --min-hit 0 \
+  --pairs "$ROOT/tests/data/semantic/holdout.jsonl" >"$TMP/hold.txt" 2>&1
+check "semantic precision (holdout.jsonl, 0.93): no false hit ($(grep '| 0.93 ' "$TMP/hold.txt"))" test $? -eq 0
+kill -TERM "$PID_sp"; wait "$PID_sp" 2>/dev/null
+
 # ---------------------------------------------------------------- bad options
+check "--semantic-cache needs an encoder of the node" bash -c \
+  "'$SHOAL' serve -m r='$M' --port 0 --semantic-cache r 2>&1 | grep -q 'is a decoder'"
 check "--cache-policy without a cache is refused" bash -c "! '$SHOAL' serve -m '$M' --port 0 --cache-policy never 2>/dev/null"
 check "a bad Redis URL is refused with the URL named" bash -c \
   "'$SHOAL' serve -m '$M' --port 0 --cache-redis http://x 2>&1 | grep -q \"redis url 'http://x'\""

@@ -231,9 +231,56 @@ static void test_cache_tiers(void **state) {
     snprintf(side, sizeof side, "%s-shm", dbpath), unlink(side);
 }
 
+static bool compat(const char *a, const char *sa, const char *b, const char *sb) {
+    char fa[512], fb[512];
+    csem_fingerprint(a, sa, fa, sizeof fa);
+    csem_fingerprint(b, sb, fb, sizeof fb);
+    return csem_compatible(fa, fb);
+}
+
+static void test_semantic(void **state) {
+    (void)state;
+    assert_true(compat("turn on the lights", "", "switch the lights on please", ""));
+    assert_false(compat("turn on the lights", "", "turn off the lights", ""));
+    assert_true(compat("turn up the volume", "", "make it louder, turn the volume up", ""));
+    assert_false(compat("turn up the volume", "", "turn the volume down", ""));
+    assert_false(compat("set it to 21", "", "set it to 22", ""));
+    assert_true(compat("set it to 21.5", "", "make it 21.5", ""));
+    assert_false(compat("play jazz", "", "don't play jazz", ""));
+    assert_true(compat("do not play jazz", "", "don't ever play jazz", "")); /* one negation each */
+    assert_false(compat("is it raining today", "", "is it raining tomorrow", ""));
+    assert_false(compat("lights on", "room=kitchen", "lights on", "room=bedroom"));
+    assert_true(compat("lights on", "room=Kitchen", "lights on", "room=kitchen"));
+    /* the store: nearest within a partition, the guard, expiry of nothing here */
+    csem *sm = csem_init(4, 3, 100, NULL);
+    uint8_t p1[32] = {1}, p2[32] = {2};
+    float v1[4] = {1, 0, 0, 0}, v2[4] = {0.96f, 0.28f, 0, 0}, v3[4] = {0, 1, 0, 0};
+    char fp[512];
+    csem_fingerprint("turn on the lights", "", fp, sizeof fp);
+    csem_put(sm, p1, v1, fp, "A", 1);
+    char *val;
+    size_t n;
+    double sim;
+    assert_int_equal(csem_get(sm, p1, v2, fp, 0.93, &val, &n, &sim), 1);
+    assert_true(sim > 0.95 && sim < 0.97 && n == 1 && val[0] == 'A');
+    free(val);
+    assert_int_equal(csem_get(sm, p2, v1, fp, 0.93, &val, &n, &sim), 0); /* another partition */
+    assert_int_equal(csem_get(sm, p1, v3, fp, 0.93, &val, &n, &sim), 0); /* not similar */
+    char off[512];
+    csem_fingerprint("turn off the lights", "", off, sizeof off);
+    assert_int_equal(csem_get(sm, p1, v1, off, 0.5, &val, &n, &sim), 0); /* guarded */
+    assert_true(sim > 0.99);
+    for (int i = 0; i < 3; i++) csem_put(sm, p2, v3, fp, "B", 1); /* the ring replaces the oldest */
+    assert_int_equal(csem_get(sm, p1, v1, fp, 0.5, &val, &n, &sim), 0);
+    csem_clear(sm);
+    assert_int_equal(csem_get(sm, p2, v3, fp, 0.5, &val, &n, &sim), 0);
+    csem_free(sm);
+    csem_free(NULL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_normalize), cmocka_unit_test(test_keys_differ),
                                        cmocka_unit_test(test_mem_lru), cmocka_unit_test(test_sqlite),
-                                       cmocka_unit_test(test_cache_tiers)};
+                                       cmocka_unit_test(test_cache_tiers), cmocka_unit_test(test_semantic)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
