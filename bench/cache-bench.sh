@@ -41,6 +41,16 @@ for u in "$URL_mem" "$URL_sql" "$URL_red"; do
   curl -s -D - -o /dev/null "$u/v1/completions" -d "$BODY" | tr -d '\r' | grep -i '^x-shoal-cache-tier'
 done
 echo
+echo
+echo "## semantic hit (models/assistant.gguf embeds; every request a paraphrase of the stored one) vs exact memory hit"
+node sem -m r=models/replies.gguf -m nlu=models/assistant.gguf --semantic-cache nlu --semantic-label
+chat() { printf '{"model":"r","messages":[{"role":"user","content":"%s"}],"max_tokens":12,"temperature":0}' "$1"; }
+curl -s -o /dev/null "$URL_sem/v1/chat/completions" -d "$(chat 'turn on the kitchen lights')"
+curl -s -D - -o /dev/null "$URL_sem/v1/chat/completions" -d "$(chat 'please switch on the lights in the kitchen')" |
+  tr -d '\r' | grep -iE '^x-shoal-(cache-tier|similarity)'
+./build/bench/http_latency -n "$ROUNDS" -p /v1/chat/completions -d "$(chat 'turn on the kitchen lights')" "$URL_sem"
+./build/bench/http_latency -n "$ROUNDS" -p /v1/chat/completions -d "$(chat 'please switch on the lights in the kitchen')" "$URL_sem"
+echo
 # generation must cost more than the Python client's own ~1.5 ms per request: a 256-wide,
 # 4-layer random model writing 32 tokens (random weights never stop early)
 ./build/shoal gen-model --vocab tests/data/vocab/ggml-vocab-llama-spm.gguf -o "$T/mid.gguf" --dim 256 \
