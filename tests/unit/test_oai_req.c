@@ -131,7 +131,11 @@ static void test_errors(void **state) {
     expect_error(OAI_COMPLETION, "{\"prompt\":[1,-2]}", "prompt", "not a valid token id");
     expect_error(OAI_COMPLETION, "{\"prompt\":5}", "prompt", "must be");
     expect_error(OAI_COMPLETION, "{\"prompt\":\"a\",\"max_tokens\":\"10\"}", "max_tokens", "an integer");
-    expect_error(OAI_COMPLETION, "{\"prompt\":\"a\",\"max_tokens\":0}", "max_tokens", "between");
+    expect_error(OAI_COMPLETION, "{\"prompt\":\"a\",\"max_tokens\":0}", "max_tokens", "needs 'echo'");
+    expect_error(OAI_COMPLETION, "{\"prompt\":\"a\",\"max_tokens\":-1}", "max_tokens", "between");
+    expect_error(OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"max_tokens\":0}", "max_tokens", "between");
+    expect_error(OAI_COMPLETION, "{\"prompt\":\"a\",\"cache\":1}", "cache", "boolean");
+    expect_error(OAI_COMPLETION, "{\"prompt\":\"a\",\"stream\":true,\"return_token_ids\":true}", "return_token_ids", "stream");
     expect_error(OAI_COMPLETION, "{\"prompt\":\"a\",\"temperature\":3}", "temperature", "between 0 and 2");
     expect_error(OAI_COMPLETION, "{\"prompt\":\"a\",\"top_p\":true}", "top_p", "a number");
     expect_error(OAI_COMPLETION, "{\"prompt\":\"a\",\"n\":2}", "n", "not supported");
