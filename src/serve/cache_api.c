@@ -310,6 +310,99 @@ void srv_cache_store(server *s, const uint8_t key[CACHE_KEY_BYTES], const json_t
     free(t);
 }
 
+/* ============================================================ coalescing ===== */
+
+struct srv_flight {
+    uint8_t key[CACHE_KEY_BYTES];
+    int refs;                   /* the leader and the followers */
+    bool done;
+    char *val;                  /* the answer, or NULL: none to share */
+    size_t n;
+    pthread_cond_t cv;
+    struct srv_flight *next;
+};
+
+srv_flight *srv_flight_begin(server *s, const uint8_t key[CACHE_KEY_BYTES], bool *leader) {
+    pthread_mutex_lock(&s->flight_mu);
+    srv_flight *f = s->flights;
+    while (f && memcmp(f->key, key, CACHE_KEY_BYTES)) f = f->next;
+    *leader = !f;
+    if (f) {
+        f->refs++;
+    } else if ((f = calloc(1, sizeof *f))) {
+        memcpy(f->key, key, CACHE_KEY_BYTES);
+        f->refs = 1;
+        pthread_cond_init(&f->cv, NULL);
+        f->next = s->flights;
+        s->flights = f;
+    }
+    pthread_mutex_unlock(&s->flight_mu);
+    return f;
+}
+
+static void unlink_flight(server *s, srv_flight *f) {
+    for (srv_flight **pp = &s->flights; *pp; pp = &(*pp)->next)
+        if (*pp == f) {
+            *pp = f->next;
+            return;
+        }
+}
+
+void srv_flight_release(server *s, srv_flight *f) {
+    if (!f) return;
+    pthread_mutex_lock(&s->flight_mu);
+    bool last = --f->refs == 0;
+    if (last && !f->done) unlink_flight(s, f); /* cannot happen for a leader that ended */
+    pthread_mutex_unlock(&s->flight_mu);
+    if (!last) return;
+    pthread_cond_destroy(&f->cv);
+    free(f->val);
+    free(f);
+}
+
+void srv_flight_end(server *s, srv_flight *f, const json_t *answer) {
+    if (!f) return;
+    char *t = NULL;
+    if (answer) {
+        json_t *j = json_deep_copy(answer);
+        if (j) json_object_del(j, "id"), json_object_del(j, "created"), t = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+    }
+    pthread_mutex_lock(&s->flight_mu);
+    unlink_flight(s, f); /* a request arriving from now on looks in the cache itself */
+    f->done = true;
+    f->val = t;
+    f->n = t ? strlen(t) : 0;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&s->flight_mu);
+    srv_flight_release(s, f);
+}
+
+int srv_flight_wait(server *s, srv_flight *f, http_request *req, char **val, size_t *n) {
+    pthread_mutex_lock(&s->flight_mu);
+    double give_up = http_now_ms() + 120e3;
+    while (!f->done && !http_req_client_gone(req) && http_now_ms() < give_up) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 5 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&f->cv, &s->flight_mu, &ts);
+    }
+    int rc = 0;
+    if (f->done && f->val && (*val = malloc(f->n ? f->n : 1))) {
+        memcpy(*val, f->val, f->n);
+        *n = f->n;
+        rc = 1;
+    }
+    pthread_mutex_unlock(&s->flight_mu);
+    return rc;
+}
+
+bool srv_cache_answer_value(server *s, const srv_model *sm, const oai_request *r, http_request *req,
+                            http_response *resp, char *val, size_t n, const char *tier) {
+    return answer_value(s, sm, r, req, resp, val, n, tier, -2);
+}
+
 /* ============================================================ /v1/cache ===== */
 
 static json_t *tier_json(const cache_tier_stats *t, bool redis) {

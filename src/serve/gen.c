@@ -56,6 +56,7 @@ typedef struct gen_ctx {
 
     bool store;                 /* a cacheable miss: the whole answer goes to the cache */
     srv_sem_pending sem;        /* and to the semantic tier, when on */
+    srv_flight *flight;         /* the same request arriving meanwhile waits for this one */
     uint8_t ckey[CACHE_KEY_BYTES];
 } gen_ctx;
 
@@ -68,6 +69,7 @@ static void gen_release(gen_ctx *g) {
     json_decref(g->prompt_ids);
     json_decref(g->out_ids);
     srv_sem_pending_free(&g->sem);
+    srv_flight_end(g->srv, g->flight, NULL); /* no answer to share (an error, cancelled, ...) */
     free(g->prompt_text);
     pthread_mutex_destroy(&g->mu);
     pthread_cond_destroy(&g->cv);
@@ -263,6 +265,7 @@ static void gen_emit(void *ctx, const sched_event *ev) {
             if (storable(g, ev)) {
                 json_t *j = whole_answer(g, ev);
                 if (j) srv_cache_store(g->srv, g->ckey, j), srv_sem_store(g->srv, &g->sem, j);
+                if (j) srv_flight_end(g->srv, g->flight, j), g->flight = NULL;
                 json_decref(j);
             }
             log_done(g, ev, ev->finish == SCHED_FINISH_CANCELLED ? 499 : 200, NULL);
@@ -362,7 +365,10 @@ static void answer_whole(gen_ctx *g, http_request *req, http_response *resp) {
         return;
     }
     json_t *j = whole_answer(g, ev);
-    if (storable(g, ev) && j) srv_cache_store(g->srv, g->ckey, j), srv_sem_store(g->srv, &g->sem, j);
+    if (storable(g, ev) && j) {
+        srv_cache_store(g->srv, g->ckey, j), srv_sem_store(g->srv, &g->sem, j);
+        srv_flight_end(g->srv, g->flight, j), g->flight = NULL;
+    }
     srv_respond_json(resp, 200, j);
     log_done(g, ev, 200, g->text.data ? g->text.data : "");
 }
@@ -402,6 +408,7 @@ void srv_handle_generate(server *s, oai_kind kind, http_request *req, const char
     tok_ids ids = {0};
     gen_ctx *g = NULL;
     srv_sem_pending sem = {0};
+    srv_flight *flight = NULL;
     if (!sm) {
         oai_errorf(&e, 404, "invalid_request_error", "model", "The model '%s' does not exist", r.model);
         e.code = "model_not_found";
@@ -420,7 +427,27 @@ void srv_handle_generate(server *s, oai_kind kind, http_request *req, const char
         oai_request_free(&r);
         return;
     }
+    if (cmode == SRV_CACHE_USE) { /* the same request being generated right now: wait for it */
+        bool leader;
+        flight = srv_flight_begin(s, key, &leader);
+        if (flight && !leader) {
+            char *val = NULL;
+            size_t n = 0;
+            int got = srv_flight_wait(s, flight, req, &val, &n);
+            srv_flight_release(s, flight);
+            flight = NULL;
+            if (got && srv_cache_answer_value(s, sm, &r, req, resp, val, n, "inflight")) {
+                oai_request_free(&r);
+                return;
+            }
+            if (http_req_client_gone(req)) {
+                oai_errorf(&e, 499, "invalid_request_error", NULL, "the request was cancelled");
+                goto fail;
+            }
+        }
+    }
     if (cmode == SRV_CACHE_USE && srv_sem_lookup(s, sm, &r, req, resp, &sem)) {
+        srv_flight_end(s, flight, NULL);
         oai_request_free(&r);
         return;
     }
@@ -458,6 +485,8 @@ void srv_handle_generate(server *s, oai_kind kind, http_request *req, const char
     memcpy(g->ckey, key, sizeof key);
     g->sem = sem; /* g owns it now */
     sem.vec = NULL;
+    g->flight = flight;
+    flight = NULL;
     if (r.return_token_ids) {
         g->prompt_ids = json_array();
         g->out_ids = json_array();
@@ -524,6 +553,7 @@ void srv_handle_generate(server *s, oai_kind kind, http_request *req, const char
     return;
 fail:
     srv_sem_pending_free(&sem);
+    srv_flight_end(s, flight, NULL);
     srv_respond_error(resp, &e);
     {
         log_info li = {.request_id = http_req_id(req), .method = "POST", .path = srv_endpoint_path[kind],

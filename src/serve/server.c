@@ -456,6 +456,7 @@ server *server_init(const server_params *p, const server_model *models, int n_mo
     s->p = *p;
     s->log = p->log ? p->log : stderr;
     pthread_mutex_init(&s->log_mu, NULL);
+    pthread_mutex_init(&s->flight_mu, NULL);
     s->met = metrics_init();
     s->models = calloc((size_t)(n_models ? n_models : 1), sizeof *s->models);
     if (!s->met || !s->models) {
@@ -594,6 +595,7 @@ void server_free(server *s) {
     free(s->models);
     metrics_free(s->met);
     pthread_mutex_destroy(&s->log_mu);
+    pthread_mutex_destroy(&s->flight_mu);
     free(s);
 }
 

@@ -53,6 +53,8 @@ struct server {
     cache *cache;               /* response cache, or NULL */
     csem *sem;                  /* its semantic tier, or NULL */
     srv_model *sem_enc;         /* the encoder that embeds prompts for it */
+    pthread_mutex_t flight_mu;  /* the cacheable requests being generated (srv_flight) */
+    struct srv_flight *flights;
     metrics *met;
     _Atomic bool ready, draining;
     FILE *log;
@@ -136,6 +138,20 @@ void srv_sem_pending_free(srv_sem_pending *pend);
  * slots as "label=text;..." ("" without a token head). 0, or -1 with err. */
 int srv_encode_one(srv_model *sm, const char *text, float *emb, char *label, size_t label_n, double *conf,
                    char *slots, size_t slots_n, sh_err *err);
+
+/* Coalescing: while a cacheable answer is being generated, the same request again waits for
+ * it instead of generating it too. srv_flight_begin returns the flight of key and says whether
+ * the caller leads it (generates; must end it with srv_flight_end, the answer or NULL when
+ * there is none to share) or follows (srv_flight_wait, then srv_flight_release). */
+typedef struct srv_flight srv_flight;
+srv_flight *srv_flight_begin(server *s, const uint8_t key[CACHE_KEY_BYTES], bool *leader);
+void srv_flight_end(server *s, srv_flight *f, const json_t *answer);
+/* Follower: 1 with the leader's answer (malloc'd), 0 when it had none or the client left. */
+int srv_flight_wait(server *s, srv_flight *f, http_request *req, char **val, size_t *n);
+void srv_flight_release(server *s, srv_flight *f);
+/* Answers r from a value (which it frees), as a hit of tier; false when it is not an answer. */
+bool srv_cache_answer_value(server *s, const srv_model *sm, const oai_request *r, http_request *req,
+                            http_response *resp, char *val, size_t n, const char *tier);
 
 /* GET /v1/cache (stats) and DELETE /v1/cache (clear). */
 void srv_handle_cache(server *s, http_request *req, http_response *resp);

@@ -100,6 +100,16 @@ curl -s -o /dev/null --max-time 0.3 "$B/v1/completions" -d '{"prompt":"tell a lo
 sleep 0.3
 post d3 '{"prompt":"tell a long story","max_tokens":3000,"temperature":0,"stream":true}' --max-time 0.3
 check "a cancelled answer is never stored (a miss again)" cache_is d3 miss
+CO=()
+for i in 1 2 3 4 5 6; do
+  post co$i '{"prompt":"the same question at once","max_tokens":400,"temperature":0}' &
+  CO+=($!)
+done
+wait "${CO[@]}"
+CO_TIERS=$(cat "$TMP"/co[1-6].h | tr -d '\r' | grep -i '^x-shoal-cache' | sort | uniq -c | tr -s ' \n' ' ')
+CO_TEXTS=$(for i in 1 2 3 4 5 6; do text co$i; done | sort -u | wc -l)
+check "coalescing: 6 identical requests at once generate once; the others wait for its answer ($CO_TIERS)" bash -c \
+  "[ \$(cat $TMP/co[1-6].h | tr -d '\r' | grep -ic '^x-shoal-cache-tier: inflight') -ge 4 ] && [ \$(cat $TMP/co[1-6].h | tr -d '\r' | grep -ic '^x-shoal-cache: miss') -eq 1 ] && [ $CO_TEXTS -eq 1 ]"
 curl -s "$B/metrics" >"$TMP/metrics.txt"
 check "metrics: lookups per tier and result, writes, bytes, lookup latency" bash -c \
   "grep -qE '^shoal_cache_lookups_total\{tier=\"memory\",result=\"hit\"\} [1-9]' '$TMP/metrics.txt' && grep -q '^shoal_cache_writes_total{tier=\"sqlite\"}' '$TMP/metrics.txt' && grep -q '^shoal_cache_bytes{tier=\"memory\"}' '$TMP/metrics.txt' && grep -q 'shoal_cache_lookup_seconds_bucket{tier=\"redis\"' '$TMP/metrics.txt' && grep -q '^shoal_cache_redis_up 1' '$TMP/metrics.txt'"
