@@ -120,10 +120,6 @@ srv_cache_mode srv_cache_plan(server *s, const srv_model *sm, const oai_request 
 
 /* ============================================================ answers ===== */
 
-static void sse_add(json_t *sse_lines, json_t *chunk) {
-    json_array_append_new(sse_lines, chunk);
-}
-
 /* The stored answer as SSE: the whole text in one chunk, then the finish, the usage when
  * asked, and [DONE]. */
 static char *as_sse(json_t *j, const oai_request *r, size_t *len) {
@@ -145,13 +141,13 @@ static char *as_sse(json_t *j, const oai_request *r, size_t *len) {
     if (chat) json_object_set_new(choice2, "delta", json_object());
     else json_object_set_new(choice2, "text", json_string(""));
     json_object_set_new(c2, "choices", json_pack("[o]", choice2));
-    sse_add(lines, c1);
-    sse_add(lines, c2);
+    json_array_append_new(lines, c1);
+    json_array_append_new(lines, c2);
     if (r->include_usage) {
         json_t *c3 = json_deep_copy(base);
         json_object_set_new(c3, "choices", json_array());
         json_object_set(c3, "usage", json_object_get(j, "usage"));
-        sse_add(lines, c3);
+        json_array_append_new(lines, c3);
     }
     json_decref(base);
     size_t cap = 64, n = 0;
