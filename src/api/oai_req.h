@@ -4,8 +4,11 @@
  * The HTTP layer hands the raw body of POST /v1/completions, /v1/chat/completions,
  * /v1/embeddings, /v1/rerank or /v1/classify to oai_parse_request(); everything after that sees only oai_request. Bad input
  * (malformed JSON, wrong types, out-of-range values, invalid UTF-8, values shoal does not
- * support such as n > 1) gives an oai_error with the HTTP status, OpenAI's error type and the
- * offending parameter; unknown fields are ignored, as OpenAI-compatible servers do.
+ * support) gives an oai_error with the HTTP status, OpenAI's error type and the offending
+ * parameter. No field is silently ignored: every field of OpenAI's request bodies is either
+ * implemented, accepted as a documented no-op (metadata, service_tier, ...), or refused with a
+ * 400 naming it; a field OpenAI does not define (and shoal does not add) is a 400 too
+ * (docs/api.md, "Request fields").
  *
  * Defaults follow OpenAI: temperature 1, top_p 1, max_tokens 16 for completions and unlimited
  * (-1: until end of generation or the context) for chat. shoal extensions: top_k, min_p,
@@ -28,16 +31,52 @@ typedef enum oai_kind {
     OAI_EMBEDDING,
     OAI_RERANK,   /* POST /v1/rerank (llama-server's request and response; also TEI's "texts") */
     OAI_CLASSIFY, /* POST /v1/classify (shoal) */
+    OAI_RESPONSES, /* POST /v1/responses (OpenAI's Responses API) */
     OAI_KIND_COUNT
 } oai_kind;
 
 /* The most inputs of one embeddings / classify request, and documents of one rerank. */
 #define OAI_MAX_INPUTS 2048
 
+/* One call of a function tool: in an assistant message of the conversation, or produced. */
+typedef struct oai_tool_call {
+    char *id;        /* "call_..." (the client's, or made up when it sent none) */
+    char *name;      /* function name */
+    char *arguments; /* JSON text of the arguments object, as the client sent it */
+} oai_tool_call;
+
 typedef struct oai_message {
     char *role;    /* system | developer | user | assistant | tool */
-    char *content; /* text; array-of-parts content is the concatenation of its text parts */
+    char *content; /* text; array-of-parts content is the concatenation of its text parts;
+                    * "" when null (an assistant turn with only tool calls) */
+    char *name;    /* optional participant name; NULL when absent */
+    char *tool_call_id;        /* role tool: the call this message answers (required) */
+    oai_tool_call *tool_calls; /* role assistant: the calls it made (n_tool_calls) */
+    size_t n_tool_calls;
 } oai_message;
+
+/* A function tool: {"type":"function","function":{name, description, parameters, strict}}. */
+typedef struct oai_tool {
+    char *name;        /* [A-Za-z0-9_-]{1,64} */
+    char *description; /* NULL when absent */
+    char *parameters;  /* JSON Schema of the arguments, compact JSON text; "{}" when absent */
+    bool strict;
+} oai_tool;
+
+typedef enum oai_tool_choice {
+    OAI_TOOL_AUTO = 0, /* the default when tools are given: the model decides */
+    OAI_TOOL_NONE,     /* never call (also the default without tools) */
+    OAI_TOOL_REQUIRED, /* at least one call */
+    OAI_TOOL_FUNCTION, /* exactly the function tool_choice_name */
+} oai_tool_choice;
+
+/* response_format (chat), or the same object on completions (a shoal extension there). */
+typedef enum oai_format {
+    OAI_FORMAT_TEXT = 0,
+    OAI_FORMAT_JSON_OBJECT, /* any JSON object */
+    OAI_FORMAT_JSON_SCHEMA, /* {"type":"json_schema","json_schema":{name, schema, strict}} */
+    OAI_FORMAT_GRAMMAR,     /* shoal: {"type":"grammar","grammar":"<GBNF text>"} */
+} oai_format;
 
 typedef struct oai_request {
     oai_kind kind;
@@ -59,6 +98,7 @@ typedef struct oai_request {
     size_t *n_input_ids;
     size_t n_inputs;
     bool base64;               /* embeddings: encoding_format "base64" (little-endian float32) */
+    int32_t dimensions;        /* embeddings: output size (>= 1); 0: the model's own */
     bool truncate;             /* shoal: cut an input longer than the context to fit it,
                                 * instead of answering 400 (embeddings, classify, rerank) */
 
@@ -96,6 +136,31 @@ typedef struct oai_request {
     bool cache_off;         /* "cache": false (shoal): neither read nor write the response cache */
     bool return_token_ids;  /* return_token_ids (vLLM's): "prompt_token_ids" in the answer,
                              * "token_ids" in the choice (not when streaming) */
+
+    /* structured output and tools (completions: response_format only) */
+    oai_format format;
+    char *format_name;         /* json_schema.name; NULL when absent */
+    char *format_schema;       /* json_schema.schema as compact JSON text (JSON_SCHEMA) */
+    bool format_strict;        /* json_schema.strict */
+    char *grammar;             /* GBNF text (GRAMMAR) */
+    oai_tool *tools;           /* n_tools function tools */
+    size_t n_tools;
+    oai_tool_choice tool_choice;
+    char *tool_choice_name;    /* OAI_TOOL_FUNCTION: a name among tools */
+    bool parallel_tool_calls;  /* default true: several calls in one answer */
+    int32_t n;                 /* choices to generate, 1..16 (default 1) */
+    int32_t *logit_bias_ids;   /* logit_bias: token logit_bias_ids[i] gets logit_bias[i] */
+    float *logit_bias;         /* (-100..100) added to its logit; n_logit_bias entries */
+    size_t n_logit_bias;
+
+    /* POST /v1/responses (OAI_RESPONSES): input and instructions become messages (the
+     * instructions first, as a system message); function_call / function_call_output input
+     * items become assistant tool_calls / tool messages; text.format becomes format;
+     * max_output_tokens becomes max_tokens. */
+    bool store;                /* keep the response for GET and previous_response_id
+                                * (default true, as OpenAI) */
+    char *previous_response_id; /* continue that stored conversation; NULL when absent */
+    char *instructions;        /* NULL when absent (also kept in messages[0]) */
 
     bool has_deadline;
     double deadline_ms;     /* > 0: answer within this many ms of arrival, or be refused */

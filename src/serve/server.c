@@ -106,7 +106,8 @@ void srv_count_request(server *s, const char *model_name, const char *endpoint, 
 
 
 const char *const srv_endpoint_path[OAI_KIND_COUNT] = {"/v1/completions", "/v1/chat/completions",
-                                                       "/v1/embeddings", "/v1/rerank", "/v1/classify"};
+                                                       "/v1/embeddings", "/v1/rerank", "/v1/classify",
+                                                       "/v1/responses"};
 
 int srv_submit_rc_status(sched_submit_rc rc) {
     switch (rc) {
@@ -308,7 +309,7 @@ int srv_endpoint_kind(const char *path) {
 
 static void dispatch(server *s, oai_kind kind, http_request *req, const char *body, size_t len,
                      http_response *resp) {
-    if (kind == OAI_COMPLETION || kind == OAI_CHAT) srv_handle_generate(s, kind, req, body, len, resp);
+    if (kind == OAI_COMPLETION || kind == OAI_CHAT || kind == OAI_RESPONSES) srv_handle_generate(s, kind, req, body, len, resp);
     else srv_handle_encode(s, kind, req, body, len, resp);
 }
 
