@@ -84,7 +84,8 @@ void rt_fwd_free(rt_fwd *f) {
 
 /* The endpoint of each oai_kind. */
 static const char *const kind_path[OAI_KIND_COUNT] = {"/v1/completions", "/v1/chat/completions",
-                                                      "/v1/embeddings", "/v1/rerank", "/v1/classify"};
+                                                      "/v1/embeddings", "/v1/rerank", "/v1/classify",
+                                                      "/v1/responses"};
 
 /* router_int.h */
 void rt_route_log(router *rt, const rt_fwd *f, const char *rid, const char *tp, const char *peer, int kind,
