@@ -45,7 +45,7 @@ BIN      := $(BUILD)/shoal
 TESTS    := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps run test unit models asan fuzz fuzz-build clang clean format bench-vecdot bench-tokenizer \
-        bench-upstream bench-http-latency bench-sse-load bench-gemm
+        bench-upstream bench-http-latency bench-sse-load bench-gemm bench-grammar
 all: $(BIN)
 
 $(BUILD)/obj/%.o: %.c
@@ -121,6 +121,13 @@ bench-tokenizer: $(LIB)
 	@mkdir -p $(BUILD)/bench
 	$(CC) $(CFLAGS) -o $(BUILD)/bench/bench_tokenizer bench/bench_tokenizer.c $(LIB) $(LDLIBS)
 	$(BUILD)/bench/bench_tokenizer tests/data/vocab/*.gguf
+
+# constrained-decoding mask cost (a benchmark, not a test): us per token, cold and warm, per
+# vocabulary and workload, and the cost of applying a mask to a logits row
+bench-grammar: $(LIB)
+	@mkdir -p $(BUILD)/bench
+	$(CC) $(CFLAGS) -o $(BUILD)/bench/bench_grammar bench/bench_grammar.c $(LIB) $(LDLIBS)
+	$(BUILD)/bench/bench_grammar tests/data/vocab/ggml-vocab-llama-spm.gguf tests/data/vocab/ggml-vocab-qwen2.gguf
 
 # upstream client round trips (a benchmark, not a test): p50/p99 us of BENCH_N small POSTs to
 # an in-process server, next to a plain curl_easy_perform baseline
