@@ -2,13 +2,17 @@
  * api/oai_req — OpenAI-compatible request bodies, parsed into C structs at the edge.
  *
  * The HTTP layer hands the raw body of POST /v1/completions, /v1/chat/completions,
- * /v1/embeddings, /v1/rerank or /v1/classify to oai_parse_request(); everything after that sees only oai_request. Bad input
+ * /v1/responses, /v1/embeddings, /v1/rerank or /v1/classify to oai_parse_request(); everything
+ * after that sees only oai_request. Bad input
  * (malformed JSON, wrong types, out-of-range values, invalid UTF-8, values shoal does not
  * support) gives an oai_error with the HTTP status, OpenAI's error type and the offending
  * parameter. No field is silently ignored: every field of OpenAI's request bodies is either
  * implemented, accepted as a documented no-op (metadata, service_tier, ...), or refused with a
- * 400 naming it; a field OpenAI does not define (and shoal does not add) is a 400 too
- * (docs/api.md, "Request fields").
+ * 400 naming it (code "unsupported_parameter"); a field OpenAI does not define (and shoal does
+ * not add) is a 400 "unknown field 'path'" too (code "unknown_parameter"), at every level:
+ * the body, messages[i], tools[i], tool_choice, response_format, stream_options, content parts,
+ * Responses input items (docs/api.md, "Request fields"). param is always the field's path, e.g.
+ * "messages[2].content[0].type".
  *
  * Defaults follow OpenAI: temperature 1, top_p 1, max_tokens 16 for completions and unlimited
  * (-1: until end of generation or the context) for chat. shoal extensions: top_k, min_p,
@@ -24,6 +28,7 @@
 #include <stdint.h>
 
 #define OAI_MAX_STOP 4
+#define OAI_MAX_N 16 /* choices of one request */
 
 typedef enum oai_kind {
     OAI_COMPLETION,
@@ -40,15 +45,18 @@ typedef enum oai_kind {
 
 /* One call of a function tool: in an assistant message of the conversation, or produced. */
 typedef struct oai_tool_call {
-    char *id;        /* "call_..." (the client's, or made up when it sent none) */
+    char *id;        /* the client's (chat: tool_calls[k].id; Responses: call_id), or
+                      * "call_<message>_<k>" when a chat client sent none */
     char *name;      /* function name */
-    char *arguments; /* JSON text of the arguments object, as the client sent it */
+    char *arguments; /* JSON text of the arguments, as the client sent it (not validated);
+                      * an object sent instead of a string is kept as compact JSON text;
+                      * "{}" when absent */
 } oai_tool_call;
 
 typedef struct oai_message {
     char *role;    /* system | developer | user | assistant | tool */
-    char *content; /* text; array-of-parts content is the concatenation of its text parts;
-                    * "" when null (an assistant turn with only tool calls) */
+    char *content; /* text; array-of-parts content is the concatenation of its text parts
+                    * (and refusal parts); "" when null or absent (tool messages require it) */
     char *name;    /* optional participant name; NULL when absent */
     char *tool_call_id;        /* role tool: the call this message answers (required) */
     oai_tool_call *tool_calls; /* role assistant: the calls it made (n_tool_calls) */
@@ -59,7 +67,8 @@ typedef struct oai_message {
 typedef struct oai_tool {
     char *name;        /* [A-Za-z0-9_-]{1,64} */
     char *description; /* NULL when absent */
-    char *parameters;  /* JSON Schema of the arguments, compact JSON text; "{}" when absent */
+    char *parameters;  /* JSON Schema of the arguments, compact JSON text (key order kept;
+                        * not validated here); "{}" when absent */
     bool strict;
 } oai_tool;
 
@@ -88,7 +97,8 @@ typedef struct oai_request {
     size_t n_prompt_ids;
 
     /* chat */
-    oai_message *messages;  /* n_messages >= 1 */
+    oai_message *messages;  /* n_messages >= 1 (Responses: 0 when previous_response_id is
+                             * given without input or instructions) */
     size_t n_messages;
 
     /* embeddings, classify: n_inputs inputs, all texts (inputs[i]) or all token ids
@@ -123,14 +133,15 @@ typedef struct oai_request {
     uint64_t seed;
     char *stop[OAI_MAX_STOP];
     size_t n_stop;
-    bool logprobs;
-    int32_t top_logprobs;   /* 0..20 */
+    bool logprobs;          /* Responses: include "message.output_text.logprobs" or
+                             * top_logprobs > 0 */
+    int32_t top_logprobs;   /* 0..20 (completions: the logprobs count, 0..5) */
 
     bool stream;
     bool include_usage;     /* stream_options.include_usage */
     bool echo;              /* completions: the prompt comes first in the text (and in the
                              * logprobs, its first token with a null logprob) */
-    char *user;
+    char *user;             /* all endpoints (the cluster router's sticky key) */
     bool tokens_as_ids;     /* return_tokens_as_token_ids (vLLM's extension): logprobs name
                              * tokens "token_id:N", and list the end-of-generation token too */
     bool cache_off;         /* "cache": false (shoal): neither read nor write the response cache */
@@ -140,16 +151,18 @@ typedef struct oai_request {
     /* structured output and tools (completions: response_format only) */
     oai_format format;
     char *format_name;         /* json_schema.name; NULL when absent */
-    char *format_schema;       /* json_schema.schema as compact JSON text (JSON_SCHEMA) */
+    char *format_schema;       /* json_schema.schema as compact JSON text (JSON_SCHEMA: always
+                                * set; key order kept; keywords not checked here) */
     bool format_strict;        /* json_schema.strict */
-    char *grammar;             /* GBNF text (GRAMMAR) */
-    oai_tool *tools;           /* n_tools function tools */
+    char *grammar;             /* GBNF text (GRAMMAR; non-empty) */
+    oai_tool *tools;           /* n_tools function tools (at most 128, distinct names) */
     size_t n_tools;
     oai_tool_choice tool_choice;
     char *tool_choice_name;    /* OAI_TOOL_FUNCTION: a name among tools */
     bool parallel_tool_calls;  /* default true: several calls in one answer */
     int32_t n;                 /* choices to generate, 1..16 (default 1) */
-    int32_t *logit_bias_ids;   /* logit_bias: token logit_bias_ids[i] gets logit_bias[i] */
+    int32_t *logit_bias_ids;   /* logit_bias (at most 1024 entries, ids >= 0 but not checked
+                                * against the vocabulary): token logit_bias_ids[i] gets logit_bias[i] */
     float *logit_bias;         /* (-100..100) added to its logit; n_logit_bias entries */
     size_t n_logit_bias;
 
@@ -161,6 +174,9 @@ typedef struct oai_request {
                                 * (default true, as OpenAI) */
     char *previous_response_id; /* continue that stored conversation; NULL when absent */
     char *instructions;        /* NULL when absent (also kept in messages[0]) */
+    char *metadata;            /* metadata (chat, Responses: OpenAI's; elsewhere shoal's, for the
+                                * router's rules): compact JSON text of an object of up to 16
+                                * strings; NULL when absent. Only echoed, never interpreted. */
 
     bool has_deadline;
     double deadline_ms;     /* > 0: answer within this many ms of arrival, or be refused */
