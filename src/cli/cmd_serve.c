@@ -5,6 +5,7 @@
  * requests get 503, in-flight ones finish (up to --drain-timeout seconds), then it exits 0.
  */
 #include <errno.h>
+#include <sys/stat.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -40,6 +41,8 @@ static void usage(FILE *f) {
           "  --no-repack          weights stay in the shared file mapping (slower; see docs/engine.md)\n"
           "  --pooling [NAME=]P   encoders: pooling none|mean|cls|last|rank instead of the file's,\n"
           "                       for model NAME (or every encoder)\n"
+          "  --matryoshka NAME    model NAME's embeddings may be cut to a request's 'dimensions'\n"
+          "                       (only for models trained for it, such as nomic-embed v1.5)\n"
           "  --chat-template NAME chat format for every model (chatml, llama3, ...; default: from\n"
           "                       the file's tokenizer.chat_template)\n"
           "  --max-body BYTES     largest request body (4194304; larger: 413)\n"
@@ -60,8 +63,28 @@ static void usage(FILE *f) {
           "                       turn; a hit needs --min-similarity (cosine, 0.93) and the same\n"
           "                       numbers, negations, polarity words and slots\n"
           "  --semantic-label     the encoder's top label partitions the semantic tier too\n"
-          "  --semantic-max N     semantic entries kept (100000)\n",
+          "  --semantic-max N     semantic entries kept (100000)\n"
+          "Responses API store (previous_response_id, GET/DELETE /v1/responses/ID; docs/api.md):\n"
+          "  --responses-db FILE  SQLite file (default $XDG_STATE_HOME/shoal/responses.db, else\n"
+          "                       ~/.local/state/shoal/responses.db); 'none': memory only\n"
+          "  --responses-redis URL  shared by every node that points at it\n"
+          "  --responses-ttl S    retention in seconds (2592000: 30 days)\n"
+          "  --responses-mb N     memory tier and SQLite cap in MiB (64 / 1024)\n"
+          "  --no-responses-store nothing is stored (store: true is then a 400)\n",
           f);
+}
+
+/* mkdir -p path with mode (for new directories). 0, or -1 (errno set). */
+static int cli_mkdirs(const char *path, mode_t mode) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, mode) && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return mkdir(buf, mode) && errno != EEXIST ? -1 : 0;
 }
 
 static char *read_key_file(const char *path) {
@@ -119,11 +142,17 @@ static int serve_main(int argc, char **argv, char **owned_names) {
                *node_name = NULL;
     bool host_set = false, port_set = false;
     const char *pool_names[MAX_MODELS], *pool_all = NULL;
+    const char *mat_names[MAX_MODELS];
+    int n_mat = 0;
     char *pool_vals[MAX_MODELS];
     int n_pool = 0;
     cache_params cp = {.mem_bytes = 64u << 20};
     bool cache_on = false;
     long mem_mb = -1, db_mb = 256, ttl = 3600, rto = 3;
+    cache_params rsp = {.mem_bytes = 64u << 20, .db_bytes = (size_t)1024 << 20, .ttl_s = 30.0 * 86400};
+    const char *rsp_db = NULL;
+    bool rsp_off = false;
+    long rsp_mb = 0, rsp_ttl = 0;
     const char *policies[MAX_MODELS];
     int n_policies = 0;
     for (int i = 1; i < argc; i++) {
@@ -136,6 +165,7 @@ static int serve_main(int argc, char **argv, char **owned_names) {
         if (!strcmp(a, "--kv-f32")) { p.kv_f32 = true; continue; }
         if (!strcmp(a, "--no-repack")) { p.no_repack = true; continue; }
         if (!strcmp(a, "--log-prompts")) { p.log_prompts = true; continue; }
+        if (!strcmp(a, "--no-responses-store")) { rsp_off = true; continue; }
         if (!strcmp(a, "--insecure-no-key")) { insecure = 1; continue; }
         if (!strcmp(a, "--cache")) { cache_on = true; continue; }
         if (!strcmp(a, "--cache-fold-case")) { p.cache_fold_case = true; continue; }
@@ -175,6 +205,10 @@ static int serve_main(int argc, char **argv, char **owned_names) {
             else if (n_pool == MAX_MODELS) return cli_error("--pooling: at most %d models", MAX_MODELS);
             else *eq = 0, pool_names[n_pool] = v, pool_vals[n_pool++] = eq + 1;
         }
+        else if (!strcmp(a, "--matryoshka")) {
+            if (n_mat == MAX_MODELS) return cli_error("--matryoshka: at most %d models", MAX_MODELS);
+            mat_names[n_mat++] = v;
+        }
         else if (!strcmp(a, "--drain-timeout")) rc = cli_long(a, v, 0, 3600, &drain_s);
         else if (!strcmp(a, "--cache-mb")) rc = cli_long(a, v, 0, 1 << 20, &mem_mb), cache_on = true;
         else if (!strcmp(a, "--cache-ttl")) rc = cli_long(a, v, 1, 365L * 86400, &ttl);
@@ -188,6 +222,10 @@ static int serve_main(int argc, char **argv, char **owned_names) {
             if ((rc = cli_float(a, v, &f)) == 0 && !(f > 0 && f <= 1)) return cli_error("--min-similarity: a cosine in (0, 1]");
             p.min_similarity = f;
         } else if (!strcmp(a, "--semantic-max")) rc = cli_long(a, v, 1, 100000000, &x), p.semantic_max = (size_t)x;
+        else if (!strcmp(a, "--responses-db")) rsp_db = v;
+        else if (!strcmp(a, "--responses-redis")) rsp.redis_url = v;
+        else if (!strcmp(a, "--responses-ttl")) rc = cli_long(a, v, 1, 10L * 365 * 86400, &rsp_ttl);
+        else if (!strcmp(a, "--responses-mb")) rc = cli_long(a, v, 1, 1 << 20, &rsp_mb);
         else if (!strcmp(a, "--cache-policy")) {
             if (n_policies == MAX_MODELS) return cli_error("--cache-policy: at most %d", MAX_MODELS);
             policies[n_policies++] = v;
@@ -199,6 +237,12 @@ static int serve_main(int argc, char **argv, char **owned_names) {
         if (rc) return rc;
     }
     for (int i = 0; i < n_models; i++) models[i].pooling = pool_all;
+    for (int k = 0; k < n_mat; k++) {
+        int found = 0;
+        for (int i = 0; i < n_models; i++)
+            if (!strcmp(models[i].name, mat_names[k])) models[i].matryoshka = true, found = 1;
+        if (!found) return cli_error("--matryoshka %s: no model is called '%s'", mat_names[k], mat_names[k]);
+    }
     for (int k = 0; k < n_pool; k++) {
         int found = 0;
         for (int i = 0; i < n_models; i++)
@@ -233,6 +277,26 @@ static int serve_main(int argc, char **argv, char **owned_names) {
         p.n_cache_policy = n_policies;
     } else if (n_policies || p.cache_fold_case) {
         return cli_error("--cache-policy and --cache-fold-case need a cache (--cache, --cache-db, --cache-redis)");
+    }
+    char rsp_path[4096];
+    if (!rsp_off) {
+        if (rsp_ttl) rsp.ttl_s = (double)rsp_ttl;
+        if (rsp_mb) rsp.mem_bytes = rsp.db_bytes = (size_t)rsp_mb << 20;
+        if (!rsp_db) { /* the default file, its directory made private */
+            const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+            if (xdg && xdg[0]) snprintf(rsp_path, sizeof rsp_path, "%s/shoal", xdg);
+            else if (home && home[0]) snprintf(rsp_path, sizeof rsp_path, "%s/.local/state/shoal", home);
+            else rsp_path[0] = 0;
+            if (rsp_path[0] && cli_mkdirs(rsp_path, 0700) == 0) {
+                strncat(rsp_path, "/responses.db", sizeof rsp_path - strlen(rsp_path) - 1);
+                rsp_db = rsp_path;
+            } else {
+                fprintf(stderr, "shoal: warning: no state directory for the responses store (%s): memory only "
+                                "(--responses-db FILE to choose one)\n", rsp_path[0] ? rsp_path : "no HOME");
+            }
+        }
+        if (rsp_db && strcmp(rsp_db, "none")) rsp.db_path = rsp_db;
+        p.responses = &rsp;
     }
     if ((token || advertise || node_name) && !join_url) return cli_error("--token, --advertise and --node-name go with --join");
     if (p.api_key && !p.api_key[0]) return cli_error("--api-key is empty");

@@ -24,7 +24,8 @@
 static char *request_text(const oai_request *r, size_t *len) {
     const void *one = NULL; /* every kind but chat: one piece */
     size_t n = 0;
-    if (r->kind == OAI_CHAT) {
+    const bool chat = r->kind == OAI_CHAT || r->kind == OAI_RESPONSES;
+    if (chat) {
         for (size_t i = 0; i < r->n_messages; i++)
             n += strlen(r->messages[i].role) + strlen(r->messages[i].content ? r->messages[i].content : "") + 2;
     } else if (r->kind == OAI_EMBEDDING || r->kind == OAI_CLASSIFY) {
@@ -39,7 +40,7 @@ static char *request_text(const oai_request *r, size_t *len) {
     }
     char *s = malloc(n + 1);
     if (!s) return NULL;
-    if (r->kind == OAI_CHAT) {
+    if (chat) {
         char *p = s;
         for (size_t i = 0; i < r->n_messages; i++) {
             const char *role = r->messages[i].role, *content = r->messages[i].content ? r->messages[i].content : "";
@@ -61,7 +62,7 @@ static char *request_text(const oai_request *r, size_t *len) {
 /* What a routing classifier reads: the last user message of a chat, the prompt, the first
  * input, or the rerank query (borrowed from r; NULL for token-id prompts). */
 static const char *classify_text(const oai_request *r) {
-    if (r->kind == OAI_CHAT) {
+    if (r->kind == OAI_CHAT || r->kind == OAI_RESPONSES) {
         for (size_t i = r->n_messages; i-- > 0;)
             if (!strcmp(r->messages[i].role, "user")) return r->messages[i].content;
         return NULL;
@@ -365,9 +366,9 @@ void rt_forward(router *rt, int kind, const char *body, size_t len, json_t *doc,
     f->raw_len = len;
     f->rt = rt;
     f->kind = kind;
-    f->stream = r->stream && (kind == OAI_COMPLETION || kind == OAI_CHAT);
+    f->stream = r->stream && (kind == OAI_COMPLETION || kind == OAI_CHAT || kind == OAI_RESPONSES);
     f->tokens = (int64_t)(text_len / 4) +
-                (kind == OAI_COMPLETION || kind == OAI_CHAT ? (r->max_tokens > 0 ? r->max_tokens : 256) : 0);
+                (kind == OAI_COMPLETION || kind == OAI_CHAT || kind == OAI_RESPONSES ? (r->max_tokens > 0 ? r->max_tokens : 256) : 0);
     snprintf(f->rid, sizeof f->rid, "%s", http_req_id(req));
     const char *tp = http_req_header(req, "traceparent");
     if (tp && strlen(tp) == 55) snprintf(f->tp, sizeof f->tp, "%s", tp);

@@ -85,6 +85,9 @@ static void key_of(server *s, const srv_model *sm, const oai_request *r, uint8_t
     ckey_int(&k, "echo", r->echo);
     ckey_int(&k, "ids", r->tokens_as_ids);
     ckey_int(&k, "return_ids", r->return_token_ids);
+    ckey_int(&k, "format", r->format); /* the output's constraint changes the answer */
+    if (r->format_schema) ckey_bytes(&k, "schema", r->format_schema, strlen(r->format_schema));
+    if (r->grammar) ckey_bytes(&k, "grammar", r->grammar, strlen(r->grammar));
     *ok = ckey_digest(&k, key) == 0;
     ckey_free(&k);
 }
@@ -109,6 +112,9 @@ srv_cache_mode srv_cache_plan(server *s, const srv_model *sm, const oai_request 
     if (!s->cache) return SRV_CACHE_OFF;
     const char *cc = http_req_header(req, "Cache-Control");
     if (r->cache_off || directive(cc, "no-store")) return SRV_CACHE_BYPASS;
+    /* not cached (docs/cache.md): several choices, tool calls, logit biases, Responses API
+     * requests (they have their own store) */
+    if (r->kind == OAI_RESPONSES || r->n > 1 || r->n_tools || r->n_logit_bias) return SRV_CACHE_BYPASS;
     bool deterministic = r->temperature == 0 || r->has_seed;
     if (sm->cache_policy == SRV_CACHE_NEVER || (sm->cache_policy == SRV_CACHE_DETERMINISTIC && !deterministic))
         return SRV_CACHE_BYPASS;

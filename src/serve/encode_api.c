@@ -114,8 +114,17 @@ static int input_tokens(const tok_vocab *v, const oai_request *r, size_t i, bool
 static json_t *embeddings_json(const srv_model *sm, const oai_request *r, float *vecs, int dim,
                                int prompt_tokens) {
     json_t *data = json_array();
-    for (size_t i = 0; i < r->n_inputs; i++)
-        json_array_append_new(data, encj_embedding((int)i, vecs + i * (size_t)dim, dim, r->base64));
+    int out = r->dimensions > 0 && r->dimensions < dim ? r->dimensions : dim;
+    for (size_t i = 0; i < r->n_inputs; i++) {
+        float *v = vecs + i * (size_t)dim;
+        if (out < dim) { /* the first `dimensions` components, at unit length again */
+            double ss = 0;
+            for (int k = 0; k < out; k++) ss += (double)v[k] * v[k];
+            float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+            for (int k = 0; k < out; k++) v[k] *= inv;
+        }
+        json_array_append_new(data, encj_embedding((int)i, v, out, r->base64));
+    }
     return json_pack("{s:s, s:o, s:s, s:o}", "object", "list", "data", data, "model", sm->name,
                      "usage", encj_usage(prompt_tokens));
 }
@@ -458,6 +467,15 @@ void srv_handle_encode(server *s, oai_kind kind, http_request *req, const char *
     if (!(sm = srv_find_model(s, r.model))) {
         status = (oai_errorf(&e, 404, INVALID, "model", "The model '%s' does not exist", r.model), 404);
         e.code = "model_not_found";
+    } else if (kind == OAI_EMBEDDING && r.dimensions > 0 &&
+               r.dimensions != (sm->em ? sm->em->hp.dim : sm->m->hp.dim) &&
+               (r.dimensions > (sm->em ? sm->em->hp.dim : sm->m->hp.dim) || !sm->matryoshka)) {
+        int d = sm->em ? sm->em->hp.dim : sm->m->hp.dim;
+        status = r.dimensions > d
+                     ? (oai_errorf(&e, 400, INVALID, "dimensions", "'dimensions' is %d; model '%s' gives %d", r.dimensions, sm->name, d), 400)
+                     : (oai_errorf(&e, 400, INVALID, "dimensions",
+                                   "model '%s' gives %d dimensions and is not marked as trained for shorter ones "
+                                   "(serve --matryoshka %s if it is)", sm->name, d, sm->name), 400);
     } else if (sm->em) {
         status = encoder_request(sm, &r, req, resp, &e, &prompt_tokens, &queue_ms);
     } else if (kind == OAI_EMBEDDING) {

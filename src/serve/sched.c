@@ -5,6 +5,8 @@
  */
 #include "serve/sched.h"
 
+#include "grammar/grammar.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -34,6 +36,11 @@ struct sched_req {
     int n_top;
     bool logprobs, embed, echo, eog_event;
     double arrival_ms, deadline_abs; /* deadline_abs 0: none */
+    const gram *grammar;        /* borrowed, or NULL */
+    char *trigger;              /* lazy grammar: its opening text, or NULL */
+    int32_t *bias_ids;          /* [n_bias] */
+    float *bias;
+    int n_bias;
     int priority;
     uint64_t seqno;             /* arrival order, breaks priority ties */
     sched_emit_fn emit;
@@ -45,6 +52,9 @@ void sched_req_release(sched_req *r) {
     if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
     free(r->prompt);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
+    free(r->trigger);
+    free(r->bias_ids);
+    free(r->bias);
     free(r);
 }
 
@@ -70,6 +80,8 @@ typedef struct slot {
     int in_batch;               /* entries this slot has in this step's batch */
     float *emb;                 /* [dim] embed requests: sum of normalised hidden states */
     sampler *smp;
+    gram_matcher *gm;           /* the request's grammar state, or NULL */
+    int gstate;                 /* GRAM_OFF / GRAM_WATCH (lazy, not yet opened) / GRAM_ON */
     tok_detok detok;
     tok_buf text;               /* generated text so far */
     size_t sent;                /* bytes of text already emitted */
@@ -95,6 +107,12 @@ struct sched {
     uint64_t next_seqno;
     int busy;
 
+    gram_vocab *gv;             /* the vocabulary's index for grammars (built on first use) */
+    pthread_mutex_t gv_mu;
+    bool gv_failed;
+    uint32_t *mask;             /* [(n_vocab + 31) / 32] the allowed tokens of this step */
+    float *scratch;             /* [n_vocab] logits with the mask and biases applied */
+
     /* batch buffers, [n_batch] each */
     int32_t *b_tok, *b_pos, *b_seq;
     uint8_t *b_logits;
@@ -106,6 +124,8 @@ struct sched {
     metrics_series *m_ttft, *m_tpot, *m_e2e, *m_wait, *m_prompt, *m_gen, *m_cached, *m_cancel,
         *m_busy, *m_queue, *m_rej_full, *m_rej_deadline;
 };
+
+enum { GRAM_OFF, GRAM_WATCH, GRAM_ON };
 
 static double ewma(double old, double x) { return old == 0 ? x : 0.8 * old + 0.2 * x; }
 
@@ -199,6 +219,8 @@ static void finish(sched *s, slot *sl, sched_finish why, bool deadline, const ch
     sl->gen = false;
     sampler_free(sl->smp);
     sl->smp = NULL;
+    gram_matcher_free(sl->gm);
+    sl->gm = NULL;
     sched_req_release(r);
     pthread_mutex_lock(&s->mu);
     s->busy--;
@@ -250,6 +272,16 @@ static int assign(sched *s, sched_req *r, sh_err *err) {
     if (r->echo && r->logprobs) keep = 0; /* nor are their logits: score the whole prompt */
     sampler *smp = sampler_init(&r->sp, s->n_vocab, err);
     if (!smp) return -1;
+    gram_matcher *gm = NULL;
+    if (r->grammar) {
+        if (!s->gv || !(gm = gram_matcher_init(r->grammar, s->gv, err))) {
+            if (!s->gv) sh_errf(err, "the grammar index of this vocabulary could not be built");
+            sampler_free(smp);
+            return -1;
+        }
+    }
+    best->gm = gm;
+    best->gstate = !gm ? GRAM_OFF : r->trigger ? GRAM_WATCH : GRAM_ON;
     engine_seq_truncate(s->e, best->id, keep);
     best->n_cache = keep;
     best->n_done = keep;
@@ -325,12 +357,55 @@ static size_t held_back(const sched_req *r, const char *text, size_t n, size_t f
     return hold;
 }
 
+/* A lazy grammar: has the text so far opened its trigger (then the grammar takes over, fed the
+ * text from the trigger on), or can it no longer (then the text stays free)? */
+static void watch_trigger(slot *sl) {
+    const char *t = sl->req->trigger, *p = sl->text.data;
+    size_t n = sl->text.n, tl = strlen(t), i = 0;
+    while (i < n && (p[i] == ' ' || p[i] == '\n' || p[i] == '\t' || p[i] == '\r')) i++;
+    size_t k = n - i < tl ? n - i : tl;
+    if (memcmp(p + i, t, k) != 0) {
+        sl->gstate = GRAM_OFF;
+    } else if (n - i >= tl) {
+        sl->gstate = gram_matcher_accept_bytes(sl->gm, p + i, n - i) == 0 ? GRAM_ON : GRAM_OFF;
+    }
+}
+
+/* The next token of a slot from its logits row: the logit biases and the grammar's mask
+ * applied to a copy, logprobs (res) from the model's own logits. */
+static int32_t choose(sched *s, slot *sl, const float *logits, sampler_result *res) {
+    sched_req *r = sl->req;
+    bool masked = sl->gstate == GRAM_ON;
+    if (!masked && !r->n_bias) return sampler_sample(sl->smp, logits, res);
+    float *x = s->scratch;
+    memcpy(x, logits, (size_t)s->n_vocab * sizeof *x);
+    for (int i = 0; i < r->n_bias; i++) x[r->bias_ids[i]] += r->bias[i];
+    if (masked) {
+        int allowed = gram_matcher_mask(sl->gm, s->mask);
+        if (allowed == 0) return -1;
+        for (int w = 0; w < (s->n_vocab + 31) / 32; w++) {
+            uint32_t m = s->mask[w];
+            if (m == 0xffffffffu) continue;
+            int base = w * 32, lim = base + 32 < s->n_vocab ? base + 32 : s->n_vocab;
+            for (int i = base; i < lim; i++)
+                if (!(m >> (i - base) & 1)) x[i] = -INFINITY;
+        }
+    }
+    int32_t id = sampler_sample(sl->smp, x, NULL);
+    if (res) sampler_score(sl->smp, logits, id, res);
+    return id;
+}
+
 /* Takes the sampled token of a slot: text, stop strings, limits. */
 static void on_token(sched *s, slot *sl, int32_t id, const sampler_result *res) {
     sched_req *r = sl->req;
     sl->n_gen++;
     if (sl->n_gen == 1) sl->t_first = now_ms();
     sampler_accept(sl->smp, id);
+    if (sl->gstate == GRAM_ON && !tok_is_eog(s->v, id) && gram_matcher_accept(sl->gm, id)) {
+        finish(s, sl, SCHED_FINISH_ERROR, false, "grammar: the sampled token is not allowed (a bug)");
+        return;
+    }
     if (tok_is_eog(s->v, id)) {
         if (r->eog_event) emit_text(sl, id, res, sl->sent); /* no new text: held text stays held */
         finish(s, sl, SCHED_FINISH_STOP, false, NULL);
@@ -350,6 +425,7 @@ static void on_token(sched *s, slot *sl, int32_t id, const sampler_result *res) 
         const char *hit = memmem(sl->text.data + look, sl->text.n - look, r->stop[k], r->stop_len[k]);
         if (hit && (size_t)(hit - sl->text.data) < cut) cut = (size_t)(hit - sl->text.data);
     }
+    if (sl->gstate == GRAM_WATCH) watch_trigger(sl);
     if (cut != SIZE_MAX) {
         emit_text(sl, id, res, cut);
         sl->text.n = cut;
@@ -359,7 +435,8 @@ static void on_token(sched *s, slot *sl, int32_t id, const sampler_result *res) 
     size_t safe = sl->text.n - held_back(r, sl->text.data, sl->text.n, sl->sent);
     emit_text(sl, id, res, safe);
 
-    if (r->max_tokens > 0 && sl->n_gen >= r->max_tokens) finish(s, sl, SCHED_FINISH_LENGTH, false, NULL);
+    if (sl->gstate == GRAM_ON && gram_matcher_done(sl->gm)) finish(s, sl, SCHED_FINISH_STOP, false, NULL);
+    else if (r->max_tokens > 0 && sl->n_gen >= r->max_tokens) finish(s, sl, SCHED_FINISH_LENGTH, false, NULL);
     else if (sl->n_cache + 1 >= engine_n_ctx(s->e)) finish(s, sl, SCHED_FINISH_LENGTH, false, NULL);
     else if (r->deadline_abs && now_ms() > r->deadline_abs) finish(s, sl, SCHED_FINISH_LENGTH, true, NULL);
     else sl->last = id;
@@ -503,7 +580,11 @@ static void step(sched *s) {
         const float *logits = engine_logits(s->e, sl->batch_idx);
         sampler_result res;
         bool lp = sl->req->logprobs;
-        int32_t id = sampler_sample(sl->smp, logits, lp ? &res : NULL);
+        int32_t id = choose(s, sl, logits, lp ? &res : NULL);
+        if (id < 0) {
+            finish(s, sl, SCHED_FINISH_ERROR, false, "grammar: no token can continue the output");
+            continue;
+        }
         on_token(s, sl, id, lp ? &res : NULL);
     }
 }
@@ -539,6 +620,21 @@ static void *engine_thread(void *arg) {
 
 /* ============================================================ submit ===== */
 
+/* The grammar index is built once per scheduler, when the first constrained request comes
+ * (a vocabulary's trie: a few ms and a few MB, paid only by models that use grammars). */
+static bool gram_vocab_ready(sched *s) {
+    pthread_mutex_lock(&s->gv_mu);
+    if (!s->gv && !s->gv_failed) {
+        sh_err e = {{0}};
+        s->gv = gram_vocab_init(s->v, &e);
+        s->gv_failed = !s->gv;
+        if (!s->gv) fprintf(stderr, "shoal: grammar index: %s\n", e.msg);
+    }
+    bool ok = s->gv != NULL;
+    pthread_mutex_unlock(&s->gv_mu);
+    return ok;
+}
+
 sched_submit_rc sched_submit(sched *s, const sched_req_params *p, sched_req **out, sh_err *err) {
     *out = NULL;
     if (p->n_prompt <= 0) return sh_errf(err, "the prompt is empty"), SUBMIT_INVALID;
@@ -552,6 +648,10 @@ sched_submit_rc sched_submit(sched *s, const sched_req_params *p, sched_req **ou
                            i, p->prompt[i], s->n_vocab), SUBMIT_INVALID;
     if (p->n_stop > SCHED_MAX_STOP || p->n_top < 0 || p->n_top > SCHED_MAX_TOP)
         return sh_errf(err, "too many stop strings or alternatives"), SUBMIT_INVALID;
+    for (int i = 0; i < p->n_bias; i++)
+        if (p->bias_ids[i] < 0 || p->bias_ids[i] >= s->n_vocab)
+            return sh_errf(err, "logit_bias: token %d is not in the vocabulary (%d tokens)", p->bias_ids[i],
+                           s->n_vocab), SUBMIT_INVALID;
 
     sched_req *r = calloc(1, sizeof *r);
     if (!r || !(r->prompt = malloc((size_t)p->n_prompt * sizeof(int32_t)))) {
@@ -568,6 +668,27 @@ sched_submit_rc sched_submit(sched *s, const sched_req_params *p, sched_req **ou
     r->embed = p->embed;
     r->echo = p->echo && !p->embed;
     r->eog_event = p->eog_event;
+    r->grammar = p->grammar;
+    atomic_store(&r->refs, 1); /* until queued: released on the errors below */
+    if (p->grammar && !gram_vocab_ready(s)) {
+        sched_req_release(r);
+        return sh_errf(err, "the grammar index of this vocabulary could not be built"), SUBMIT_INVALID;
+    }
+    if (p->grammar && p->trigger && !(r->trigger = strdup(p->trigger))) {
+        sched_req_release(r);
+        return sh_errf(err, "out of memory"), SUBMIT_INVALID;
+    }
+    if (p->n_bias > 0) {
+        r->bias_ids = malloc((size_t)p->n_bias * sizeof *r->bias_ids);
+        r->bias = malloc((size_t)p->n_bias * sizeof *r->bias);
+        if (!r->bias_ids || !r->bias) {
+            sched_req_release(r);
+            return sh_errf(err, "out of memory"), SUBMIT_INVALID;
+        }
+        memcpy(r->bias_ids, p->bias_ids, (size_t)p->n_bias * sizeof *r->bias_ids);
+        memcpy(r->bias, p->bias, (size_t)p->n_bias * sizeof *r->bias);
+        r->n_bias = p->n_bias;
+    }
     for (int i = 0; i < p->n_stop; i++) {
         r->stop_len[r->n_stop] = strlen(p->stop[i]);
         if (!r->stop_len[r->n_stop]) continue;
@@ -712,7 +833,9 @@ sched *sched_init(const model *m, const tok_vocab *v, const sched_params *p, sh_
     s->b_pos = malloc(nb * sizeof(int32_t));
     s->b_seq = malloc(nb * sizeof(int32_t));
     s->b_logits = malloc(nb);
-    int ok = s->e && s->slots && s->b_tok && s->b_pos && s->b_seq && s->b_logits;
+    s->mask = malloc((size_t)(s->n_vocab + 31) / 32 * sizeof(uint32_t));
+    s->scratch = malloc((size_t)s->n_vocab * sizeof(float));
+    int ok = s->e && s->slots && s->b_tok && s->b_pos && s->b_seq && s->b_logits && s->mask && s->scratch;
     for (int i = 0; ok && i < s->p.n_slots; i++) {
         s->slots[i].id = i;
         s->slots[i].cache = malloc((size_t)s->p.n_ctx * sizeof(int32_t));
@@ -727,6 +850,7 @@ sched *sched_init(const model *m, const tok_vocab *v, const sched_params *p, sh_
     }
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    pthread_mutex_init(&s->gv_mu, NULL);
     register_metrics(s);
     warm_up(s);
     if (pthread_create(&s->thread, NULL, engine_thread, s) != 0) {
@@ -748,14 +872,19 @@ void sched_free(sched *s) {
         pthread_join(s->thread, NULL);
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->cv);
+        pthread_mutex_destroy(&s->gv_mu);
     }
     for (int i = 0; s->slots && i < s->p.n_slots; i++) {
         free(s->slots[i].cache);
         free(s->slots[i].emb);
         tok_buf_free(&s->slots[i].text);
         sampler_free(s->slots[i].smp);
+        gram_matcher_free(s->slots[i].gm);
     }
     free(s->slots);
+    gram_vocab_free(s->gv);
+    free(s->mask);
+    free(s->scratch);
     engine_free(s->e);
     free(s->b_tok);
     free(s->b_pos);

@@ -100,6 +100,17 @@ typedef struct sched_req_params {
                                  * computed in chunks of SCHED_ECHO_CHUNK positions with logits
                                  * (so such a prompt is never served from the prefix cache) */
     int n_top;                  /* alternatives per token (logprobs), 0..SCHED_MAX_TOP */
+    const struct gram *grammar; /* constrain every generated token to it (borrowed: it must
+                                 * outlive the request; NULL: free text). Logprobs stay the
+                                 * model's own (before the mask). The request ends (finish STOP)
+                                 * as soon as the grammar is complete. */
+    const char *trigger;        /* with grammar: lazy — free text until the generated text
+                                 * starts (after white space) with this, then constrained from
+                                 * the trigger on; text that can no longer open it stays free.
+                                 * Copied. NULL: the grammar applies from the first token. */
+    const int32_t *bias_ids;    /* logit_bias: bias[i] added to token bias_ids[i]'s logit */
+    const float *bias;          /* (copied; ids checked against the vocabulary at submit) */
+    int n_bias;
     double arrival_ms;          /* http_now_ms() when the request arrived */
     double deadline_ms;         /* relative to arrival; 0: none */
     int priority;               /* higher first */

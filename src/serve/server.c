@@ -372,6 +372,8 @@ static void on_request(void *ud, http_request *req, http_response *resp) {
         handle_slots(s, resp);
     } else if (!strcmp(path, "/v1/cache")) {
         srv_handle_cache(s, req, resp);
+    } else if (!strncmp(path, "/v1/responses/", 14) && path[14] && !strchr(path + 14, '/')) {
+        srv_handle_response_id(s, req, path + 14, resp);
     } else {
         oai_errorf(&e, 404, "invalid_request_error", NULL, "no route for %s %s", m, path);
         srv_respond_error(resp, &e);
@@ -444,7 +446,7 @@ server *server_init(const server_params *p, const server_model *models, int n_mo
         /* cluster mode: the config's local models, then the router over them and the nodes */
         if (n_models) return sh_errf(err, "give models either with -m or in the cluster config, not both"), NULL;
         for (int i = 0; i < cc->n_locals && i < 256; i++)
-            cm[i] = (server_model){cc->locals[i].name, cc->locals[i].path, cc->locals[i].pooling};
+            cm[i] = (server_model){.name = cc->locals[i].name, .path = cc->locals[i].path, .pooling = cc->locals[i].pooling};
         models = cm;
         n_models = cc->n_locals < 256 ? cc->n_locals : 256;
     }
@@ -474,6 +476,7 @@ server *server_init(const server_params *p, const server_model *models, int n_mo
         srv_model *sm = &s->models[i];
         s->n_models = i + 1;
         sm->name = strdup(models[i].name);
+        sm->matryoshka = models[i].matryoshka;
         gguf_ctx *g = gguf_open(models[i].path, err);
         if (!g) goto fail;
         if (encoder_is_encoder_file(g)) {
@@ -517,6 +520,15 @@ server *server_init(const server_params *p, const server_model *models, int n_mo
         cache_params cp = *p->cache;
         cp.met = s->met;
         if (!(s->cache = cache_init(&cp, err)) || srv_cache_policies(s, err)) goto fail;
+    }
+    if (p->responses) {
+        cache_params rp = *p->responses;
+        rp.met = NULL; /* the response cache's series are about the cache */
+        if (!rp.redis_prefix) rp.redis_prefix = "shoal:r:";
+        if (!(s->resp_store = cache_init(&rp, err))) {
+            sh_err_prefix(err, "the responses store");
+            goto fail;
+        }
     }
     if (p->semantic_model) {
         if (!s->cache) {
@@ -591,6 +603,7 @@ void server_free(server *s) {
     http_server_stop(s->http);
     router_free(s->rt);
     cache_free(s->cache);
+    cache_free(s->resp_store);
     csem_free(s->sem);
     for (int i = 0; i < s->n_models; i++) model_free_one(&s->models[i]);
     free(s->models);

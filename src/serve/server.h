@@ -27,6 +27,8 @@ typedef struct server_model {
     const char *path;           /* GGUF file: a decoder (llama, qwen2) or an encoder (bert, nomic-bert) */
     const char *pooling;        /* encoders: "none" | "mean" | "cls" | "last" | "rank" overriding
                                  * the file's pooling_type, or NULL */
+    bool matryoshka;            /* embeddings may be cut to a request's `dimensions` (a model
+                                 * trained for it); otherwise only its full size is accepted */
 } server_model;
 
 typedef struct server_params {
@@ -54,6 +56,9 @@ typedef struct server_params {
     double min_similarity;      /* cosine similarity a semantic hit needs (0: 0.93) */
     bool semantic_label;        /* the encoder's top label partitions the semantic cache too */
     size_t semantic_max;        /* semantic entries (0: 100000) */
+    const cache_params *responses; /* the store of the Responses API (stored responses and their
+                                 * conversations: memory, an SQLite file, Redis), or NULL: none
+                                 * (nothing is stored; previous_response_id is a 404) */
 } server_params;
 
 typedef struct server server;

@@ -36,6 +36,7 @@ typedef struct srv_model {
     char sha[65];
     const char *chat_template;  /* family name overriding the file's template, or NULL */
     int cache_policy;           /* srv_cache_policy */
+    bool matryoshka;            /* server_model.matryoshka */
 } srv_model;
 
 typedef enum srv_cache_policy {
@@ -51,6 +52,7 @@ struct server {
     http_server *http;
     router *rt;                 /* cluster mode (--config), or NULL */
     cache *cache;               /* response cache, or NULL */
+    cache *resp_store;          /* the Responses API's stored responses (responses.c), or NULL */
     csem *sem;                  /* its semantic tier, or NULL */
     srv_model *sem_enc;         /* the encoder that embeds prompts for it */
     pthread_mutex_t flight_mu;  /* the cacheable requests being generated (srv_flight) */
@@ -101,6 +103,9 @@ void srv_log_request(server *s, const log_info *li);
 /* gen.c: completions and chat (kind OAI_COMPLETION / OAI_CHAT). */
 void srv_handle_generate(server *s, oai_kind kind, http_request *req, const char *body, size_t len,
                          http_response *resp);
+
+/* responses.c: GET and DELETE /v1/responses/{id}. */
+void srv_handle_response_id(server *s, http_request *req, const char *id, http_response *resp);
 
 /* cache_api.c: the response cache in front of generation. */
 typedef enum srv_cache_mode {

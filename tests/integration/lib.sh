@@ -8,6 +8,8 @@ T_PASS=0
 T_FAIL=0
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/shoal-it-XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
+# servers started by the tests keep their state (the Responses store) in the test's directory
+export XDG_STATE_HOME=$TMP/state
 
 ok() { T_PASS=$((T_PASS + 1)); echo "ok   $*"; }
 bad() { T_FAIL=$((T_FAIL + 1)); echo "FAIL $*"; }

@@ -44,11 +44,14 @@ stop_server() {
   SPID=""
 }
 
-# ensure_node_clients: installs the npm packages the client tests use (once).
+# ensure_node_clients: installs the npm packages the client tests use (tests/integration/node:
+# openai, @langchain/openai, ai, @ai-sdk/openai, ...) with `npm ci` from the lock file, once per
+# lock file: a copy of the lock file in node_modules marks an install of exactly those versions.
 ensure_node_clients() {
   local dir=$ROOT/tests/integration/node
-  [ -d "$dir/node_modules/openai" ] && return 0
-  (cd "$dir" && npm ci --silent >/dev/null 2>&1) || (cd "$dir" && npm ci)
+  cmp -s "$dir/package-lock.json" "$dir/node_modules/.shoal-lock.json" 2>/dev/null && return 0
+  { (cd "$dir" && npm ci --silent >/dev/null 2>&1) || (cd "$dir" && npm ci); } &&
+    cp "$dir/package-lock.json" "$dir/node_modules/.shoal-lock.json"
 }
 
 # slots_busy BASE [HEADER]: how many slots of all models are busy (GET /slots).

@@ -178,8 +178,8 @@ err_is "malformed JSON: 400" 400 invalid_request_error $J $B/v1/completions -d '
 err_is "wrong type: 400 names the param" 400 max_tokens $J $B/v1/completions -d '{"prompt":"a","max_tokens":"x"}'
 err_is "unknown model: 404 model_not_found" 404 model_not_found $J $B/v1/completions -d '{"model":"nope","prompt":"a"}'
 err_is "chat: unknown role: 400" 400 "messages[0].role" $J $B/v1/chat/completions -d '{"messages":[{"role":"wizard","content":"x"}]}'
-err_is "chat: image content part: 400" 400 "messages[0].content" $J $B/v1/chat/completions -d '{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}'
-err_is "n=2: 400" 400 n $J $B/v1/completions -d '{"prompt":"a","n":2}'
+err_is "chat: image content part: 400" 400 "messages[0].content[0].type" $J $B/v1/chat/completions -d '{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}'
+err_is "n=17: 400 (at most 16 choices)" 400 n $J $B/v1/completions -d '{"prompt":"a","n":17}'
 err_is "empty prompt: 400" 400 prompt $J $B/v1/completions -d '{"prompt":""}'
 err_is "invalid UTF-8: 400" 400 invalid_request_error $J $B/v1/completions --data-binary $'{"prompt":"\xff\xfe"}'
 python3 -c "import json; print(json.dumps({'model':'tiny','prompt':'word ' * 40000}))" >"$TMP/long.json"
@@ -189,7 +189,10 @@ err_is "body over 4 MiB: 413" 413 request_too_large $J $B/v1/completions --data-
 err_is "GET on a POST endpoint: 405" 405 invalid_request_error $B/v1/completions
 err_is "unknown route: 404" 404 invalid_request_error $B/v2/nothing
 err_is "impossible deadline: 503 at once" 503 deadline_ms $J $B/v1/completions -d '{"prompt":"a","max_tokens":400,"deadline_ms":0.01}'
-check "unknown fields are ignored" bash -c "curl -sf $J $B/v1/completions -d '{\"prompt\":\"a\",\"max_tokens\":1,\"frobnicate\":{\"x\":1}}' | grep -q text_completion"
+err_is "an unknown field: 400 naming it, never ignored" 400 frobnicate $J $B/v1/completions -d '{"prompt":"a","max_tokens":1,"frobnicate":{"x":1}}'
+err_is "an unknown nested field: 400 naming its path" 400 "messages[0].colour" $J $B/v1/chat/completions -d '{"messages":[{"role":"user","content":"x","colour":"red"}]}'
+err_is "a field OpenAI defines that shoal cannot honour: 400" 400 audio $J $B/v1/chat/completions -d '{"messages":[{"role":"user","content":"x"}],"audio":{"voice":"alloy","format":"wav"}}'
+check "a documented no-op field is accepted" bash -c "curl -sf $J $B/v1/chat/completions -d '{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"max_tokens\":1,\"service_tier\":\"auto\"}' | grep -q chat.completion"
 check "still healthy after bad input" bash -c "curl -sf $B/health | grep -q ok"
 
 # ---- cancellation: a client that hangs up mid-stream frees its slot ------------------------
