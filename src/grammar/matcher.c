@@ -28,7 +28,7 @@
 #define DEAD          0xffffffffu
 #define DS_FLUSH      8192      /* interned DFA states before the tables are rebuilt */
 #define NODE_FLUSH    (1u << 20)
-#define CACHE_BYTES   (64u << 20) /* per grammar */
+#define CACHE_BYTES   (16u << 20) /* per grammar (a server keeps up to 16 grammars: 256 MiB at most) */
 #define MAX_STACKS    4096      /* parse stacks in one state: more is refused (ambiguity blowup) */
 
 /* ---- the shared mask cache ---------------------------------------------------------------- */

@@ -48,7 +48,7 @@ static void gen_release(gen_ctx *g) {
     chan_release(g->ch);
     json_decref(g->prompt_ids);
     oai_tools_plan_free(&g->tp);
-    gram_free(g->gram);
+    srv_gram_release(g->srv, g->gram);
     resp_state_free(g->rs);
     srv_sem_pending_free(&g->sem);
     srv_flight_end(g->srv, g->flight, NULL); /* no answer to share (an error, cancelled, ...) */
@@ -435,7 +435,8 @@ static char *render_chat(srv_model *sm, const oai_tools_plan *tp, oai_error *e) 
 
 /* The constraint of the request's output: the tool calls' grammar, or response_format's.
  * NULL with e->status 0 when the output is free; NULL with e filled on an error. */
-static gram *output_grammar(const oai_request *r, const oai_tools_plan *tp, const char **trigger, oai_error *e) {
+static gram *output_grammar(server *s, const oai_request *r, const oai_tools_plan *tp, const char **trigger,
+                            oai_error *e) {
     *trigger = NULL;
     e->status = 0;
     sh_err err = {{0}};
@@ -446,7 +447,7 @@ static gram *output_grammar(const oai_request *r, const oai_tools_plan *tp, cons
             return oai_errorf(e, 400, "invalid_request_error", param,
                               "a response format together with tools and tool_choice 'auto' is not supported: "
                               "use tool_choice 'required' or a named function, or leave the tools out"), NULL;
-        if (!(gm = gram_from_gbnf(tp->gbnf, strlen(tp->gbnf), &err)))
+        if (!(gm = srv_gram_acquire(s, SRV_GRAM_GBNF, tp->gbnf, &err)))
             return oai_errorf(e, 500, "server_error", "tools", "tool-call grammar: %s", err.msg), NULL;
         *trigger = tp->trigger;
         return gm;
@@ -454,14 +455,14 @@ static gram *output_grammar(const oai_request *r, const oai_tools_plan *tp, cons
     switch (r->format) {
     case OAI_FORMAT_TEXT: return NULL;
     case OAI_FORMAT_JSON_OBJECT:
-        if (!(gm = gram_json_object(&err))) oai_errorf(e, 500, "server_error", param, "%s", err.msg);
+        if (!(gm = srv_gram_acquire(s, SRV_GRAM_JSON_OBJECT, NULL, &err))) oai_errorf(e, 500, "server_error", param, "%s", err.msg);
         return gm;
     case OAI_FORMAT_JSON_SCHEMA:
-        gm = gram_from_json_schema(r->format_schema, strlen(r->format_schema), &err);
+        gm = srv_gram_acquire(s, SRV_GRAM_SCHEMA, r->format_schema, &err);
         if (!gm) oai_errorf(e, 400, "invalid_request_error", param, "%s", err.msg);
         return gm;
     case OAI_FORMAT_GRAMMAR:
-        gm = gram_from_gbnf(r->grammar, strlen(r->grammar), &err);
+        gm = srv_gram_acquire(s, SRV_GRAM_GBNF, r->grammar, &err);
         if (!gm) oai_errorf(e, 400, "invalid_request_error", param, "grammar: %s", err.msg);
         return gm;
     }
@@ -611,7 +612,7 @@ void srv_handle_generate(server *s, oai_kind kind, http_request *req, const char
         if (oai_tools_plan_init(&r, chat_family(sm), &tp, &e)) goto fail;
         if (!(chat_text = render_chat(sm, &tp, &e))) goto fail;
     }
-    if (!(gm = output_grammar(&r, kind != OAI_COMPLETION ? &tp : NULL, &trigger, &e)) && e.status) goto fail;
+    if (!(gm = output_grammar(s, &r, kind != OAI_COMPLETION ? &tp : NULL, &trigger, &e)) && e.status) goto fail;
     if (prompt_ids(sm, &r, kind != OAI_COMPLETION ? chat_text : r.prompt, &ids, &e)) goto fail;
 
     int n_choices = r.n > 1 ? r.n : 1;
@@ -766,7 +767,7 @@ fail:
     srv_count_request(s, sm ? sm->name : "(unknown)", srv_endpoint_path[kind], e.status);
     if (g) gen_release(g);
     oai_tools_plan_free(&tp);
-    gram_free(gm);
+    srv_gram_release(s, gm);
     tok_ids_free(&ids);
     free(chat_text);
     oai_request_free(&r);

@@ -460,6 +460,7 @@ server *server_init(const server_params *p, const server_model *models, int n_mo
     s->log = p->log ? p->log : stderr;
     pthread_mutex_init(&s->log_mu, NULL);
     pthread_mutex_init(&s->flight_mu, NULL);
+    pthread_mutex_init(&s->gram_mu, NULL);
     s->met = metrics_init();
     s->models = calloc((size_t)(n_models ? n_models : 1), sizeof *s->models);
     if (!s->met || !s->models) {
@@ -604,6 +605,7 @@ void server_free(server *s) {
     router_free(s->rt);
     cache_free(s->cache);
     cache_free(s->resp_store);
+    srv_gram_cache_free(s);
     csem_free(s->sem);
     for (int i = 0; i < s->n_models; i++) model_free_one(&s->models[i]);
     free(s->models);

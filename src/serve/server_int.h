@@ -16,6 +16,7 @@
 
 #include "api/oai_req.h"
 #include "cluster/router.h"
+#include "grammar/grammar.h"
 #include "http/http.h"
 #include "metrics/metrics.h"
 #include "model/encoder.h"
@@ -45,6 +46,16 @@ typedef enum srv_cache_policy {
     SRV_CACHE_NEVER
 } srv_cache_policy;
 
+/* gram_cache.c: compiled grammars shared by the requests of the same schema / tool set. */
+#define SRV_GRAMS 16
+typedef struct srv_gram {
+    uint8_t key[CACHE_KEY_BYTES];
+    gram *g;                    /* NULL: free */
+    int refs;                   /* requests holding it */
+    uint64_t used;
+} srv_gram;
+enum { SRV_GRAM_GBNF, SRV_GRAM_SCHEMA, SRV_GRAM_JSON_OBJECT };
+
 struct server {
     server_params p;
     srv_model *models;
@@ -53,6 +64,9 @@ struct server {
     router *rt;                 /* cluster mode (--config), or NULL */
     cache *cache;               /* response cache, or NULL */
     cache *resp_store;          /* the Responses API's stored responses (responses.c), or NULL */
+    pthread_mutex_t gram_mu;
+    srv_gram grams[SRV_GRAMS];
+    uint64_t gram_clock;
     csem *sem;                  /* its semantic tier, or NULL */
     srv_model *sem_enc;         /* the encoder that embeds prompts for it */
     pthread_mutex_t flight_mu;  /* the cacheable requests being generated (srv_flight) */
@@ -103,6 +117,13 @@ void srv_log_request(server *s, const log_info *li);
 /* gen.c: completions and chat (kind OAI_COMPLETION / OAI_CHAT). */
 void srv_handle_generate(server *s, oai_kind kind, http_request *req, const char *body, size_t len,
                          http_response *resp);
+
+/* The compiled grammar of (kind, text) — SRV_GRAM_*, text NULL for a JSON object — shared
+ * with other requests; NULL with err on a grammar or schema that does not compile. Every
+ * acquire is matched by one release. */
+gram *srv_gram_acquire(server *s, int kind, const char *text, sh_err *err);
+void srv_gram_release(server *s, gram *g); /* NULL is fine */
+void srv_gram_cache_free(server *s);       /* at shutdown, when no request runs */
 
 /* responses.c: GET and DELETE /v1/responses/{id}. */
 void srv_handle_response_id(server *s, http_request *req, const char *id, http_response *resp);
