@@ -87,7 +87,8 @@ case "$mode" in
     SANLOG=$(pwd)/$LOG_DIR/sanitizer
     rm -rf "$SANLOG"; mkdir -p "$SANLOG"
     if make --no-print-directory -s BUILD=build/asan SAN=1 build/asan/shoal >"$LOG_DIR/asan-shoal-build.log" 2>&1; then
-      for s in tests/integration/test_serve.sh tests/integration/test_cluster.sh tests/integration/test_encoder.sh; do
+      for s in tests/integration/test_serve.sh tests/integration/test_cluster.sh tests/integration/test_encoder.sh \
+               tests/integration/test_api.sh; do
         ASAN_OPTIONS=log_path=$SANLOG/asan UBSAN_OPTIONS=log_path=$SANLOG/ubsan:print_stacktrace=1 \
           SHOAL=$(pwd)/build/asan/shoal run_script "asan:$(basename "$s" .sh)" bash "$s"
       done
