@@ -69,7 +69,8 @@ static void usage(FILE *f) {
           "                       ~/.local/state/shoal/responses.db); 'none': memory only\n"
           "  --responses-redis URL  shared by every node that points at it\n"
           "  --responses-ttl S    retention in seconds (2592000: 30 days)\n"
-          "  --responses-mb N     memory tier and SQLite cap in MiB (64 / 1024)\n"
+          "  --responses-mb N     cap in MiB of the SQLite file (1024), or of memory with\n"
+          "                       --responses-db none and no Redis (64)\n"
           "  --no-responses-store nothing is stored (store: true is then a 400)\n",
           f);
 }
@@ -296,6 +297,9 @@ static int serve_main(int argc, char **argv, char **owned_names) {
             }
         }
         if (rsp_db && strcmp(rsp_db, "none")) rsp.db_path = rsp_db;
+        /* with a shared tier (the file, Redis) every read goes to it, so that a deletion made by
+         * another process is seen at once; memory alone only without one */
+        if (rsp.db_path || rsp.redis_url) rsp.mem_bytes = 0;
         p.responses = &rsp;
     }
     if ((token || advertise || node_name) && !join_url) return cli_error("--token, --advertise and --node-name go with --join");

@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "serve/gen_int.h"
 
@@ -47,7 +48,14 @@ static json_t *store_get(server *s, const char *id) {
     char *val = NULL;
     size_t n = 0;
     const char *tier = NULL;
-    if (cache_get(s->resp_store, key, &val, &n, &tier) != 1) return NULL;
+    /* another node's write may still be on its way to the shared file or Redis (writes are
+     * asynchronous, normally well under a millisecond): a miss there is retried for up to 20 ms */
+    const cache_params *p = s->p.responses;
+    int tries = p && (p->db_path || p->redis_url) ? 5 : 1;
+    int rc = 0;
+    for (int i = 0; i < tries && (rc = cache_get(s->resp_store, key, &val, &n, &tier)) != 1; i++)
+        if (i + 1 < tries) nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
+    if (rc != 1) return NULL;
     json_t *j = n > 1 ? json_loadb(val, n, 0, NULL) : NULL;
     free(val);
     if (j && !json_is_object(json_object_get(j, "response"))) {

@@ -44,6 +44,22 @@ python3 "$ROOT/tests/integration/api_client.py" "http://127.0.0.1:$PORT_n2" chat
 fold "$TMP/c2.txt"
 kill -TERM "$PID_n2"; wait "$PID_n2" 2>/dev/null
 
+# ---- through a router: tools, structured outputs, n and the Responses API are forwarded
+start_named n3 --port 0 -m chat="$M" --slots 4 --log-prompts --log-file "$TMP/n3-req.log" || bad "node n3"
+cat >"$TMP/cluster.yaml" <<YAML
+listen: {host: 127.0.0.1}
+nodes:
+  - {name: n3, url: "http://127.0.0.1:$PORT_n3"}
+models:
+  - name: chat
+    backends: [{node: n3, model: chat}]
+YAML
+start_named router --config "$TMP/cluster.yaml" --port 0 || bad "router"
+API_TAG=router python3 "$ROOT/tests/integration/api_client.py" "http://127.0.0.1:$PORT_router" chat none "$TMP/n3-req.log" hermes \
+  >"$TMP/c3.txt" 2>&1
+fold "$TMP/c3.txt"
+kill -TERM "$PID_router" "$PID_n3"; wait "$PID_router" "$PID_n3" 2>/dev/null
+
 # ---- two nodes sharing the store through Redis: any node continues any conversation
 if command -v redis-server >/dev/null; then
   RPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
