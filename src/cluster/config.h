@@ -157,6 +157,8 @@ typedef struct ccfg_comp {
     ccfg_step *steps; int n_steps;
     char *output;             /* template of the answer's content (default: the last text produced) */
     double deadline_ms;       /* the whole pipeline (0: none) */
+    ccfg_kv *functions; int n_functions; /* pipeline: intent label -> function name of a tool
+                               * call (an intent not listed is its own function name) */
 } ccfg_comp;
 
 typedef struct ccfg_model {   /* a model name of the API */

@@ -337,6 +337,40 @@ static int parse_steps(pctx *p, const char *what, const ccfg_field *f, ccfg_comp
     return 0;
 }
 
+/* functions: {INTENT: FUNCTION}: the tool call an intent answers with (docs/cluster.md,
+ * "Tool calls"). A function name must be one a client can declare in tools (OpenAI's
+ * [A-Za-z0-9_-]{1,64}), and the intent must come from a classify step of this pipeline. */
+static int parse_functions(pctx *p, const char *what, yaml_node_t *n, ccfg_comp *c) {
+    char fw[CCFGI_WHAT + 12];
+    snprintf(fw, sizeof fw, "%s functions", what);
+    if (kv_map(p, fw, n, 1024, &c->functions, &c->n_functions)) return -1;
+    bool classify = false;
+    for (int i = 0; i < c->n_steps; i++) classify |= c->steps[i].kind == CCFG_STEP_CLASSIFY;
+    if (!classify)
+        return ccfgi_fail(p, ccfgi_line(n), "%s: functions: needs a classify step (its label is the intent that "
+                          "names the function)", what);
+    for (int i = 0; i < c->n_functions; i++) {
+        const char *fn = c->functions[i].value;
+        size_t len = strlen(fn), ok = 0;
+        for (size_t j = 0; j < len; j++) {
+            unsigned char ch = (unsigned char)fn[j];
+            ok += (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+                  ch == '-';
+        }
+        if (!len || len > 64 || ok != len) {
+            int line = ccfgi_line(n);
+            for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top; pr++) {
+                const char *ks = ccfgi_scalar(ccfgi_node(p, pr->key));
+                if (ks && !strcmp(ks, c->functions[i].key)) line = ccfgi_line(ccfgi_node(p, pr->value));
+            }
+            return ccfgi_fail(p, line, "%s: functions: intent %s: %s is not a function name a client can declare "
+                              "(1 to 64 of a-z, A-Z, 0-9, '_' and '-')", what, ccfgi_q(p, c->functions[i].key),
+                              ccfgi_q(p, fn));
+        }
+    }
+    return 0;
+}
+
 /* ============================================================ per model ===== */
 
 int ccfg_parse_compose(pctx *p, const char *what, const ccfg_field *f, ccfg_model *m) {
@@ -344,12 +378,12 @@ int ccfg_parse_compose(pctx *p, const char *what, const ccfg_field *f, ccfg_mode
     /* which keys each policy takes (1 allowed, 2 required) */
     static const signed char want[5][CC_N] = {
         /* classifier routes min_conf cascade signal threshold ensemble combine gate k scorer score
-         * temperature steps output deadline */
-        [0] = {0},                                                /* not a composition */
-        [1] = {2, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},   /* classify */
-        [2] = {0, 0, 0, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},   /* cascade */
-        [3] = {0, 0, 0, 0, 0, 0, 2, 1, 1, 1, 1, 1, 1, 0, 0, 0},   /* ensemble */
-        [4] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 1},   /* pipeline */
+         * temperature steps output deadline functions */
+        [0] = {0},                                                   /* not a composition */
+        [1] = {2, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},   /* classify */
+        [2] = {0, 0, 0, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},   /* cascade */
+        [3] = {0, 0, 0, 0, 0, 0, 2, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0},   /* ensemble */
+        [4] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 1, 1},   /* pipeline */
     };
     int w = m->policy >= CCFG_POLICY_CLASSIFY && m->policy <= CCFG_POLICY_PIPELINE ? m->policy - CCFG_POLICY_RULES : 0;
     for (int k = 0; k < CC_N; k++) {
@@ -357,7 +391,7 @@ int ccfg_parse_compose(pctx *p, const char *what, const ccfg_field *f, ccfg_mode
             return ccfgi_fail(p, ccfgi_line(f[k].k), "%s: %s is not for this policy (classify: classifier, routes, "
                               "min_confidence; cascade: cascade, signal, threshold; ensemble: ensemble, combine, gate, k, "
                               "scorer, score, temperature; pipeline: "
-                              "steps, output, deadline_ms)", what, key_names[k]);
+                              "steps, output, deadline_ms, functions)", what, key_names[k]);
         if (want[w][k] == 2 && !f[k].v)
             return ccfgi_fail(p, m->line, "%s: this policy needs %s:", what, key_names[k]);
     }
@@ -381,7 +415,7 @@ int ccfg_parse_compose(pctx *p, const char *what, const ccfg_field *f, ccfg_mode
             if (check_template(p, ccfgi_line(f[CC_OUTPUT].v), what, c->output, c->steps, c->n_steps)) return -1;
         }
         if (f[CC_DEADLINE].v && ccfgi_ms(p, what, &f[CC_DEADLINE], false, &c->deadline_ms)) return -1;
-        return 0;
+        return f[CC_FUNCTIONS].v ? parse_functions(p, what, f[CC_FUNCTIONS].v, c) : 0;
     default: return 0;
     }
 }
@@ -496,4 +530,5 @@ void ccfg_free_compose(ccfg_comp *c) {
     }
     free(c->steps);
     free(c->output);
+    free_kv(c->functions, c->n_functions);
 }

@@ -43,10 +43,10 @@ int ccfgi_json(pctx *p, yaml_node_t *n, char **out);
 /* config_compose.c. The composition keys of a model entry, in this order (config.c lists them
  * last among the model keys, so that it passes &f[first] here). */
 enum { CC_CLASSIFIER, CC_ROUTES, CC_MIN_CONFIDENCE, CC_CASCADE, CC_SIGNAL, CC_THRESHOLD, CC_ENSEMBLE,
-       CC_COMBINE, CC_GATE, CC_K, CC_SCORER, CC_SCORE, CC_TEMPERATURE, CC_STEPS, CC_OUTPUT, CC_DEADLINE, CC_N };
+       CC_COMBINE, CC_GATE, CC_K, CC_SCORER, CC_SCORE, CC_TEMPERATURE, CC_STEPS, CC_OUTPUT, CC_DEADLINE, CC_FUNCTIONS, CC_N };
 #define CCFG_COMPOSE_KEYS \
     "classifier", "routes", "min_confidence", "cascade", "signal", "threshold", "ensemble", "combine", "gate", \
-        "k", "scorer", "score", "temperature", "steps", "output", "deadline_ms"
+        "k", "scorer", "score", "temperature", "steps", "output", "deadline_ms", "functions"
 
 /* Parses the composition keys of model m (policy already set): each policy's own keys are
  * required or allowed, the others refused. */

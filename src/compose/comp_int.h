@@ -1,6 +1,7 @@
 /*
  * compose/comp_int — what the files of compose share: parsed results of calls (call.c), the
- * JSON Schema subset (schema.c), pipelines (pipeline.c) and the comp itself (compose.c).
+ * JSON Schema subset (schema.c), pipelines (pipeline.c) and their tool calls (pipe_tools.c) and
+ * the comp itself (compose.c).
  * Private to src/compose.
  */
 #ifndef SHOAL_COMPOSE_COMP_INT_H
@@ -89,8 +90,9 @@ struct comp {
     comp_model *pm;           /* cfg->n_models */
 };
 
-/* SSE text of a whole completions / chat answer j (its choices[0] text), ending with [DONE];
- * the "shoal" object of j goes into the last chunk. malloc'd. */
+/* SSE text of a whole completions / chat answer j (its choices[0] text, or its message's
+ * tool_calls, each with its index, in the first chunk), ending with [DONE]; the "shoal" object
+ * of j goes into the last chunk. malloc'd. */
 char *comp_sse_of(const json_t *j, int kind, size_t *len);
 /* Fills resp with j (JSON, or SSE when stream). Takes j. */
 void comp_respond(http_response *resp, json_t *j, int kind, bool stream);
@@ -103,6 +105,33 @@ void comp_header(http_response *resp, const char *name, const char *fmt, ...) __
 /* ensemble_gen.c: policy ensemble with combine tokens / best_of */
 void comp_mix(comp *c, int mi, void *ctx, int kind, json_t *root, http_response *resp, comp_info *info);
 void comp_best_of(comp *c, int mi, void *ctx, int kind, json_t *root, http_response *resp, comp_info *info);
+
+/* ---- tool calls of a pipeline (pipe_tools.c) ---- */
+
+typedef struct cpt_req {      /* what a chat request says about tools */
+    const json_t *tools;      /* its tools (an array, >= 1), borrowed from the request */
+    const json_t *choice_json;/* tool_choice as sent, or NULL */
+    int choice;               /* oai_tool_choice: auto (the default), none, required, function */
+    const char *name;         /* function: the function tool_choice names */
+    bool answered;            /* a tool result (or an assistant call) follows the last user message */
+} cpt_req;
+
+typedef struct cpt_call {     /* the call a pipeline answers with */
+    char *name, *arguments;   /* malloc'd; arguments is compact JSON text of an object */
+    char id[40];              /* "call_" and 24 random letters and digits */
+} cpt_call;
+
+/* Reads tools and tool_choice of a chat request (validated by the edge parser); false when it
+ * declares no tools. */
+bool cpt_read(const json_t *root, cpt_req *t);
+const char *cpt_choice_name(const cpt_req *t); /* "auto", "none", "required", "function" */
+/* Decides, from the pipeline's steps so far (their shoal.pipeline records), whether it answers
+ * with a call: 1 with out filled, 0 with the reason in why (and rec; *infra when the reason is a
+ * failed classify step), -1 when out of memory. rec (an object) gets the decision:
+ * tool_choice, intent, function, called, id, arguments, dropped slots, reason. */
+int cpt_decide(const cpt_req *t, const ccfg_comp *k, const json_t *steps, json_t *rec, cpt_call *out, char *why,
+               size_t whyn, bool *infra);
+void cpt_call_free(cpt_call *c);
 
 /* pipeline.c */
 void comp_pipeline(comp *c, int mi, void *ctx, int kind, json_t *root, http_response *resp, comp_info *info);

@@ -47,10 +47,20 @@ char *comp_sse_of(const json_t *j, int kind, size_t *len) {
     const json_t *text = kind == OAI_CHAT ? json_object_get(json_object_get(ch, "message"), "content")
                                           : json_object_get(ch, "text");
     const json_t *fin = json_object_get(ch, "finish_reason");
+    const json_t *calls = kind == OAI_CHAT ? json_object_get(json_object_get(ch, "message"), "tool_calls") : NULL;
     json_t *first = kind == OAI_CHAT
                         ? json_pack("{s:i, s:{s:s, s:O?}, s:n}", "index", 0, "delta", "role", "assistant", "content",
                                     text, "finish_reason")
                         : json_pack("{s:i, s:O?, s:n}", "index", 0, "text", text, "finish_reason");
+    if (first && json_array_size(calls)) {
+        /* tool calls: whole in the first chunk, each with its index */
+        json_t *d = json_deep_copy(calls), *delta = json_object_get(first, "delta");
+        size_t i;
+        json_t *c;
+        json_array_foreach(d, i, c) json_object_set_new(c, "index", json_integer((json_int_t)i));
+        json_object_set_new(delta, "content", json_null());
+        json_object_set_new(delta, "tool_calls", d);
+    }
     json_t *last = kind == OAI_CHAT ? json_pack("{s:i, s:{}, s:O?}", "index", 0, "delta", "finish_reason", fin)
                                     : json_pack("{s:i, s:s, s:O?}", "index", 0, "text", "", "finish_reason", fin);
     json_t *c1 = chunk(j, kind, first), *c2 = chunk(j, kind, last);

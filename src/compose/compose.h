@@ -20,7 +20,9 @@
  *             the members' weights; entities come from the heaviest member that gave any.
  *   pipeline  steps in file order (classify, generate, action), each run when its when:
  *             holds, seeing earlier steps' outputs through {{templates}}; per-step timeout,
- *             whole-pipeline deadline, per-step fallback outputs.
+ *             whole-pipeline deadline, per-step fallback outputs. A chat request with tools
+ *             can be answered with a tool call: the intent names the function (through the
+ *             pipeline's functions: map), the slots are its arguments (pipe_tools.c).
  *
  * Answers: cascade and pipeline answer completions and chat (the pipeline as a chat model:
  * the reply is the message content); streaming clients get the accepted answer as SSE events

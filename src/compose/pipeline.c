@@ -9,6 +9,10 @@
  * step that succeeded and "false" for one that failed (fallback or not); a step that did not run
  * leaves its variables unset (they render as "").
  *
+ * With the request's tools (chat, tool_choice not "none") the call is decided once the classify
+ * and action steps have run (pipe_tools.c); a call, or a tool_choice that forces one, skips the
+ * generate steps after them, and the answer is the call (finish_reason "tool_calls").
+ *
  * Per request the variables live in a small array owned by the run; nothing is kept after it.
  */
 #include <ctype.h>
@@ -297,9 +301,22 @@ static void take_fallback(run *r, const ccfg_step *st, json_t *out) {
 
 /* Request fields a pipeline applies: the others are named in shoal.pipeline.ignored (the
  * steps' own settings come from the config), never dropped silently. */
-static const char *const applied[] = {"model", "messages", "prompt", "stream", "user", "metadata", "deadline_ms", NULL};
-static const char *const refused[] = {"tools", "tool_choice", "response_format", "logprobs", "top_logprobs", "n",
-                                      "echo", "suffix", "best_of", NULL};
+static const char *const applied[] = {"model", "messages", "prompt", "stream", "user", "metadata", "deadline_ms",
+                                      "tools", "tool_choice", "parallel_tool_calls", NULL};
+static const char *const refused[] = {"response_format", "logprobs", "top_logprobs", "n", "echo", "suffix", "best_of",
+                                      NULL};
+
+/* The answer's choice: the content, or the tool call. */
+static json_t *choice_of(int kind, const char *content, const cpt_call *call) {
+    if (call)
+        return json_pack("{s:i, s:{s:s, s:n, s:[{s:s, s:s, s:{s:s, s:s}}]}, s:n, s:s}", "index", 0, "message", "role",
+                         "assistant", "content", "tool_calls", "id", call->id, "type", "function", "function", "name",
+                         call->name, "arguments", call->arguments, "logprobs", "finish_reason", "tool_calls");
+    return kind == OAI_CHAT ? json_pack("{s:i, s:{s:s, s:s}, s:n, s:s}", "index", 0, "message", "role", "assistant",
+                                        "content", content ? content : "", "logprobs", "finish_reason", "stop")
+                            : json_pack("{s:i, s:s, s:n, s:s}", "index", 0, "text", content ? content : "", "logprobs",
+                                        "finish_reason", "stop");
+}
 
 void comp_pipeline(comp *c, int mi, void *ctx, int kind, json_t *root, http_response *resp, comp_info *info) {
     const ccfg_model *m = &c->cfg->models[mi];
@@ -317,6 +334,15 @@ void comp_pipeline(comp *c, int mi, void *ctx, int kind, json_t *root, http_resp
                                                           !strcmp(refused[i], "n"))) {
             comp_error(resp, 400, "unsupported_parameter", "model '%s' is a pipeline: '%s' is not supported by "
                        "pipelines", m->name, refused[i]);
+            return;
+        }
+    }
+    static const char *const chat_only[] = {"tools", "tool_choice", NULL};
+    for (int i = 0; kind != OAI_CHAT && chat_only[i]; i++) {
+        const json_t *v = json_object_get(root, chat_only[i]);
+        if (v && !json_is_null(v)) {
+            comp_error(resp, 400, "unsupported_parameter", "model '%s' is a pipeline: '%s' is for chat requests",
+                       m->name, chat_only[i]);
             return;
         }
     }
@@ -353,13 +379,33 @@ void comp_pipeline(comp *c, int mi, void *ctx, int kind, json_t *root, http_resp
     long usage[2] = {0, 0};
     char failed_step[160] = "", failed_err[ERRN] = "";
     size_t dl = (size_t)snprintf(info->decision, sizeof info->decision, "pipeline");
+    /* tools: the call is decided once the classify and action steps have run, before the
+     * generate steps after them (the reply steps), which a call or a forced tool_choice skips */
+    cpt_req tr;
+    bool tools = kind == OAI_CHAT && cpt_read(root, &tr);
+    bool forced = tools && (tr.choice == OAI_TOOL_REQUIRED || tr.choice == OAI_TOOL_FUNCTION);
+    int first_reply = 0;
+    for (int s = 0; s < k->n_steps; s++)
+        if (k->steps[s].kind != CCFG_STEP_GENERATE) first_reply = s + 1;
+    json_t *trec = tools ? json_object() : NULL;
+    cpt_call call = {0};
+    int called = 0;
+    bool decided = false, infra = false;
+    char why[512] = "";
     for (int s = 0; s < k->n_steps && !failed_step[0]; s++) {
         const ccfg_step *st = &k->steps[s];
-        bool go = true;
+        if (tools && !decided && s == first_reply) {
+            decided = true;
+            called = cpt_decide(&tr, k, steps, trec, &call, why, sizeof why, &infra);
+        }
+        bool skip = s >= first_reply && decided && (called || forced);
+        bool go = !skip;
         for (int i = 0; i < st->n_when && go; i++) go = cond_holds(r, &st->when[i]);
         static const char *const kinds[] = {"classify", "generate", "action"};
         json_t *out = json_pack("{s:s, s:s, s:b}", "name", st->name, "kind", kinds[st->kind], "ran", go);
         if (st->model) json_object_set_new(out, "model", json_string(st->model));
+        if (skip) json_object_set_new(out, "skipped", json_string(called ? "a tool call answers" : "tool_choice "
+                                                                  "allows only a tool call"));
         int outcome = 3; /* skipped */
         double ts = http_now_ms();
         if (go) {
@@ -409,24 +455,42 @@ void comp_pipeline(comp *c, int mi, void *ctx, int kind, json_t *root, http_resp
             dl += (size_t)snprintf(info->decision + dl, sizeof info->decision - dl, " %s:%s", st->name, oc[outcome]);
         json_array_append_new(steps, out);
     }
-    if (failed_step[0]) {
-        metrics_inc(pm->m_failed, 1);
-        comp_error(resp, 502, "pipeline_step_failed", "pipeline '%s': step '%s' failed and has no fallback: %s",
-                   m->name, failed_step, failed_err);
-        json_decref(steps), json_decref(ignored);
+    if (!failed_step[0] && tools && !decided) {
+        decided = true;
+        called = cpt_decide(&tr, k, steps, trec, &call, why, sizeof why, &infra);
+    }
+    if (tools && dl < sizeof info->decision)
+        dl += (size_t)snprintf(info->decision + dl, sizeof info->decision - dl, " tool_call=%.64s",
+                               called == 1 ? call.name : "none");
+    if (failed_step[0] || called < 0 || (forced && !called)) {
+        bool named = forced && tr.choice == OAI_TOOL_FUNCTION;
+        const char *forced_pre = named ? "(function '" : "'", *forced_name = named ? tr.name : "required",
+                   *forced_post = named ? "')" : "'";
+        if (failed_step[0])
+            comp_error(resp, 502, "pipeline_step_failed", "pipeline '%s': step '%s' failed and has no fallback: %s",
+                       m->name, failed_step, failed_err);
+        else if (called < 0)
+            comp_error(resp, 500, NULL, "out of memory");
+        else if (infra)
+            comp_error(resp, 502, "pipeline_step_failed", "model '%s' is a pipeline: tool_choice %s%s%s needs a "
+                       "tool call, but %s", m->name, forced_pre, forced_name, forced_post, why);
+        else
+            comp_error(resp, 422, "tool_call_not_possible", "model '%s' is a pipeline: tool_choice %s%s%s needs a "
+                       "tool call, but %s", m->name, forced_pre, forced_name, forced_post, why);
+        if (failed_step[0] || infra) metrics_inc(pm->m_failed, 1);
+        json_decref(steps), json_decref(ignored), json_decref(trec);
+        cpt_call_free(&call);
         vars_free(r), free(r);
         return;
     }
-    char *content = k->output ? render(r, k->output) : strdup(get(r, "\x01last_text") ? get(r, "\x01last_text") : "");
+    char *content = called ? NULL
+                    : k->output ? render(r, k->output)
+                                : strdup(get(r, "\x01last_text") ? get(r, "\x01last_text") : "");
     double total = http_now_ms() - t0;
     char id[64];
     snprintf(id, sizeof id, "%s-pipe-%llx", kind == OAI_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)(t0 * 1e3) ^ (unsigned long long)(uintptr_t)r);
-    json_t *choice = kind == OAI_CHAT ? json_pack("{s:i, s:{s:s, s:s}, s:n, s:s}", "index", 0, "message", "role",
-                                                  "assistant", "content", content ? content : "", "logprobs",
-                                                  "finish_reason", "stop")
-                                      : json_pack("{s:i, s:s, s:n, s:s}", "index", 0, "text", content ? content : "",
-                                                  "logprobs", "finish_reason", "stop");
+    json_t *choice = choice_of(kind, content, called ? &call : NULL);
     json_t *j = json_pack("{s:s, s:s, s:I, s:s, s:[o], s:{s:I, s:I, s:I}, s:{s:{s:s, s:o, s:f, s:o}}}", "id", id,
                           "object", kind == OAI_CHAT ? "chat.completion" : "text_completion", "created",
                           (json_int_t)time(NULL), "model", m->name, "choices", choice, "usage", "prompt_tokens",
@@ -435,6 +499,11 @@ void comp_pipeline(comp *c, int mi, void *ctx, int kind, json_t *root, http_resp
                           "total_ms", total, "ignored", ignored);
     if (deadline > 0 && j) json_object_set_new(json_object_get(json_object_get(j, "shoal"), "pipeline"), "deadline_ms",
                                                json_real(deadline));
+    if (trec && j) json_object_set(json_object_get(json_object_get(j, "shoal"), "pipeline"), "tool_call", trec);
+    json_decref(trec);
+    char tool_name[80];
+    snprintf(tool_name, sizeof tool_name, "%s", called ? call.name : "");
+    cpt_call_free(&call);
     free(content);
     vars_free(r);
     free(r);
@@ -449,4 +518,5 @@ void comp_pipeline(comp *c, int mi, void *ctx, int kind, json_t *root, http_resp
         comp_header(resp, "X-Shoal-Label", "%s", info->label);
         comp_header(resp, "X-Shoal-Confidence", "%.4f", info->confidence);
     }
+    if (tool_name[0]) comp_header(resp, "X-Shoal-Tool-Call", "%s", tool_name);
 }

@@ -93,10 +93,24 @@ static size_t chars_of(const char *s, size_t n) {
 
 static double num(const json_t *s, const char *k) { return json_number_value(json_object_get(s, k)); }
 
+/* type: one name, or (a client's schema: tools' parameters) a list of names, any of which will do.
+ * Anything else says nothing. */
+static bool types_ok(const json_t *t, const json_t *v) {
+    if (json_is_string(t)) return type_ok(json_string_value(t), v);
+    if (!json_is_array(t)) return true;
+    bool any = false;
+    for (size_t i = 0; i < json_array_size(t); i++) {
+        const char *s = json_string_value(json_array_get(t, i));
+        if (s && type_ok(s, v)) return true;
+        any |= s != NULL;
+    }
+    return !any;
+}
+
 static int validate_at(const json_t *s, const json_t *v, const char *path, char *err, size_t n) {
     const json_t *t = json_object_get(s, "type");
-    if (t && !type_ok(json_string_value(t), v))
-        return snprintf(err, n, "%s: expected %s", path, json_string_value(t)), -1;
+    if (t && !types_ok(t, v))
+        return snprintf(err, n, "%s: expected %s", path, json_is_string(t) ? json_string_value(t) : "one of its types"), -1;
     const json_t *en = json_object_get(s, "enum");
     if (en) {
         bool hit = false;
@@ -107,27 +121,27 @@ static int validate_at(const json_t *s, const json_t *v, const char *path, char 
     if (cn && !json_equal(cn, (json_t *)v)) return snprintf(err, n, "%s: not the required value", path), -1;
     if (json_is_number(v)) {
         double x = json_number_value(v);
-        if (json_object_get(s, "minimum") && x < num(s, "minimum"))
+        if (json_is_number(json_object_get(s, "minimum")) && x < num(s, "minimum"))
             return snprintf(err, n, "%s: %g is below the minimum %g", path, x, num(s, "minimum")), -1;
-        if (json_object_get(s, "maximum") && x > num(s, "maximum"))
+        if (json_is_number(json_object_get(s, "maximum")) && x > num(s, "maximum"))
             return snprintf(err, n, "%s: %g is above the maximum %g", path, x, num(s, "maximum")), -1;
-        if (json_object_get(s, "exclusiveMinimum") && x <= num(s, "exclusiveMinimum"))
+        if (json_is_number(json_object_get(s, "exclusiveMinimum")) && x <= num(s, "exclusiveMinimum"))
             return snprintf(err, n, "%s: %g is not above %g", path, x, num(s, "exclusiveMinimum")), -1;
-        if (json_object_get(s, "exclusiveMaximum") && x >= num(s, "exclusiveMaximum"))
+        if (json_is_number(json_object_get(s, "exclusiveMaximum")) && x >= num(s, "exclusiveMaximum"))
             return snprintf(err, n, "%s: %g is not below %g", path, x, num(s, "exclusiveMaximum")), -1;
     }
     if (json_is_string(v)) {
         size_t chars = chars_of(json_string_value(v), json_string_length(v));
-        if (json_object_get(s, "minLength") && (double)chars < num(s, "minLength"))
+        if (json_is_number(json_object_get(s, "minLength")) && (double)chars < num(s, "minLength"))
             return snprintf(err, n, "%s: shorter than %g characters", path, num(s, "minLength")), -1;
-        if (json_object_get(s, "maxLength") && (double)chars > num(s, "maxLength"))
+        if (json_is_number(json_object_get(s, "maxLength")) && (double)chars > num(s, "maxLength"))
             return snprintf(err, n, "%s: longer than %g characters", path, num(s, "maxLength")), -1;
     }
     if (json_is_array(v)) {
         double len = (double)json_array_size(v);
-        if (json_object_get(s, "minItems") && len < num(s, "minItems"))
+        if (json_is_number(json_object_get(s, "minItems")) && len < num(s, "minItems"))
             return snprintf(err, n, "%s: fewer than %g items", path, num(s, "minItems")), -1;
-        if (json_object_get(s, "maxItems") && len > num(s, "maxItems"))
+        if (json_is_number(json_object_get(s, "maxItems")) && len > num(s, "maxItems"))
             return snprintf(err, n, "%s: more than %g items", path, num(s, "maxItems")), -1;
         const json_t *items = json_object_get(s, "items");
         for (size_t i = 0; items && i < json_array_size(v); i++) {
@@ -140,7 +154,7 @@ static int validate_at(const json_t *s, const json_t *v, const char *path, char 
         const json_t *req = json_object_get(s, "required"), *props = json_object_get(s, "properties");
         for (size_t i = 0; i < json_array_size(req); i++) {
             const char *k = json_string_value(json_array_get(req, i));
-            if (!json_object_get(v, k)) return snprintf(err, n, "%s: missing required %.60s", path, k), -1;
+            if (k && !json_object_get(v, k)) return snprintf(err, n, "%s: missing required %.60s", path, k), -1;
         }
         const char *k;
         const json_t *x;

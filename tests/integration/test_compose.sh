@@ -60,8 +60,104 @@ expect "pipeline: streamed as SSE with the same content" p3 \
 req p4 /v1/chat/completions "$(chat gpt-4o-mini 'switch off the lights in the bedroom')"
 expect "pipeline: through its alias; lights_off with the bedroom" p4 \
   "b['shoal']['pipeline']['steps'][1]['action']=={'intent':'lights_off','room':'bedroom'}"
-req p5 /v1/chat/completions "$(chat assistant 'hi' ',"tools":[{"type":"function","function":{"name":"f"}}]')"
-expect "pipeline: a request field it cannot honour (tools) is a 400 naming it" p5 "r['status']==400 and 'tools' in b['error']['message']"
+req p5 /v1/chat/completions "$(chat assistant 'hi' ',"response_format":{"type":"json_object"}')"
+expect "pipeline: a request field it cannot honour (response_format) is a 400 naming it" p5 "r['status']==400 and 'response_format' in b['error']['message']"
+# tool calls: the intent names the function, the slots are the arguments, typed by its schema
+F_ON='{"type":"function","function":{"name":"lights_on","parameters":{"type":"object","properties":{"room":{"type":"string"}},"required":["room"]}}}'
+F_DIM='{"type":"function","function":{"name":"set_brightness","parameters":{"type":"object","properties":{"level":{"type":"integer","minimum":0,"maximum":100},"room":{"type":"string"}},"required":["level"]}}}'
+F_TEMP='{"type":"function","function":{"name":"set_temperature","parameters":{"type":"object","properties":{"temperature":{"type":"number"}}}}}'
+F_MUSIC='{"type":"function","function":{"name":"play_music","parameters":{"type":"object","properties":{"genre":{"type":"string","enum":["Jazz","Rock","Classical"]}},"required":["genre"]}}}'
+F_DOOR='{"type":"function","function":{"name":"lock_door","parameters":{"type":"object","properties":{},"additionalProperties":true}}}'
+TOOLS=",\"tools\":[$F_ON,$F_DIM,$F_TEMP,$F_MUSIC,$F_DOOR]"
+TC="b['choices'][0]['message']['tool_calls'][0]"
+req q1 /v1/chat/completions "$(chat assistant 'turn on the kitchen lights' "$TOOLS")"
+expect "tools: a declared intent is answered with a tool call (finish_reason tool_calls, content null)" q1 \
+  "r['status']==200 and b['choices'][0]['finish_reason']=='tool_calls' and b['choices'][0]['message']['content'] is None and len(b['choices'][0]['message']['tool_calls'])==1"
+expect "tools: the call is lights_on {room: kitchen}, an id call_..., type function" q1 \
+  "$TC['function']['name']=='lights_on' and json.loads($TC['function']['arguments'])=={'room':'kitchen'} and $TC['id'].startswith('call_') and len($TC['id'])>10 and $TC['type']=='function'"
+expect "tools: shoal.pipeline.tool_call says so; X-Shoal-Tool-Call; the reply step skipped" q1 \
+  "b['shoal']['pipeline']['tool_call']['called'] and b['shoal']['pipeline']['tool_call']['intent']=='lights_on' and h['x-shoal-tool-call']=='lights_on' and [s['name'] for s in b['shoal']['pipeline']['steps'] if s['ran']]==['intent','action'] and 'skipped' in b['shoal']['pipeline']['steps'][2]"
+req q1b /v1/chat/completions "$(chat assistant 'turn on the kitchen lights' "$TOOLS")"
+expect "tools: each call has its own id" q1b "b['choices'][0]['message']['tool_calls'][0]['id']!=json.load(open('$TMP/q1.json'))['body']['choices'][0]['message']['tool_calls'][0]['id']"
+req q2 /v1/chat/completions "$(chat assistant 'set the kitchen lights to 20 percent' "$TOOLS")"
+expect "tools: a slot the schema types integer is a JSON number (level 20), strings stay strings" q2 \
+  "$TC['function']['name']=='set_brightness' and $TC['function']['arguments']=='{\"level\":20,\"room\":\"kitchen\"}' and type(json.loads($TC['function']['arguments'])['level']) is int"
+req q3 /v1/chat/completions "$(chat assistant 'dim the bedroom lights to twenty percent' "$TOOLS")"
+expect "tools: number words become numbers (twenty -> 20)" q3 \
+  "json.loads($TC['function']['arguments'])=={'level':20,'room':'bedroom'} and b['shoal']['pipeline']['steps'][0]['slots']['level']=='twenty'"
+req q4 /v1/chat/completions "$(chat assistant 'set the thermostat to 21 degrees' "$TOOLS")"
+expect "tools: type number (temperature 21)" q4 "json.loads($TC['function']['arguments'])=={'temperature':21}"
+req q5 /v1/chat/completions "$(chat assistant 'play some jazz' "$TOOLS")"
+expect "tools: an enum value matched case-insensitively, in the enum's spelling (jazz -> Jazz)" q5 \
+  "$TC['function']['name']=='play_music' and json.loads($TC['function']['arguments'])=={'genre':'Jazz'}"
+req q6 /v1/chat/completions "$(chat assistant 'lock the front door' "$TOOLS")"
+expect "tools: additionalProperties true keeps a slot the schema does not list" q6 \
+  "$TC['function']['name']=='lock_door' and json.loads($TC['function']['arguments'])=={'door':'front door'}"
+req q7 /v1/chat/completions "$(chat assistant 'set the kitchen lights to 20 percent' ',"tools":[{"type":"function","function":{"name":"set_brightness","parameters":{"type":"object","properties":{"level":{"type":"integer"}}}}}]')"
+expect "tools: a slot that is not a property is dropped, and the record names it" q7 \
+  "json.loads($TC['function']['arguments'])=={'level':20} and 'room' in b['shoal']['pipeline']['tool_call']['dropped']"
+req q8 /v1/chat/completions "$(chat assistant 'set the kitchen lights to 20 percent' "$TOOLS,\"stream\":true")"
+check "tools: streamed: a delta with the call (index 0, id, name, arguments), a chunk with finish_reason tool_calls, [DONE]" \
+  python3 - "$TMP/q8.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); b = r["body"]
+assert r["headers"]["content-type"].startswith("text/event-stream") and b.rstrip().endswith("data: [DONE]"), b[:300]
+ch = [json.loads(l[6:]) for l in b.split("\n") if l.startswith("data: {")]
+d = ch[0]["choices"][0]["delta"]
+assert d["role"] == "assistant" and d["content"] is None, d
+c = d["tool_calls"][0]
+assert c["index"] == 0 and c["id"].startswith("call_") and c["type"] == "function", c
+assert c["function"]["name"] == "set_brightness" and json.loads(c["function"]["arguments"]) == {"level": 20, "room": "kitchen"}, c
+assert ch[-1]["choices"][0]["finish_reason"] == "tool_calls" and ch[-1]["shoal"]["pipeline"]["tool_call"]["called"], ch[-1]
+PY
+req q9 /v1/chat/completions "$(chat assistant 'turn on the kitchen lights' "$TOOLS,\"tool_choice\":\"none\"")"
+expect "tools: tool_choice none answers with the reply text as before" q9 \
+  "r['status']==200 and b['choices'][0]['finish_reason']=='stop' and b['choices'][0]['message']['content']==json.load(open('$TMP/p1.json'))['body']['choices'][0]['message']['content'] and not b['shoal']['pipeline']['tool_call']['called'] and 'x-shoal-tool-call' not in h"
+req q10 /v1/chat/completions "$(chat assistant 'tell me a joke' "$TOOLS")"
+expect "tools: auto and an intent with no declared function (chat): the reply text, and the record says why" q10 \
+  "b['choices'][0]['finish_reason']=='stop' and b['choices'][0]['message']['content'] and 'chat' in b['shoal']['pipeline']['tool_call']['reason']"
+req q11 /v1/chat/completions "$(chat assistant 'turn on the lights' "$TOOLS")"
+expect "tools: a required property without a slot (room): no call, the reply text, the record names it" q11 \
+  "b['choices'][0]['finish_reason']=='stop' and b['choices'][0]['message']['content'] and b['shoal']['pipeline']['tool_call']['called']==False and 'room' in b['shoal']['pipeline']['tool_call']['reason']"
+req q12 /v1/chat/completions "$(chat assistant 'tell me a joke' "$TOOLS,\"tool_choice\":\"required\"")"
+expect "tools: tool_choice required and an intent with no declared function: 422 naming the intent" q12 \
+  "r['status']==422 and b['error']['code']=='tool_call_not_possible' and \"intent 'chat'\" in b['error']['message']"
+req q13 /v1/chat/completions "$(chat assistant 'play some jazz' "$TOOLS,\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"lights_on\"}}")"
+expect "tools: tool_choice naming another function than the intent's: 422 naming both" q13 \
+  "r['status']==422 and 'lights_on' in b['error']['message'] and 'play_music' in b['error']['message']"
+req q14 /v1/chat/completions "$(chat assistant 'turn on the kitchen lights' "$TOOLS,\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"lights_on\"}}")"
+expect "tools: tool_choice naming the intent's function: the call" q14 "$TC['function']['name']=='lights_on'"
+req q15 /v1/chat/completions "{\"model\":\"assistant\",\"messages\":[{\"role\":\"user\",\"content\":\"turn on the kitchen lights\"},{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"lights_on\",\"arguments\":\"{\\\"room\\\":\\\"kitchen\\\"}\"}}]},{\"role\":\"tool\",\"tool_call_id\":\"call_1\",\"content\":\"ok\"}]$TOOLS}"
+expect "tools: the turn after the call (its tool result sent back): the reply text, no second call" q15 \
+  "r['status']==200 and b['choices'][0]['finish_reason']=='stop' and 'kitchen' in b['choices'][0]['message']['content'].lower() and 'tool result' in b['shoal']['pipeline']['tool_call']['reason']"
+req q16 /v1/completions "{\"model\":\"assistant\",\"prompt\":\"turn on the kitchen lights\"$TOOLS}"
+expect "tools: on completions a 400" q16 "r['status']==400 and 'tools' in b['error']['message']"
+if ensure_node_clients; then
+  (cd "$ROOT/tests/integration/node" && BASE="$R/v1" node --input-type=module - >"$TMP/node.txt" 2>&1) <<'JS'
+import OpenAI from "openai";
+const client = new OpenAI({ baseURL: process.env.BASE, apiKey: "none", maxRetries: 0 });
+const tools = [{ type: "function", function: { name: "set_brightness", parameters: { type: "object",
+  properties: { level: { type: "integer" }, room: { type: "string" } }, required: ["level"] } } }];
+const messages = [{ role: "user", content: "set the kitchen lights to 20 percent" }];
+const r = await client.chat.completions.create({ model: "assistant", messages, tools });
+const c = r.choices[0].message.tool_calls[0];
+if (r.choices[0].finish_reason !== "tool_calls" || c.function.name !== "set_brightness" ||
+    JSON.parse(c.function.arguments).level !== 20) throw new Error(JSON.stringify(r.choices[0]));
+let name = "", args = "", fin = "";
+for await (const ch of await client.chat.completions.create({ model: "assistant", messages, tools, stream: true })) {
+  for (const t of ch.choices[0].delta.tool_calls || []) { name += t.function?.name || ""; args += t.function?.arguments || ""; }
+  fin = ch.choices[0].finish_reason || fin;
+}
+if (name !== "set_brightness" || JSON.parse(args).room !== "kitchen" || fin !== "tool_calls") throw new Error(name + args + fin);
+const next = await client.chat.completions.create({ model: "assistant", tools, messages: [...messages, r.choices[0].message,
+  { role: "tool", tool_call_id: c.id, content: "done" }] });
+if (!next.choices[0].message.content) throw new Error(JSON.stringify(next.choices[0]));
+console.log("node ok");
+JS
+  check "tools: the official Node client (openai): a call, a streamed call, the reply after the tool result ($(tail -c 300 "$TMP/node.txt"))" grep -q "node ok" "$TMP/node.txt"
+else
+  bad "npm ci of the node clients (tests/integration/node)"
+fi
 req p6 /v1/chat/completions "$(chat assistant 'turn on the kitchen lights' ',"temperature":0.3')"
 expect "pipeline: a field the steps do not use is named in shoal.pipeline.ignored" p6 "b['shoal']['pipeline']['ignored']==['temperature']"
 req p7 /v1/embeddings '{"model":"assistant","input":"x"}'
@@ -69,6 +165,8 @@ expect "pipeline: other endpoints are a 400" p7 "r['status']==400"
 kill -TERM "$PID_asst"; wait "$PID_asst" 2>/dev/null
 check "request log: decisions, no prompt text" bash -c \
   "grep -q '\"decision\":\"pipeline intent:ok action:ok reply:ok chat:skipped\"' '$TMP/asst-req.log' && ! grep -qi 'kitchen' '$TMP/asst-req.log'"
+check "request log: a tool call answered is in the decision" \
+  grep -q '"decision":"pipeline intent:ok action:ok reply:skipped chat:skipped tool_call=lights_on"' "$TMP/asst-req.log"
 
 # a random-weight LM with the replies vocabulary (a member that disagrees) and a random reranker
 "$SHOAL" gen-model --vocab "$M/replies.gguf" -o "$TMP/noise.gguf" --dim 64 --layers 1 --heads 2 --ffn 128 \
@@ -105,6 +203,12 @@ models:
   - {name: mix-noise, policy: ensemble, combine: tokens, gate: 0.5, ensemble: [{model: reply, weight: 3}, noise]}
   - {name: best, policy: ensemble, combine: best_of, k: 3, scorer: reply2, ensemble: [reply]}
   - {name: best-rr, policy: ensemble, combine: best_of, k: 3, scorer: rr, score: rerank, ensemble: [reply]}
+  - name: asst-fn
+    policy: pipeline
+    functions: {set_brightness: dim_lights}
+    steps:
+      - {name: nlu, classify: intent}
+      - {name: say, generate: reply, prompt: "{{nlu.label}}{{nlu.slots_kv|lower}}", max_tokens: 16}
   - name: canary
     policy: weighted
     sticky: user
@@ -125,6 +229,13 @@ expect "classify routing: below min_confidence -> default" c4 "h['x-shoal-backen
 req c5 /v1/chat/completions "$(chat route 'turn on the kitchen lights' "$G,\"stream\":true")"
 expect "classify routing: a stream goes through to the target" c5 \
   "h['x-shoal-backend']=='local:lm' and h['content-type'].startswith('text/event-stream') and 'data: [DONE]' in b"
+F_DL='{"type":"function","function":{"name":"dim_lights","parameters":{"type":"object","properties":{"level":{"type":"number"},"room":{"type":"string","enum":["KITCHEN","BEDROOM"]}},"required":["level","room"],"additionalProperties":false}}}'
+req f1 /v1/chat/completions "$(chat asst-fn 'dim the bedroom lights to twenty percent' ",\"tools\":[$F_DL]")"
+expect "tools: functions: maps the intent set_brightness to dim_lights; no action step: the classify step decides" f1 \
+  "b['choices'][0]['finish_reason']=='tool_calls' and b['choices'][0]['message']['tool_calls'][0]['function']['name']=='dim_lights' and json.loads(b['choices'][0]['message']['tool_calls'][0]['function']['arguments'])=={'level':20,'room':'BEDROOM'} and b['shoal']['pipeline']['tool_call']['intent']=='set_brightness'"
+req f2 /v1/chat/completions "$(chat asst-fn 'dim the bedroom lights to twenty percent' ",\"tools\":[$F_DIM]")"
+expect "tools: a mapped intent does not call its own name (set_brightness declared, dim_lights not): text" f2 \
+  "b['choices'][0]['finish_reason']=='stop' and b['choices'][0]['message']['content'] and 'dim_lights' in b['shoal']['pipeline']['tool_call']['reason']"
 req k1 /v1/classify '{"model":"casc-accept","input":"turn on the kitchen lights"}'
 expect "cascade: a confident first stage answers" k1 \
   "b['shoal']['cascade']['stage']==1 and b['shoal']['cascade']['model']=='intent' and len(b['shoal']['cascade']['tried'])==1 and b['data'][0]['label']=='lights_on' and h['x-shoal-stage'].startswith('1/2')"
@@ -310,6 +421,17 @@ badcfg gate "gate is for combine: tokens" "local: [{name: n, path: $M/replies.gg
 models:
   - {name: a, backends: [n]}
   - {name: e, policy: ensemble, gate: 0.2, ensemble: [a, a]}"
+badcfg fnname "functions: intent 'set_brightness': 'lights.set_brightness' is not a function name a client can declare" "local: [{name: n, path: $M/assistant.gguf}]
+models:
+  - {name: i, backends: [n]}
+  - {name: p, policy: pipeline, functions: {set_brightness: lights.set_brightness}, steps: [{name: a, classify: i}]}"
+badcfg fnpolicy "functions is not for this policy" "local: [{name: n, path: $M/assistant.gguf}]
+models:
+  - {name: i, backends: [n], functions: {a: b}}"
+badcfg fnclassify "functions: needs a classify step" "local: [{name: n, path: $M/replies.gguf}]
+models:
+  - {name: i, backends: [n]}
+  - {name: p, policy: pipeline, functions: {a: b}, steps: [{name: a, generate: i}]}"
 badcfg ref "names no earlier step" "local: [{name: n, path: $M/assistant.gguf}]
 models:
   - {name: i, backends: [n]}
