@@ -53,14 +53,17 @@ def post(port, path, body):
     return out, 1000 * (time.perf_counter() - t0)
 
 
-def start(models):
+def start(models, config=None):
     log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
-    args = [SHOAL, "serve", "--port", "0"]
-    for name in ("assistant", "iot", "replies"):
-        path = os.path.join(models, name + ".gguf")
-        if not os.path.exists(path):
-            sys.exit("demo: %s is missing (make models trains it)" % path)
-        args += ["-m", "%s=%s" % (name, path)]
+    args = [SHOAL, "serve", "--port", "0", "--responses-db", "none"]
+    if config:
+        args += ["--config", config]
+    else:
+        for name in ("assistant", "iot", "replies"):
+            path = os.path.join(models, name + ".gguf")
+            if not os.path.exists(path):
+                sys.exit("demo: %s is missing (make models trains it)" % path)
+            args += ["-m", "%s=%s" % (name, path)]
     srv = subprocess.Popen(args, stdout=log, stderr=log)
     for _ in range(400):
         time.sleep(0.05)
@@ -117,6 +120,44 @@ def main():
         answer, ms2 = reply(port, prompt)
         print("  finding %s" % prompt)
         print("  reply   %s   (%.1f ms)" % (answer, ms2))
+    finally:
+        srv.terminate()
+        srv.wait()
+        os.unlink(logname)
+    if models == os.path.join(ROOT, "models"):
+        tool_calls(argv or COMMANDS[:2])
+
+
+# The functions an OpenAI client would declare for the assistant (the pipeline maps the intent to
+# the function of the same name and the slots to its arguments, typed by the schema).
+TOOLS = [
+    {"type": "function", "function": {"name": "set_brightness", "description": "Dim or brighten a room's lights",
+                                      "parameters": {"type": "object", "properties": {
+                                          "room": {"type": "string"}, "level": {"type": "integer", "minimum": 0,
+                                                                               "maximum": 100}},
+                                          "required": ["level"]}}},
+    {"type": "function", "function": {"name": "lights_on", "description": "Switch a room's lights on",
+                                      "parameters": {"type": "object", "properties": {"room": {"type": "string"}}}}},
+    {"type": "function", "function": {"name": "lights_off", "description": "Switch a room's lights off",
+                                      "parameters": {"type": "object", "properties": {"room": {"type": "string"}}}}},
+]
+
+
+def tool_calls(commands):
+    """The same assistant as one OpenAI chat model (examples/assistant.yaml) answering with tool calls."""
+    srv, port, logname = start(None, os.path.join(ROOT, "examples", "assistant.yaml"))
+    try:
+        print("\n== the assistant as an OpenAI chat model with tools (examples/assistant.yaml)")
+        post(port, "/v1/chat/completions", {"model": "assistant", "messages": [{"role": "user", "content": "hi"}]})
+        for text in commands + ["dim the bedroom lights to twenty percent"]:
+            out, ms = post(port, "/v1/chat/completions", {"model": "assistant", "tools": TOOLS,
+                                                          "messages": [{"role": "user", "content": text}]})
+            c = out["choices"][0]
+            print('\n"%s"' % text)
+            for call in c["message"].get("tool_calls") or []:
+                print("  tool call  %s(%s)   (%.1f ms)" % (call["function"]["name"], call["function"]["arguments"], ms))
+            if not c["message"].get("tool_calls"):
+                print("  reply      %s   (%.1f ms; %s)" % (c["message"]["content"], ms, c["finish_reason"]))
     finally:
         srv.terminate()
         srv.wait()

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The README's first command ends here: the shipped specialists in models/ answering through
 # `shoal serve` (scripts/demo.py): voice commands -> intent + slots -> the reply LM, and an IoT
-# sensor window -> anomaly label -> explanation. Extra arguments are voice commands to try.
+# sensor window -> anomaly label -> explanation; then the assistant as one OpenAI chat model
+# (examples/assistant.yaml) answering voice commands with tool calls. Extra arguments are voice
+# commands to try.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for m in assistant iot replies; do
