@@ -252,6 +252,19 @@ int cache_get(cache *c, const uint8_t key[CACHE_KEY_BYTES], char **val, size_t *
     return 0;
 }
 
+void cache_flush(cache *c, double timeout_ms) {
+    if (!c || !c->has_writer) return;
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    long ns = dl.tv_nsec + (long)(timeout_ms * 1e6);
+    dl.tv_sec += ns / 1000000000L;
+    dl.tv_nsec = ns % 1000000000L;
+    pthread_mutex_lock(&c->qmu);
+    while ((c->qhead || c->writing) && pthread_cond_timedwait(&c->qidle, &c->qmu, &dl) == 0) {
+    }
+    pthread_mutex_unlock(&c->qmu);
+}
+
 void cache_put(cache *c, const uint8_t key[CACHE_KEY_BYTES], const char *val, size_t n) {
     if (n > MAX_VALUE) return;
     double now = wall_s(), expires = now + c->p.ttl_s;

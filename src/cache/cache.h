@@ -63,6 +63,10 @@ int cache_get(cache *c, const uint8_t key[CACHE_KEY_BYTES], char **val, size_t *
  * thread). */
 void cache_put(cache *c, const uint8_t key[CACHE_KEY_BYTES], const char *val, size_t n);
 
+/* Waits (at most timeout_ms) until the writer has written everything queued so far: after it,
+ * other processes reading the file or Redis see those entries. */
+void cache_flush(cache *c, double timeout_ms);
+
 /* Drops every entry of every tier (Redis: the keys under the prefix). */
 void cache_clear(cache *c);
 

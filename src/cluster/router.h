@@ -76,6 +76,11 @@ typedef struct router_local_ops {
     /* one record per generation request, from any thread (NULL: none); its strings are valid
      * during the call only */
     void (*log)(void *ud, const router_log *l);
+    /* the stored conversation a Responses request continues (previous_response_id), as
+     * "role\ncontent\n" per message, malloc'd; NULL when unknown or without a store (NULL: none).
+     * Prefix affinity then hashes the whole conversation, so a continuation goes where the
+     * conversation's first turn went and finds its prefix cache warm. */
+    char *(*conversation)(void *ud, const char *response_id, size_t *len);
     void *ud;
 } router_local_ops;
 

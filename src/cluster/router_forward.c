@@ -21,10 +21,17 @@
 /* What rules match on and prefix affinity hashes: the prompt, the chat messages (role and
  * content, in order), the first embedding / classify input or the rerank query. Token-id
  * prompts hash their id bytes. */
-static char *request_text(const oai_request *r, size_t *len) {
+static char *request_text(const router *rt, const oai_request *r, size_t *len) {
     const void *one = NULL; /* every kind but chat: one piece */
-    size_t n = 0;
+    size_t n = 0, n_conv = 0;
     const bool chat = r->kind == OAI_CHAT || r->kind == OAI_RESPONSES;
+    /* a Responses continuation: the instructions, the stored conversation, then the new input
+     * (the text its first turn had, extended) */
+    char *conv = r->kind == OAI_RESPONSES && r->previous_response_id && rt->ops.conversation
+                     ? rt->ops.conversation(rt->ops.ud, r->previous_response_id, &n_conv)
+                     : NULL;
+    size_t lead = conv && r->instructions && r->n_messages ? 1 : 0;
+    n += conv ? n_conv : 0;
     if (chat) {
         for (size_t i = 0; i < r->n_messages; i++)
             n += strlen(r->messages[i].role) + strlen(r->messages[i].content ? r->messages[i].content : "") + 2;
@@ -39,10 +46,17 @@ static char *request_text(const oai_request *r, size_t *len) {
         one = r->prompt_ids, n = sizeof *r->prompt_ids * r->n_prompt_ids;
     }
     char *s = malloc(n + 1);
-    if (!s) return NULL;
+    if (!s) {
+        free(conv);
+        return NULL;
+    }
     if (chat) {
         char *p = s;
         for (size_t i = 0; i < r->n_messages; i++) {
+            if (conv && i == lead) { /* the stored turns go after the instructions */
+                memcpy(p, conv, n_conv);
+                p += n_conv;
+            }
             const char *role = r->messages[i].role, *content = r->messages[i].content ? r->messages[i].content : "";
             size_t rl = strlen(role), cl = strlen(content);
             memcpy(p, role, rl);
@@ -51,11 +65,13 @@ static char *request_text(const oai_request *r, size_t *len) {
             p[rl + 1 + cl] = '\n';
             p += rl + cl + 2;
         }
+        if (conv && lead >= r->n_messages) memcpy(p, conv, n_conv);
     } else if (n) {
         memcpy(s, one, n);
     }
     s[n] = 0;
     *len = n;
+    free(conv);
     return s;
 }
 
@@ -355,7 +371,7 @@ void rt_forward(router *rt, int kind, const char *body, size_t len, json_t *doc,
     double t0 = http_req_start_ms(req);
     rt_fwd *f = calloc(1, sizeof *f);
     size_t text_len = 0;
-    char *text = request_text(r, &text_len);
+    char *text = request_text(rt, r, &text_len);
     if (!f || !text) {
         json_decref(doc);
         rt_respond_err(resp, 500, "server_error", NULL, "out of memory");

@@ -40,8 +40,9 @@ static void store_key(const char *id, uint8_t key[CACHE_KEY_BYTES]) {
     ckey_free(&k);
 }
 
-/* The stored value of id, parsed; NULL when there is none (or it was deleted). */
-static json_t *store_get(server *s, const char *id) {
+/* The stored value of id, parsed; NULL when there is none (or it was deleted). retry: a miss in
+ * a shared tier is retried (below). */
+static json_t *store_get(server *s, const char *id, bool retry) {
     if (!s->resp_store) return NULL;
     uint8_t key[CACHE_KEY_BYTES];
     store_key(id, key);
@@ -51,7 +52,7 @@ static json_t *store_get(server *s, const char *id) {
     /* another node's write may still be on its way to the shared file or Redis (writes are
      * asynchronous, normally well under a millisecond): a miss there is retried for up to 20 ms */
     const cache_params *p = s->p.responses;
-    int tries = p && (p->db_path || p->redis_url) ? 5 : 1;
+    int tries = retry && p && (p->db_path || p->redis_url) ? 5 : 1;
     int rc = 0;
     for (int i = 0; i < tries && (rc = cache_get(s->resp_store, key, &val, &n, &tier)) != 1; i++)
         if (i + 1 < tries) nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
@@ -121,7 +122,7 @@ static void message_clear(oai_message *m) {
 int resp_prepare(server *s, oai_request *r, oai_error *e) {
     if (r->n > 1) return oai_errorf(e, 400, INVALID, "n", "the Responses API has one output per request");
     if (!r->previous_response_id) return 0;
-    json_t *prev = store_get(s, r->previous_response_id);
+    json_t *prev = store_get(s, r->previous_response_id, true);
     if (!prev)
         return oai_errorf(e, 404, INVALID, "previous_response_id",
                           "no stored response '%.80s' (never stored, deleted, or past the retention period)",
@@ -280,6 +281,10 @@ static void store_response(gen_ctx *g, json_t *resp) {
 json_t *resp_whole(gen_ctx *g) {
     json_t *j = response_object(g, true);
     if (j) store_response(g, j);
+    /* the HTTP thread (not streamed): the client gets the answer once the store has it, so a
+     * continuation sent anywhere right away finds it (a stream's end cannot wait on the engine
+     * thread: there a continuation may miss it for a moment, and the lookup's retry covers that) */
+    if (j && g->rs->store) cache_flush(g->srv->resp_store, 100);
     return j;
 }
 
@@ -363,6 +368,33 @@ void resp_stream_error(gen_ctx *g, const char *message) {
     event(g, "error", json_pack("{s:s, s:s, s:n}", "code", "server_error", "message", message, "param"));
 }
 
+char *srv_response_conversation(server *s, const char *id, size_t *len) {
+    json_t *v = store_get(s, id, false); /* a router's guess: never waits */
+    json_t *conv = json_object_get(v, "conversation");
+    size_t n = 0, i;
+    json_t *m;
+    json_array_foreach(conv, i, m) {
+        n += json_string_length(json_object_get(m, "role")) + json_string_length(json_object_get(m, "content")) + 2;
+    }
+    char *out = v && json_is_array(conv) ? malloc(n + 1) : NULL;
+    if (out) {
+        char *p = out;
+        json_array_foreach(conv, i, m) {
+            json_t *r = json_object_get(m, "role"), *c = json_object_get(m, "content");
+            memcpy(p, json_string_value(r) ? json_string_value(r) : "", json_string_length(r));
+            p += json_string_length(r);
+            *p++ = '\n';
+            memcpy(p, json_string_value(c) ? json_string_value(c) : "", json_string_length(c));
+            p += json_string_length(c);
+            *p++ = '\n';
+        }
+        *p = 0;
+        *len = n;
+    }
+    json_decref(v);
+    return out;
+}
+
 /* ============================================================ GET / DELETE ===== */
 
 void srv_handle_response_id(server *s, http_request *req, const char *id, http_response *resp) {
@@ -374,7 +406,7 @@ void srv_handle_response_id(server *s, http_request *req, const char *id, http_r
         srv_respond_error(resp, &e);
         return;
     }
-    json_t *v = store_get(s, id);
+    json_t *v = store_get(s, id, true);
     if (!v) {
         oai_errorf(&e, 404, INVALID, NULL, "no stored response '%.80s'", id);
         srv_respond_error(resp, &e);

@@ -307,6 +307,11 @@ int srv_endpoint_kind(const char *path) {
     return -1;
 }
 
+/* The router's hook (router.h): a stored conversation for prefix affinity. */
+static char *route_conversation(void *ud, const char *id, size_t *len) {
+    return srv_response_conversation(ud, id, len);
+}
+
 static void dispatch(server *s, oai_kind kind, http_request *req, const char *body, size_t len,
                      http_response *resp) {
     if (kind == OAI_COMPLETION || kind == OAI_CHAT || kind == OAI_RESPONSES) srv_handle_generate(s, kind, req, body, len, resp);
@@ -556,7 +561,8 @@ server *server_init(const server_params *p, const server_model *models, int n_mo
         }
     }
     if (cc) {
-        router_local_ops ops = {.generate = local_generate, .log = route_log, .ud = s};
+        router_local_ops ops = {.generate = local_generate, .log = route_log,
+                                .conversation = route_conversation, .ud = s};
         if (!(s->rt = router_init(cc, &ops, s->met, err))) goto fail;
     }
     http_config hc = {.host = p->host, .port = p->port, .max_body = p->max_body};

@@ -125,6 +125,9 @@ gram *srv_gram_acquire(server *s, int kind, const char *text, sh_err *err);
 void srv_gram_release(server *s, gram *g); /* NULL is fine */
 void srv_gram_cache_free(server *s);       /* at shutdown, when no request runs */
 
+/* responses.c: the stored conversation of response id as "role\ncontent\n" per message
+ * (malloc'd; the router's prefix affinity hashes it), or NULL. */
+char *srv_response_conversation(server *s, const char *id, size_t *len);
 /* responses.c: GET and DELETE /v1/responses/{id}. */
 void srv_handle_response_id(server *s, http_request *req, const char *id, http_response *resp);
 

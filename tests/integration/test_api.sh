@@ -60,6 +60,46 @@ API_TAG=router python3 "$ROOT/tests/integration/api_client.py" "http://127.0.0.1
 fold "$TMP/c3.txt"
 kill -TERM "$PID_router" "$PID_n3"; wait "$PID_router" "$PID_n3" 2>/dev/null
 
+# ---- prefix affinity keeps a conversation on one node: its continuation hashes the stored
+# conversation (the router reads the store it shares with the nodes: here the default file)
+start_named n4 --port 0 -m chat="$M" --log-prompts --log-file "$TMP/n4-req.log" || bad "node n4"
+start_named n5 --port 0 -m chat="$M" --log-prompts --log-file "$TMP/n5-req.log" || bad "node n5"
+cat >"$TMP/affinity.yaml" <<YAML
+listen: {host: 127.0.0.1}
+nodes:
+  - {name: n4, url: "http://127.0.0.1:$PORT_n4"}
+  - {name: n5, url: "http://127.0.0.1:$PORT_n5"}
+models:
+  - name: chat
+    policy: prefix_affinity
+    backends: [{node: n4, model: chat}, {node: n5, model: chat}]
+YAML
+start_named raff --config "$TMP/affinity.yaml" --port 0 || bad "affinity router"
+check "prefix affinity: 8 conversations, each continuation on the node of its first turn (both nodes used)" \
+  python3 - "$PORT_raff" "$TMP/n4-req.log" "$TMP/n5-req.log" <<'PY'
+import json, sys, urllib.request
+port, logs = sys.argv[1], sys.argv[2:]
+def post(body):
+    r = urllib.request.Request(f"http://127.0.0.1:{port}/v1/responses", json.dumps(body).encode(),
+                               {"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(r, timeout=60))
+for k in range(8):
+    # prefix affinity hashes the first 256 bytes: a first turn longer than that, unlike the others
+    first = f"conversation {k} starts with a request about room {k * 37}: " + "please check the sensors " * 12
+    r = post({"input": first, "max_output_tokens": 2})
+    post({"input": f"MARKER-CONT-{k}", "previous_response_id": r["id"], "max_output_tokens": 2})
+where = {}
+for i, log in enumerate(logs):
+    for line in open(log):
+        p = json.loads(line).get("prompt") or ""
+        for k in range(8):
+            if f"conversation {k} starts" in p:
+                where.setdefault(k, set()).add(i)
+assert len(where) == 8 and all(len(v) == 1 for v in where.values()), where
+assert len(set().union(*where.values())) == 2, f"one node took everything: {where}"
+PY
+kill -TERM "$PID_raff" "$PID_n4" "$PID_n5"; wait "$PID_raff" "$PID_n4" "$PID_n5" 2>/dev/null
+
 # ---- two nodes sharing the store through Redis: any node continues any conversation
 if command -v redis-server >/dev/null; then
   RPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
