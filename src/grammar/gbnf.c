@@ -193,6 +193,14 @@ bool gram_class_overlaps(const gram *g, uint32_t cls, uint32_t lo, uint32_t hi) 
     return false;
 }
 
+bool gram_class_covers(const gram *g, uint32_t cls, uint32_t lo, uint32_t hi) {
+    const gram_class *c = &g->classes[cls];
+    const uint32_t *r = g->ranges + 2 * (size_t)c->off;
+    for (uint32_t i = 0; i < c->n; i++) /* ranges are disjoint and non-adjacent */
+        if (r[2 * i] <= lo && r[2 * i + 1] >= hi) return true;
+    return false;
+}
+
 /* ---- parser state ------------------------------------------------------------------------ */
 
 typedef struct u32v {

@@ -55,9 +55,30 @@ struct gram {
     gram_cache *cache; /* mask cache shared by all matchers of this grammar (own lock) */
 };
 
-/* The vocabulary index: a byte trie of the token pieces, nodes in preorder. Node i (depth
- * depth[i] >= 1, reached from its parent by byte[i]) ends the pieces of tokens
- * toks[tok_off[i] .. tok_off[i+1]); end[i] is the first node after its subtree. */
+/* A byte trie of token pieces, nodes in preorder. Node i (depth depth[i] >= 1, reached from
+ * its parent by byte[i]) ends the pieces of tokens toks[tok_off[i] .. tok_off[i+1]); end[i] is
+ * the first node after its subtree. */
+typedef struct gram_trie {
+    uint32_t n_nodes;
+    uint8_t *byte;
+    uint16_t *depth;
+    uint32_t *end;
+    uint32_t *tok_off;
+    int32_t *toks;
+} gram_trie;
+
+/* String content: the code points a JSON string holds unescaped, [^"\\\x00-\x1F] without the
+ * surrogates (GRAM_STR_RANGES pairs in gram_str_ranges). */
+#define GRAM_STR_RANGES 4
+extern const uint32_t gram_str_ranges[2 * GRAM_STR_RANGES];
+/* Tokens whose piece is at most GRAM_STR_MAX string-content characters (the last one may be
+ * an incomplete UTF-8 sequence of such a character) are "string tokens": the mask keeps them
+ * out of its walk when the state treats every string-content character alike. */
+#define GRAM_STR_MAX 48
+
+/* The vocabulary index: the trie of all pieces (EOG tokens and empty pieces left out), the
+ * trie of the pieces that are not string tokens, and str_le[(n - 1) * n_words ..]: the bitset
+ * of string tokens of at most n characters, for n = 1 .. GRAM_STR_MAX. */
 struct gram_vocab {
     const tok_vocab *v;
     uint64_t serial; /* unique per index: part of the mask cache key */
@@ -72,6 +93,8 @@ struct gram_vocab {
     int32_t *eog;
     uint32_t n_eog;
     uint32_t max_depth;
+    gram_trie rest;  /* pieces that are not string tokens */
+    uint32_t *str_le;
 };
 
 /* ---- string builder ---- */
@@ -94,6 +117,8 @@ void gram_sb_cp(gram_sb *b, uint32_t cp, bool in_class);
 gram *gram_compile(const char *text, size_t len, const char *what, sh_err *err);
 bool gram_class_match(const gram *g, uint32_t cls, uint32_t cp);
 bool gram_class_overlaps(const gram *g, uint32_t cls, uint32_t lo, uint32_t hi);
+/* Does class cls hold every code point of [lo, hi]? */
+bool gram_class_covers(const gram *g, uint32_t cls, uint32_t lo, uint32_t hi);
 
 /* ---- matcher.c ---- */
 gram_cache *gram_cache_new(void);

@@ -19,6 +19,19 @@
  * keyed by the state's canonical form (positions, not node ids) and the vocabulary, shared by
  * every matcher of that grammar under one mutex: a repeated schema is warm from its second
  * request on.
+ *
+ * String tokens. A bounded string (maxLength n) is a chain of helper rules, one state per
+ * remaining count, each with most of the vocabulary alive: a cold mask there would walk
+ * nearly the whole trie. The vocabulary index sets apart the "string tokens" (pieces of at
+ * most GRAM_STR_MAX string-content characters, [^"\\\x00-\x1F], the last maybe incomplete)
+ * with, per length, the bitset of those at most that long. When every stack top of a state
+ * holds either all string-content characters or no character of them and no other non-ASCII
+ * one ("uniform"), all of them lead to one next state; following that chain with one
+ * representative character ('a') for up to GRAM_STR_MAX steps, each a cached transition,
+ * gives the longest run k it survives, and then the allowed string tokens are exactly those
+ * of at most k characters: one bitset copy. Only the other tokens (quotes, escapes,
+ * controls, pieces that are not UTF-8, long ones) are walked, in a trie of their own.
+ * States that are not uniform along the chain walk the whole trie as before.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -662,6 +675,53 @@ bool gram_matcher_allows(gram_matcher *m, int32_t id) {
     return st != DEAD;
 }
 
+/* Does state s treat all string-content characters alike? True when every stack's top class
+ * holds all of them or none (nor any other code point that is not ASCII: no incomplete UTF-8
+ * sequence can then be alive through it); *any: some stack takes them. */
+static bool str_uniform(const gram_matcher *m, uint32_t s, bool *any) {
+    static const uint32_t none[6] = {0x20, 0x21, 0x23, 0x5b, 0x5d, GRAM_MAX_CP};
+    const gram *g = m->g;
+    const dstate *d = &m->ds[s];
+    *any = false;
+    if (d->npend) return false;
+    for (uint32_t k = 0; k < d->n; k++) {
+        uint32_t id = m->sets.v[d->off + k];
+        if (!id) continue;
+        uint32_t cls = GE_ARG(g->elems[m->nodes[id].pos]);
+        bool all = true, some = false;
+        for (int i = 0; i < GRAM_STR_RANGES && all; i++)
+            all = gram_class_covers(g, cls, gram_str_ranges[2 * i], gram_str_ranges[2 * i + 1]);
+        for (int i = 0; i < 3 && !some; i++) some = gram_class_overlaps(g, cls, none[2 * i], none[2 * i + 1]);
+        if (all) *any = true;
+        else if (some) return false;
+    }
+    return true;
+}
+
+/* The string-token shortcut of the mask. If from the current state every string-content
+ * character leads to the same next state, for as many characters as a string token holds, a
+ * string token of n characters (the last maybe incomplete) is allowed iff the first n steps
+ * of that chain are alive; *n_ok is the longest such n (at most GRAM_STR_MAX). False: the
+ * state does not qualify (the mask walks the whole trie). */
+static bool str_chain(gram_matcher *m, uint32_t *n_ok) {
+    uint32_t s = m->cur;
+    for (uint32_t j = 0; j < GRAM_STR_MAX; j++) {
+        bool any;
+        if (!str_uniform(m, s, &any)) return false;
+        uint32_t t = step(m, s, 'a'); /* any string-content character would do */
+        if (t == DEAD) {
+            /* no stack takes a character (else a step died of too many stacks or no memory,
+             * where an incomplete character could still be alive: walk instead) */
+            if (any || m->oom) return false;
+            *n_ok = j;
+            return true;
+        }
+        s = t;
+    }
+    *n_ok = GRAM_STR_MAX;
+    return true;
+}
+
 int gram_matcher_mask(gram_matcher *m, uint32_t *mask) {
     const gram_vocab *gv = m->gv;
     SH_ASSERT(gv);
@@ -675,12 +735,20 @@ int gram_matcher_mask(gram_matcher *m, uint32_t *mask) {
     if (cache_get(m->g->cache, h, m->key.v, (uint32_t)m->key.n, mask, gv->n_words, &count))
         return count;
     uint32_t *st = m->walk;
+    uint32_t n_str = 0;
+    bool fast = str_chain(m, &n_str);
+    if (m->oom) return -1;
     st[0] = m->cur;
-    const uint8_t *byte = gv->byte;
-    const uint16_t *depth = gv->depth;
-    const uint32_t *end = gv->end, *off = gv->tok_off;
-    const int32_t *toks = gv->toks;
-    for (uint32_t i = 0; i < gv->n_nodes;) {
+    const uint8_t *byte = fast ? gv->rest.byte : gv->byte;
+    const uint16_t *depth = fast ? gv->rest.depth : gv->depth;
+    const uint32_t *end = fast ? gv->rest.end : gv->end, *off = fast ? gv->rest.tok_off : gv->tok_off;
+    const int32_t *toks = fast ? gv->rest.toks : gv->toks;
+    uint32_t n_nodes = fast ? gv->rest.n_nodes : gv->n_nodes;
+    if (fast && n_str) {
+        const uint32_t *le = gv->str_le + (size_t)(n_str - 1) * gv->n_words;
+        for (size_t w = 0; w < gv->n_words; w++) mask[w] = le[w];
+    }
+    for (uint32_t i = 0; i < n_nodes;) {
         uint32_t d = depth[i];
         uint32_t t = step(m, st[d - 1], byte[i]);
         if (t == DEAD) {

@@ -485,13 +485,186 @@ static void test_recursive_and_cache(void **state) {
     tok_vocab_free(v);
 }
 
+/* The number of string-content characters of a piece made of them only (a trailing
+ * incomplete character counts), else -1. */
+static int content_chars(const char *p, size_t n) {
+    int c = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char b = (unsigned char)p[i];
+        if (b < 0x20 || b == '"' || b == '\\' || (b >= 0x80 && b < 0xc2) || b > 0xf4) {
+            if (b >= 0x80 && b < 0xc0 && c > 0) continue; /* continuation byte */
+            return -1;
+        }
+        c++;
+    }
+    return c;
+}
+
+/* The mask after text: agrees with per-token acceptance on a fresh matcher, and a token of
+ * string content only is allowed iff it has at most `room` characters (room < 0: no check).
+ * Returns the number of allowed tokens. */
+static int check_state(const gram *g, const gram_vocab *gv, const tok_vocab *v, const char *text, int room) {
+    sh_err e = {{0}};
+    int32_t nv = tok_n_tokens(v);
+    uint32_t *mask = malloc(gram_vocab_mask_words(gv) * sizeof *mask);
+    gram_matcher *m = gram_matcher_init(g, gv, &e), *r = gram_matcher_init(g, gv, &e);
+    assert_int_equal(gram_matcher_accept_bytes(m, text, strlen(text)), 0);
+    assert_int_equal(gram_matcher_accept_bytes(r, text, strlen(text)), 0);
+    int n = gram_matcher_mask(m, mask);
+    for (int32_t id = 0; id < nv; id++) {
+        bool a = bit(mask, id);
+        if (gram_matcher_allows(r, id) != a) fail_msg("after '%s': token %d: mask %d, reference %d", text, id, a, !a);
+        size_t len;
+        const char *p = tok_piece(v, id, false, &len);
+        int c = p && !tok_is_eog(v, id) ? content_chars(p, len) : -1;
+        if (room >= 0 && c > 0 && a != (c <= room))
+            fail_msg("after '%s': token %d ('%.*s', %d characters) %s with room %d", text, id, (int)len, p, c,
+                     a ? "allowed" : "refused", room);
+    }
+    gram_matcher_free(m);
+    gram_matcher_free(r);
+    free(mask);
+    return n;
+}
+
+/* Strings with maxLength / minLength: the mask's string-token shortcut at the bounds (0, 1,
+ * exact, above the shortcut's length), multi-byte characters counted once, incomplete
+ * characters, and classes it must not take (a pattern, GBNF classes that split the content). */
+static void test_bounded_strings(void **state) {
+    (void)state;
+    sh_err e = {{0}};
+    static const struct {
+        const char *src;
+        bool gbnf;
+        const char *text;
+        int room;
+    } c[] = {
+        {"{\"type\":\"string\",\"maxLength\":0}", false, "\"", 0},
+        {"{\"type\":\"string\",\"maxLength\":1}", false, "\"", 1},
+        {"{\"type\":\"string\",\"maxLength\":1}", false, "\"x", 0},
+        {"{\"type\":\"string\",\"maxLength\":1}", false, "\"\xc3\xa9", 0},
+        {"{\"type\":\"string\",\"maxLength\":2}", false, "\"\xc3\xa9", 1},
+        {"{\"type\":\"string\",\"maxLength\":2}", false, "\"\xe4\xb8", -1},
+        {"{\"type\":\"string\",\"maxLength\":3}", false, "\"\xe4\xb8\xad", 2},
+        {"{\"type\":\"string\",\"maxLength\":3}", false, "\"ab", 1},
+        {"{\"type\":\"string\",\"maxLength\":3}", false, "\"abc", 0},
+        {"{\"type\":\"string\",\"maxLength\":3}", false, "\"a\\n", 1},
+        {"{\"type\":\"string\",\"maxLength\":3}", false, "\"a\\", -1},
+        {"{\"type\":\"string\",\"minLength\":3,\"maxLength\":3}", false, "\"a", 2},
+        {"{\"type\":\"string\",\"minLength\":2,\"maxLength\":5}", false, "\"", 5},
+        {"{\"type\":\"string\",\"minLength\":60}", false, "\"", -1},
+        {"{\"type\":\"string\",\"maxLength\":60}", false, "\"", 60},
+        {"{\"type\":\"string\",\"maxLength\":60}", false, "\"0123456789012345678901234567890123456789", 20},
+        {"{\"type\":\"string\",\"maxLength\":400}", false, "\"", 400},
+        {"{\"type\":\"string\"}", false, "\"abc", 1000},
+        {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\",\"maxLength\":4}},\"required\":[\"a\"]}", false,
+         "{\"a\": \"xy", 2},
+        {"{\"type\":\"string\",\"pattern\":\"^[a-z]{0,5}$\"}", false, "\"ab", -1},
+        {"root ::= \"\\\"\" [^\"\\\\\\x00-\\x1f]{0,3} [a-z]* \"\\\"\"", true, "\"a", -1},
+        {"root ::= [^\"]{0,2} | [\\u00e9]*", true, "", -1},
+        {"root ::= [ -\\U0010FFFF]{0,2} \"!\"", true, "", -1},
+        {"root ::= ([\\x20-\\x21\\x23-\\x5b\\x5d-\\uffff] | [\\U00010000-\\U0010ffff]){0,2} \"!\"", true, "", -1},
+    };
+    for (size_t k = 0; k < sizeof VOCABS / sizeof *VOCABS; k++) {
+        char path[256];
+        snprintf(path, sizeof path, "tests/data/vocab/%s", VOCABS[k]);
+        tok_vocab *v = tok_vocab_load(path, &e);
+        assert_non_null(v);
+        gram_vocab *gv = gram_vocab_init(v, &e);
+        assert_non_null(gv);
+        for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
+            gram *g = c[i].gbnf ? gram_from_gbnf(c[i].src, strlen(c[i].src), &e)
+                                : gram_from_json_schema(c[i].src, strlen(c[i].src), &e);
+            if (!g) fail_msg("%s: %s", c[i].src, e.msg);
+            int n = check_state(g, gv, v, c[i].text, c[i].room);
+            assert_true(n > 0);
+            gram_free(g);
+        }
+        /* walks through bounded strings near their limits */
+        const char *s = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\",\"maxLength\":3},"
+                        "\"b\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":12},\"c\":{\"type\":\"array\","
+                        "\"items\":{\"type\":\"string\",\"maxLength\":1},\"maxItems\":3}},\"required\":[\"a\",\"b\",\"c\"]}";
+        json_t *schema = json_loads(s, 0, NULL);
+        gram *g = gram_from_json_schema(s, strlen(s), &e);
+        assert_non_null(g);
+        random_walks(g, gv, v, schema, 3000 + k, 6, true);
+        gram_free(g);
+        json_decref(schema);
+        gram_vocab_free(gv);
+        tok_vocab_free(v);
+    }
+}
+
+/* Random grammars of bounded repetitions over classes that agree with the string content or
+ * split it, followed by various continuations: along random allowed-token walks, every mask
+ * agrees with per-token acceptance. */
+static void test_bounded_random(void **state) {
+    (void)state;
+    sh_err e = {{0}};
+    static const char *cls[] = {
+        "[^\"\\\\\\x00-\\x1f]", "[^\"]", "[ -~]", "[\\u0080-\\U0010ffff]", "[a-z]", "[^\\x00-\\x1f]",
+        "([^\"\\\\\\x00-\\x1f] | \"\\\\\" [nt\"])", "[ -!#-\\[\\]-\\U0010ffff]", "[ -!#-\\[\\]-\\ud7ff]", "[\\x20-\\x7f]",
+    };
+    static const char *tail[] = {"\"\\\"\"", "[a-z]* \"!\"", "", "X", "\"\\\"\" [0-9]+", "[^a]{0,3} \"\\\"\""};
+    tok_vocab *v = tok_vocab_load("tests/data/vocab/ggml-vocab-qwen2.gguf", &e);
+    assert_non_null(v);
+    gram_vocab *gv = gram_vocab_init(v, &e);
+    int32_t nv = tok_n_tokens(v);
+    uint32_t *mask = malloc(gram_vocab_mask_words(gv) * sizeof *mask);
+    int32_t *allowed = malloc((size_t)nv * sizeof *allowed);
+    uint64_t seed = 99;
+    for (int it = 0; it < 40; it++) {
+        const char *x = cls[tu_rand(&seed) % (sizeof cls / sizeof *cls)];
+        const char *y = tail[tu_rand(&seed) % (sizeof tail / sizeof *tail)];
+        const char *x2 = cls[tu_rand(&seed) % (sizeof cls / sizeof *cls)];
+        unsigned lo = (unsigned)(tu_rand(&seed) % 4), hi = lo + (unsigned)(tu_rand(&seed) % 70);
+        char src[512];
+        if (!strcmp(y, "X")) snprintf(src, sizeof src, "root ::= \"\\\"\" %s{%u,%u} %s* \"\\\"\"", x, lo, hi, x2);
+        else snprintf(src, sizeof src, "root ::= \"\\\"\" %s{%u,%u} %s", x, lo, hi, y);
+        gram *g = gram_from_gbnf(src, strlen(src), &e);
+        if (!g) fail_msg("%s: %s", src, e.msg);
+        gram_matcher *m = gram_matcher_init(g, gv, &e);
+        char text[4096];
+        size_t tn = 0;
+        for (int step = 0; step < 12; step++) {
+            int n = gram_matcher_mask(m, mask);
+            if (n <= 0) break;
+            gram_matcher *r = gram_matcher_init(g, gv, &e);
+            assert_int_equal(gram_matcher_accept_bytes(r, text, tn), 0);
+            size_t na = 0;
+            for (int32_t id = 0; id < nv; id++) {
+                bool a = bit(mask, id);
+                if (gram_matcher_allows(r, id) != a)
+                    fail_msg("%s after '%.*s': token %d: mask %d, reference %d", src, (int)tn, text, id, a, !a);
+                if (a && !tok_is_eog(v, id)) allowed[na++] = id;
+            }
+            gram_matcher_free(r);
+            if (!na) break;
+            int32_t pick = allowed[tu_rand(&seed) % na];
+            size_t len;
+            const char *p = tok_piece(v, pick, false, &len);
+            if (tn + len >= sizeof text) break;
+            assert_int_equal(gram_matcher_accept(m, pick), 0);
+            memcpy(text + tn, p, len);
+            tn += len;
+        }
+        gram_matcher_free(m);
+        gram_free(g);
+    }
+    free(mask);
+    free(allowed);
+    gram_vocab_free(gv);
+    tok_vocab_free(v);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gbnf_match),       cmocka_unit_test(test_gbnf_errors),
         cmocka_unit_test(test_schema_match),     cmocka_unit_test(test_schema_refused),
         cmocka_unit_test(test_json_object_mode), cmocka_unit_test(test_utf8_split),
         cmocka_unit_test(test_tokens),           cmocka_unit_test(test_tokens_utf8),
-        cmocka_unit_test(test_recursive_and_cache),
+        cmocka_unit_test(test_recursive_and_cache), cmocka_unit_test(test_bounded_strings),
+        cmocka_unit_test(test_bounded_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
