@@ -98,7 +98,9 @@ void gram_matcher_reset(gram_matcher *m);
 /* Fills mask (gram_vocab_mask_words(gv) uint32 words; bit i of word i/32 set = token i
  * allowed) and returns the number of allowed tokens. End-of-generation tokens are allowed
  * iff the grammar can end here. A token is allowed iff gram_matcher_accept would accept it.
- * 0 only after an end-of-generation token was accepted. */
+ * 0 only after an end-of-generation token was accepted. -1 when memory runs out; -2 when the
+ * grammar is so ambiguous here that the mask would take too long (a work budget proportional to
+ * the vocabulary's trie): the caller ends the request. */
 int gram_matcher_mask(gram_matcher *m, uint32_t *mask);
 
 /* Advances over token id: 0, or -1 when the token is not allowed (the state is unchanged).

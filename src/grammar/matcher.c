@@ -43,6 +43,10 @@
 #define NODE_FLUSH    (1u << 20)
 #define CACHE_BYTES   (16u << 20) /* per grammar (a server keeps up to 16 grammars: 256 MiB at most) */
 #define MAX_STACKS    4096      /* parse stacks in one state: more is refused (ambiguity blowup) */
+/* One mask may take at most this many parse-stack steps per trie node (on average): a normal
+ * grammar needs a few; an ambiguous client grammar (many stacks alive at every byte) would
+ * otherwise hold the engine thread for seconds. Over budget, the mask fails (-2). */
+#define MASK_WORK_PER_NODE 8
 
 /* ---- the shared mask cache ---------------------------------------------------------------- */
 
@@ -189,6 +193,7 @@ struct gram_matcher {
     vec32 out, work, key, tmp;
     uint32_t cur;
     bool ended, oom;
+    uint64_t steps;             /* parse-stack steps of the mask being computed (budget) */
     uint32_t *walk;
 };
 
@@ -421,6 +426,7 @@ static uint32_t step_cp(gram_matcher *m, uint32_t s, uint32_t cp) {
     }
     m->out.n = 0;
     uint32_t off = m->ds[s].off, n = m->ds[s].n;
+    m->steps += n;
     for (uint32_t k = 0; k < n; k++) {
         uint32_t id = m->sets.v[off + k];
         if (!id) continue;
@@ -428,6 +434,7 @@ static uint32_t step_cp(gram_matcher *m, uint32_t s, uint32_t cp) {
         if (!gram_class_match(g, GE_ARG(g->elems[nd.pos]), cp)) continue;
         closure(m, nd.pos + 1, nd.parent);
     }
+    m->steps += m->out.n;
     if (m->oom || m->out.n > MAX_STACKS) return DEAD;
     sort_out(m);
     return intern_state(m, m->out.v, (uint32_t)m->out.n, NULL, 0);
@@ -748,7 +755,10 @@ int gram_matcher_mask(gram_matcher *m, uint32_t *mask) {
         const uint32_t *le = gv->str_le + (size_t)(n_str - 1) * gv->n_words;
         for (size_t w = 0; w < gv->n_words; w++) mask[w] = le[w];
     }
+    m->steps = 0;
+    const uint64_t budget = (uint64_t)MASK_WORK_PER_NODE * (gv->n_nodes > 4096 ? gv->n_nodes : 4096);
     for (uint32_t i = 0; i < n_nodes;) {
+        if (m->steps > budget) return -2; /* nothing cached: the state is unchanged */
         uint32_t d = depth[i];
         uint32_t t = step(m, st[d - 1], byte[i]);
         if (t == DEAD) {

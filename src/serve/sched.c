@@ -382,7 +382,7 @@ static int32_t choose(sched *s, slot *sl, const float *logits, sampler_result *r
     for (int i = 0; i < r->n_bias; i++) x[r->bias_ids[i]] += r->bias[i];
     if (masked) {
         int allowed = gram_matcher_mask(sl->gm, s->mask);
-        if (allowed == 0) return -1;
+        if (allowed <= 0) return allowed == -2 ? -2 : -1;
         for (int w = 0; w < (s->n_vocab + 31) / 32; w++) {
             uint32_t m = s->mask[w];
             if (m == 0xffffffffu) continue;
@@ -582,7 +582,9 @@ static void step(sched *s) {
         bool lp = sl->req->logprobs;
         int32_t id = choose(s, sl, logits, lp ? &res : NULL);
         if (id < 0) {
-            finish(s, sl, SCHED_FINISH_ERROR, false, "grammar: no token can continue the output");
+            finish(s, sl, SCHED_FINISH_ERROR, false,
+                   id == -2 ? "grammar: too ambiguous to follow (its token mask exceeded the work budget)"
+                            : "grammar: no token can continue the output");
             continue;
         }
         on_token(s, sl, id, lp ? &res : NULL);
