@@ -418,6 +418,7 @@ void srv_handle_response_id(server *s, http_request *req, const char *id, http_r
         uint8_t key[CACHE_KEY_BYTES];
         store_key(id, key);
         cache_put(s->resp_store, key, "-", 1); /* a tombstone: gone for every reader of the store */
+        cache_flush(s->resp_store, 100);       /* ... once the answer says so */
         srv_respond_json(resp, 200, json_pack("{s:s, s:s, s:b}", "id", id, "object", "response", "deleted", 1));
     }
     json_decref(v);
