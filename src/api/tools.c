@@ -13,58 +13,10 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "core/strbuf.h"
 #include "grammar/grammar.h"
 
 #define INVALID "invalid_request_error"
-
-/* ============================================================ a growing string ===== */
-
-typedef struct sb {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sb;
-
-static void sb_add(sb *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = (b->cap ? b->cap * 2 : 256) + n;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-static void sb_puts(sb *b, const char *s) { sb_add(b, s, strlen(s)); }
-static void sb_printf(sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sb *b, const char *fmt, ...) {
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (k < 0) return;
-    if ((size_t)k < sizeof tmp) {
-        sb_add(b, tmp, (size_t)k);
-        return;
-    }
-    char *big = malloc((size_t)k + 1);
-    if (!big) {
-        b->oom = true;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)k + 1, fmt, ap);
-    va_end(ap);
-    sb_add(b, big, (size_t)k);
-    free(big);
-}
 
 /* ============================================================ formats ===== */
 
@@ -110,11 +62,11 @@ static bool offered(const oai_request *r, size_t i) {
 }
 
 /* The tool list and the calling convention, for the system turn. */
-static void tools_block(const oai_request *r, oai_toolfmt f, sb *b) {
+static void tools_block(const oai_request *r, oai_toolfmt f, strbuf *b) {
     if (f == OAI_TOOLFMT_LLAMA3) {
-        sb_puts(b, "You can call functions. Their definitions, as JSON:\n[");
+        strbuf_puts(b, "You can call functions. Their definitions, as JSON:\n[");
     } else {
-        sb_puts(b, "# Tools\n\nYou can call functions to help with the request. Their signatures, one JSON "
+        strbuf_puts(b, "# Tools\n\nYou can call functions to help with the request. Their signatures, one JSON "
                    "object per line, are between <tools> and </tools>:\n<tools>");
     }
     bool first = true;
@@ -132,35 +84,35 @@ static void tools_block(const oai_request *r, oai_toolfmt f, sb *b) {
             b->oom = true;
             return;
         }
-        sb_puts(b, f == OAI_TOOLFMT_LLAMA3 ? (first ? "" : ", ") : "\n");
-        sb_puts(b, s);
+        strbuf_puts(b, f == OAI_TOOLFMT_LLAMA3 ? (first ? "" : ", ") : "\n");
+        strbuf_puts(b, s);
         free(s);
         first = false;
     }
     if (f == OAI_TOOLFMT_LLAMA3) {
-        sb_puts(b, "]\n\nTo call one, answer with only a JSON object of the form {\"name\": function name, "
+        strbuf_puts(b, "]\n\nTo call one, answer with only a JSON object of the form {\"name\": function name, "
                    "\"parameters\": its arguments as a JSON object}.");
     } else {
-        sb_puts(b, "\n</tools>\n\nTo call a function, answer with a JSON object holding its name and arguments "
+        strbuf_puts(b, "\n</tools>\n\nTo call a function, answer with a JSON object holding its name and arguments "
                    "between <tool_call> and </tool_call>:\n<tool_call>\n{\"name\": <function name>, "
                    "\"arguments\": <the arguments as a JSON object>}\n</tool_call>");
-        if (r->parallel_tool_calls) sb_puts(b, "\nSeveral calls follow each other, one per line.");
+        if (r->parallel_tool_calls) strbuf_puts(b, "\nSeveral calls follow each other, one per line.");
     }
 }
 
 /* One call in the format's text. */
-static void call_text(oai_toolfmt f, const oai_tool_call *c, sb *b) {
+static void call_text(oai_toolfmt f, const oai_tool_call *c, strbuf *b) {
     const char *args = c->arguments && c->arguments[0] ? c->arguments : "{}";
     if (f == OAI_TOOLFMT_LLAMA3) {
-        sb_printf(b, "{\"name\": \"%s\", \"parameters\": %s}", c->name, args);
+        strbuf_printf(b, "{\"name\": \"%s\", \"parameters\": %s}", c->name, args);
     } else {
-        sb_printf(b, "<tool_call>\n{\"name\": \"%s\", \"arguments\": %s}\n</tool_call>", c->name, args);
+        strbuf_printf(b, "<tool_call>\n{\"name\": \"%s\", \"arguments\": %s}\n</tool_call>", c->name, args);
     }
 }
 
 /* Renames every rule of GBNF text src (names and references, outside literals, classes and
  * comments) to prefix + name, appending to b. */
-static void rename_rules(const char *src, const char *prefix, sb *b) {
+static void rename_rules(const char *src, const char *prefix, strbuf *b) {
     const char *p = src;
     while (*p) {
         char c = *p;
@@ -169,7 +121,7 @@ static void rename_rules(const char *src, const char *prefix, sb *b) {
             const char *q = p + 1;
             while (*q && *q != close) q += q[0] == '\\' && q[1] ? 2 : 1;
             if (*q) q++;
-            sb_add(b, p, (size_t)(q - p));
+            strbuf_put(b, p, (size_t)(q - p));
             p = q;
         } else if (c == '#') {
             const char *q = strchr(p, '\n');
@@ -178,20 +130,20 @@ static void rename_rules(const char *src, const char *prefix, sb *b) {
         } else if (isalpha((unsigned char)c) || c == '_') {
             const char *q = p;
             while (isalnum((unsigned char)*q) || *q == '-' || *q == '_') q++;
-            sb_puts(b, prefix);
-            sb_add(b, p, (size_t)(q - p));
+            strbuf_puts(b, prefix);
+            strbuf_put(b, p, (size_t)(q - p));
             p = q;
         } else {
-            sb_add(b, &c, 1);
+            strbuf_put(b, &c, 1);
             p++;
         }
     }
-    sb_puts(b, "\n");
+    strbuf_puts(b, "\n");
 }
 
 /* The calls' grammar. -1 with e filled when a parameters schema cannot be enforced. */
-static int calls_grammar(const oai_request *r, oai_toolfmt f, sb *g, oai_error *e) {
-    sb alts = {0};
+static int calls_grammar(const oai_request *r, oai_toolfmt f, strbuf *g, oai_error *e) {
+    strbuf alts = {0};
     bool first = true;
     for (size_t i = 0; i < r->n_tools; i++) {
         if (!offered(r, i)) continue;
@@ -201,30 +153,30 @@ static int calls_grammar(const oai_request *r, oai_toolfmt f, sb *g, oai_error *
         char param[64];
         snprintf(param, sizeof param, "tools[%zu].function.parameters", i);
         if (!gm) {
-            free(alts.p);
+            free(alts.s);
             return oai_errorf(e, 400, INVALID, param, "%s", err.msg);
         }
         char *text = gram_to_gbnf(gm);
         gram_free(gm);
         if (!text) {
-            free(alts.p);
+            free(alts.s);
             return oai_errorf(e, 500, "server_error", param, "out of memory");
         }
         char prefix[32];
         snprintf(prefix, sizeof prefix, "t%zu-", i);
         rename_rules(text, prefix, g);
         free(text);
-        sb_printf(&alts, "%s\"%s\\\", \\\"%s\\\": \" t%zu-root", first ? "" : " | ", t->name,
+        strbuf_printf(&alts, "%s\"%s\\\", \\\"%s\\\": \" t%zu-root", first ? "" : " | ", t->name,
                   f == OAI_TOOLFMT_LLAMA3 ? "parameters" : "arguments", i);
         first = false;
     }
     if (f == OAI_TOOLFMT_LLAMA3) {
-        sb_printf(g, "root ::= \"{\\\"name\\\": \\\"\" (%s) \"}\"\n", alts.p ? alts.p : "");
+        strbuf_printf(g, "root ::= \"{\\\"name\\\": \\\"\" (%s) \"}\"\n", alts.s ? alts.s : "");
     } else {
-        sb_printf(g, "call ::= \"<tool_call>\\n{\\\"name\\\": \\\"\" (%s) \"}\\n</tool_call>\"\n", alts.p ? alts.p : "");
-        sb_puts(g, r->parallel_tool_calls ? "root ::= call (\"\\n\" call)*\n" : "root ::= call\n");
+        strbuf_printf(g, "call ::= \"<tool_call>\\n{\\\"name\\\": \\\"\" (%s) \"}\\n</tool_call>\"\n", alts.s ? alts.s : "");
+        strbuf_puts(g, r->parallel_tool_calls ? "root ::= call (\"\\n\" call)*\n" : "root ::= call\n");
     }
-    free(alts.p);
+    free(alts.s);
     if (g->oom) return oai_errorf(e, 500, "server_error", "tools", "out of memory");
     return 0;
 }
@@ -240,51 +192,53 @@ int oai_tools_plan_init(const oai_request *r, tok_chat_tmpl family, oai_tools_pl
     /* the tools are listed whenever they are given, "none" included: the model knows what it
      * could call, and the turns of an agent loop share their prompt's prefix */
     if (r->n_tools) {
-        sb b = {0};
+        strbuf b = {0};
         bool has_sys = r->n_messages && (!strcmp(r->messages[0].role, "system") || !strcmp(r->messages[0].role, "developer"));
         if (has_sys && r->messages[0].content[0]) {
-            sb_puts(&b, r->messages[0].content);
-            sb_puts(&b, "\n\n");
+            strbuf_puts(&b, r->messages[0].content);
+            strbuf_puts(&b, "\n\n");
         }
         tools_block(r, p->fmt, &b);
-        if (b.oom || !own(p, b.p)) {
-            if (b.oom) free(b.p);
+        if (b.oom || !own(p, b.s)) {
+            if (b.oom) free(b.s);
             oai_tools_plan_free(p);
             return oai_errorf(e, 500, "server_error", NULL, "out of memory");
         }
-        p->msgs[k++] = (tok_chat_msg){.role = "system", .content = b.p};
+        p->msgs[k++] = (tok_chat_msg){.role = "system", .content = b.s};
         i = has_sys ? 1 : 0;
     }
     for (; i < r->n_messages; i++) {
         const oai_message *m = &r->messages[i];
         if (!strcmp(m->role, "assistant") && m->n_tool_calls) {
-            sb b = {0};
+            strbuf b = {0};
             if (m->content && m->content[0]) {
-                sb_puts(&b, m->content);
-                sb_puts(&b, "\n");
+                strbuf_puts(&b, m->content);
+                strbuf_puts(&b, "\n");
             }
             for (size_t c = 0; c < m->n_tool_calls; c++) {
-                if (c) sb_puts(&b, "\n");
+                if (c) strbuf_puts(&b, "\n");
                 call_text(p->fmt, &m->tool_calls[c], &b);
             }
-            if (b.oom || !own(p, b.p)) goto oom;
-            p->msgs[k++] = (tok_chat_msg){.role = "assistant", .content = b.p};
+            if (b.oom) free(b.s); /* own() frees what it cannot keep */
+            if (b.oom || !own(p, b.s)) goto oom;
+            p->msgs[k++] = (tok_chat_msg){.role = "assistant", .content = b.s};
         } else if (!strcmp(m->role, "tool")) {
             if (p->fmt == OAI_TOOLFMT_LLAMA3) {
                 p->msgs[k++] = (tok_chat_msg){.role = "ipython", .content = m->content};
                 continue;
             }
             /* consecutive results share one user turn */
-            sb b = {0};
+            strbuf b = {0};
             for (; i < r->n_messages && !strcmp(r->messages[i].role, "tool"); i++) {
-                if (b.n) sb_puts(&b, "\n");
-                sb_puts(&b, "<tool_response>\n");
-                sb_puts(&b, r->messages[i].content);
-                sb_puts(&b, "\n</tool_response>");
+                if (b.n) strbuf_puts(&b, "\n");
+                strbuf_puts(&b, "<tool_response>\n");
+                strbuf_puts(&b, r->messages[i].content);
+                strbuf_puts(&b, "\n</tool_response>");
             }
             i--;
-            if (b.oom || !own(p, b.p)) goto oom;
-            p->msgs[k++] = (tok_chat_msg){.role = "user", .content = b.p};
+            if (b.oom) free(b.s); /* own() frees what it cannot keep */
+            if (b.oom || !own(p, b.s)) goto oom;
+            p->msgs[k++] = (tok_chat_msg){.role = "user", .content = b.s};
         } else {
             p->msgs[k++] = (tok_chat_msg){.role = !strcmp(m->role, "developer") ? "system" : m->role,
                                           .content = m->content};
@@ -292,13 +246,13 @@ int oai_tools_plan_init(const oai_request *r, tok_chat_tmpl family, oai_tools_pl
     }
     p->n_msgs = k;
     if (p->calls) {
-        sb g = {0};
+        strbuf g = {0};
         if (calls_grammar(r, p->fmt, &g, e)) {
-            free(g.p);
+            free(g.s);
             oai_tools_plan_free(p);
             return -1;
         }
-        p->gbnf = g.p;
+        p->gbnf = g.s;
         if (r->tool_choice == OAI_TOOL_AUTO && !(p->trigger = strdup(trigger_of(p->fmt)))) goto oom;
     }
     return 0;

@@ -18,49 +18,6 @@
 
 /* ---- string builder ---------------------------------------------------------------------- */
 
-void gram_sb_put(gram_sb *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = 0;
-}
-
-void gram_sb_puts(gram_sb *b, const char *s) { gram_sb_put(b, s, strlen(s)); }
-
-void gram_sb_printf(gram_sb *b, const char *fmt, ...) {
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n < sizeof tmp) {
-        gram_sb_put(b, tmp, (size_t)n);
-        return;
-    }
-    char *big = malloc((size_t)n + 1);
-    if (!big) {
-        b->oom = true;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    gram_sb_put(b, big, (size_t)n);
-    free(big);
-}
-
 static void sb_utf8(gram_sb *b, uint32_t cp) {
     char u[4];
     size_t n;
@@ -83,45 +40,45 @@ static void sb_utf8(gram_sb *b, uint32_t cp) {
         u[3] = (char)(0x80 | (cp & 0x3f));
         n = 4;
     }
-    gram_sb_put(b, u, n);
+    strbuf_put(b, u, n);
 }
 
 void gram_sb_cp(gram_sb *b, uint32_t cp, bool in_class) {
     switch (cp) {
-    case '\n': gram_sb_puts(b, "\\n"); return;
-    case '\r': gram_sb_puts(b, "\\r"); return;
-    case '\t': gram_sb_puts(b, "\\t"); return;
-    case '\\': gram_sb_puts(b, "\\\\"); return;
-    case '"': gram_sb_puts(b, "\\\""); return;
+    case '\n': strbuf_puts(b, "\\n"); return;
+    case '\r': strbuf_puts(b, "\\r"); return;
+    case '\t': strbuf_puts(b, "\\t"); return;
+    case '\\': strbuf_puts(b, "\\\\"); return;
+    case '"': strbuf_puts(b, "\\\""); return;
     default: break;
     }
     if (in_class && (cp == ']' || cp == '[' || cp == '-' || cp == '^')) {
         char e[3] = {'\\', (char)cp, 0};
-        gram_sb_puts(b, e);
+        strbuf_puts(b, e);
         return;
     }
     if (cp < 0x20 || cp == 0x7f) {
-        gram_sb_printf(b, "\\x%02X", (unsigned)cp);
+        strbuf_printf(b, "\\x%02X", (unsigned)cp);
         return;
     }
     if (cp >= 0xd800 && cp <= 0xdfff) { /* not encodable as UTF-8 */
-        gram_sb_printf(b, "\\u%04X", (unsigned)cp);
+        strbuf_printf(b, "\\u%04X", (unsigned)cp);
         return;
     }
     if (cp < 0x80) {
         char c = (char)cp;
-        gram_sb_put(b, &c, 1);
+        strbuf_put(b, &c, 1);
         return;
     }
     if (cp < 0xa0) {
-        gram_sb_printf(b, "\\u%04X", (unsigned)cp);
+        strbuf_printf(b, "\\u%04X", (unsigned)cp);
         return;
     }
     sb_utf8(b, cp);
 }
 
 void gram_sb_lit(gram_sb *b, const char *s, size_t n) {
-    gram_sb_put(b, "\"", 1);
+    strbuf_put(b, "\"", 1);
     for (size_t i = 0; i < n;) {
         uint32_t cp;
         size_t k = gram_utf8_decode(s + i, n - i, &cp);
@@ -132,7 +89,7 @@ void gram_sb_lit(gram_sb *b, const char *s, size_t n) {
         gram_sb_cp(b, cp, false);
         i += k;
     }
-    gram_sb_put(b, "\"", 1);
+    strbuf_put(b, "\"", 1);
 }
 
 size_t gram_utf8_decode(const char *s, size_t n, uint32_t *cp) {
@@ -1089,15 +1046,15 @@ static void put_class(gram_sb *b, const gram *g, uint32_t cls) {
     /* write the complement when that is shorter (it is for [^"\\] and friends) */
     bool neg = c->n > 0 && r[0] == 0 && r[2 * (c->n - 1) + 1] == GRAM_MAX_CP;
     if (c->n == 1 && r[0] == 0 && r[1] == GRAM_MAX_CP) {
-        gram_sb_puts(b, ".");
+        strbuf_puts(b, ".");
         return;
     }
-    gram_sb_puts(b, neg ? "[^" : "[");
+    strbuf_puts(b, neg ? "[^" : "[");
     if (!neg) {
         for (uint32_t i = 0; i < c->n; i++) {
             gram_sb_cp(b, r[2 * i], true);
             if (r[2 * i + 1] != r[2 * i]) {
-                gram_sb_puts(b, "-");
+                strbuf_puts(b, "-");
                 gram_sb_cp(b, r[2 * i + 1], true);
             }
         }
@@ -1106,12 +1063,12 @@ static void put_class(gram_sb *b, const gram *g, uint32_t cls) {
             uint32_t lo = r[2 * i + 1] + 1, hi = r[2 * (i + 1)] - 1;
             gram_sb_cp(b, lo, true);
             if (hi != lo) {
-                gram_sb_puts(b, "-");
+                strbuf_puts(b, "-");
                 gram_sb_cp(b, hi, true);
             }
         }
     }
-    gram_sb_puts(b, "]");
+    strbuf_puts(b, "]");
 }
 
 static bool single_char(const gram *g, uint32_t e, uint32_t *cp) {
@@ -1128,29 +1085,29 @@ char *gram_to_gbnf(const gram *g) {
     gram_sb b = {0};
     for (size_t ri = 0; ri < g->n_rules; ri++) {
         const gram_rule *r = &g->rules[ri];
-        gram_sb_printf(&b, "%s ::=", g->names + r->name);
+        strbuf_printf(&b, "%s ::=", g->names + r->name);
         for (uint32_t a = 0; a < r->n_alt; a++) {
-            if (a) gram_sb_puts(&b, " |");
+            if (a) strbuf_puts(&b, " |");
             uint32_t pos = g->alts[r->alt + a];
-            if (GE_KIND(g->elems[pos]) == GE_END) gram_sb_puts(&b, " \"\"");
+            if (GE_KIND(g->elems[pos]) == GE_END) strbuf_puts(&b, " \"\"");
             while (GE_KIND(g->elems[pos]) != GE_END) {
                 uint32_t e = g->elems[pos], cp;
-                gram_sb_puts(&b, " ");
+                strbuf_puts(&b, " ");
                 if (single_char(g, e, &cp)) {
-                    gram_sb_puts(&b, "\"");
+                    strbuf_puts(&b, "\"");
                     while (single_char(g, g->elems[pos], &cp)) {
                         gram_sb_cp(&b, cp, false);
                         pos++;
                     }
-                    gram_sb_puts(&b, "\"");
+                    strbuf_puts(&b, "\"");
                     continue;
                 }
                 if (GE_KIND(e) == GE_CHAR) put_class(&b, g, GE_ARG(e));
-                else gram_sb_puts(&b, g->names + g->rules[GE_ARG(e)].name);
+                else strbuf_puts(&b, g->names + g->rules[GE_ARG(e)].name);
                 pos++;
             }
         }
-        gram_sb_puts(&b, "\n");
+        strbuf_puts(&b, "\n");
     }
     if (b.oom) {
         free(b.s);

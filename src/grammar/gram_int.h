@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "grammar/grammar.h"
+#include "core/strbuf.h"
 
 enum { GE_END = 0, GE_CHAR = 1, GE_REF = 2 };
 #define GE_MAKE(kind, arg) (((uint32_t)(kind) << 30) | (uint32_t)(arg))
@@ -84,12 +85,7 @@ struct gram_vocab {
     uint64_t serial; /* unique per index: part of the mask cache key */
     int32_t n_vocab;
     size_t n_words;
-    uint32_t n_nodes;
-    uint8_t *byte;
-    uint16_t *depth;
-    uint32_t *end;
-    uint32_t *tok_off;
-    int32_t *toks;
+    gram_trie all;   /* every piece */
     int32_t *eog;
     uint32_t n_eog;
     uint32_t max_depth;
@@ -97,16 +93,9 @@ struct gram_vocab {
     uint32_t *str_le;
 };
 
-/* ---- string builder ---- */
-typedef struct gram_sb {
-    char *s;
-    size_t n, cap;
-    bool oom;
-} gram_sb;
+/* ---- string builder: core/strbuf ---- */
+typedef strbuf gram_sb;
 
-void gram_sb_put(gram_sb *b, const char *s, size_t n);
-void gram_sb_puts(gram_sb *b, const char *s);
-void gram_sb_printf(gram_sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s[0..n) as a GBNF string literal (quotes included, escapes as needed). */
 void gram_sb_lit(gram_sb *b, const char *s, size_t n);
 /* Appends code point cp as it must be written inside a GBNF literal or class. */

@@ -746,17 +746,18 @@ int gram_matcher_mask(gram_matcher *m, uint32_t *mask) {
     bool fast = str_chain(m, &n_str);
     if (m->oom) return -1;
     st[0] = m->cur;
-    const uint8_t *byte = fast ? gv->rest.byte : gv->byte;
-    const uint16_t *depth = fast ? gv->rest.depth : gv->depth;
-    const uint32_t *end = fast ? gv->rest.end : gv->end, *off = fast ? gv->rest.tok_off : gv->tok_off;
-    const int32_t *toks = fast ? gv->rest.toks : gv->toks;
-    uint32_t n_nodes = fast ? gv->rest.n_nodes : gv->n_nodes;
+    const gram_trie *trie = fast ? &gv->rest : &gv->all;
+    const uint8_t *byte = trie->byte;
+    const uint16_t *depth = trie->depth;
+    const uint32_t *end = trie->end, *off = trie->tok_off;
+    const int32_t *toks = trie->toks;
+    uint32_t n_nodes = trie->n_nodes;
     if (fast && n_str) {
         const uint32_t *le = gv->str_le + (size_t)(n_str - 1) * gv->n_words;
         for (size_t w = 0; w < gv->n_words; w++) mask[w] = le[w];
     }
     m->steps = 0;
-    const uint64_t budget = (uint64_t)MASK_WORK_PER_NODE * (gv->n_nodes > 4096 ? gv->n_nodes : 4096);
+    const uint64_t budget = (uint64_t)MASK_WORK_PER_NODE * (gv->all.n_nodes > 4096 ? gv->all.n_nodes : 4096);
     for (uint32_t i = 0; i < n_nodes;) {
         if (m->steps > budget) return -2; /* nothing cached: the state is unchanged */
         uint32_t d = depth[i];

@@ -96,22 +96,22 @@ static bool rs_has(const rset *s, uint32_t cp) {
 static void put_escaped_cp(gram_sb *o, uint32_t cp) {
     /* the JSON escape of a character that must be escaped, as a GBNF literal */
     switch (cp) {
-    case '"': gram_sb_puts(o, "\"\\\\\\\"\""); return;  /* "\\\"" */
-    case '\\': gram_sb_puts(o, "\"\\\\\\\\\""); return; /* "\\\\" */
-    case '\b': gram_sb_puts(o, "\"\\\\b\""); return;
-    case '\t': gram_sb_puts(o, "\"\\\\t\""); return;
-    case '\n': gram_sb_puts(o, "\"\\\\n\""); return;
-    case '\f': gram_sb_puts(o, "\"\\\\f\""); return;
-    case '\r': gram_sb_puts(o, "\"\\\\r\""); return;
+    case '"': strbuf_puts(o, "\"\\\\\\\"\""); return;  /* "\\\"" */
+    case '\\': strbuf_puts(o, "\"\\\\\\\\\""); return; /* "\\\\" */
+    case '\b': strbuf_puts(o, "\"\\\\b\""); return;
+    case '\t': strbuf_puts(o, "\"\\\\t\""); return;
+    case '\n': strbuf_puts(o, "\"\\\\n\""); return;
+    case '\f': strbuf_puts(o, "\"\\\\f\""); return;
+    case '\r': strbuf_puts(o, "\"\\\\r\""); return;
     default: break;
     }
     const char *hex = "0123456789abcdef";
-    gram_sb_puts(o, "\"\\\\u00\" ");
+    strbuf_puts(o, "\"\\\\u00\" ");
     for (int sh = 4; sh >= 0; sh -= 4) {
         char c = hex[(cp >> sh) & 15];
-        if (c >= 'a') gram_sb_printf(o, "[%c%c]", c, c - 32);
-        else gram_sb_printf(o, "\"%c\"", c);
-        if (sh) gram_sb_puts(o, " ");
+        if (c >= 'a') strbuf_printf(o, "[%c%c]", c, c - 32);
+        else strbuf_printf(o, "\"%c\"", c);
+        if (sh) strbuf_puts(o, " ");
     }
 }
 
@@ -138,35 +138,35 @@ static void emit_set(rx *r, rset *s) {
         if (cur <= hi) rs_add(&plain, cur, hi);
     }
     int alts = 0;
-    gram_sb_puts(o, "(");
+    strbuf_puts(o, "(");
     if (plain.n) {
-        gram_sb_puts(o, "[");
+        strbuf_puts(o, "[");
         for (size_t i = 0; i < plain.n; i += 2) {
             gram_sb_cp(o, plain.v[i], true);
             if (plain.v[i + 1] != plain.v[i]) {
-                gram_sb_puts(o, "-");
+                strbuf_puts(o, "-");
                 gram_sb_cp(o, plain.v[i + 1], true);
             }
         }
-        gram_sb_puts(o, "]");
+        strbuf_puts(o, "]");
         alts++;
     }
     free(plain.v);
     for (uint32_t cp = 0; cp < 0x20; cp++) {
         if (!rs_has(s, cp)) continue;
-        gram_sb_puts(o, alts++ ? " | " : "");
+        strbuf_puts(o, alts++ ? " | " : "");
         put_escaped_cp(o, cp);
     }
     if (rs_has(s, '"')) {
-        gram_sb_puts(o, alts++ ? " | " : "");
+        strbuf_puts(o, alts++ ? " | " : "");
         put_escaped_cp(o, '"');
     }
     if (rs_has(s, '\\')) {
-        gram_sb_puts(o, alts++ ? " | " : "");
+        strbuf_puts(o, alts++ ? " | " : "");
         put_escaped_cp(o, '\\');
     }
-    if (!alts) gram_sb_puts(o, "[]"); /* matches nothing */
-    gram_sb_puts(o, ")");
+    if (!alts) strbuf_puts(o, "[]"); /* matches nothing */
+    strbuf_puts(o, ")");
 }
 
 static void add_class_escape(rset *s, char c) {
@@ -350,7 +350,7 @@ static void parse_piece(rx *r) {
                             : "unsupported regex feature '$' (only at the end)");
         return;
     }
-    gram_sb_puts(o, " (");
+    strbuf_puts(o, " (");
     if (c == '(') {
         r->p++;
         if (r->p < r->end && *r->p == '?') {
@@ -378,7 +378,7 @@ static void parse_piece(rx *r) {
         parse_class(r);
     } else if (c == '.') {
         r->p++;
-        gram_sb_puts(o, "char");
+        strbuf_puts(o, "char");
     } else {
         uint32_t cp;
         rset s = {0};
@@ -399,9 +399,9 @@ static void parse_piece(rx *r) {
             if (cp < 0x20 || cp == '"' || cp == '\\') {
                 put_escaped_cp(o, cp);
             } else {
-                gram_sb_puts(o, "\"");
+                strbuf_puts(o, "\"");
                 gram_sb_cp(o, cp, false);
-                gram_sb_puts(o, "\"");
+                strbuf_puts(o, "\"");
             }
         } else if (k == 2) {
             rs_norm(&s, false);
@@ -411,13 +411,13 @@ static void parse_piece(rx *r) {
         if (r->failed) return;
     }
     if (r->failed) return;
-    gram_sb_puts(o, ")");
+    strbuf_puts(o, ")");
     /* quantifier */
     if (r->p >= r->end) return;
     c = *r->p;
     if (c == '*' || c == '+' || c == '?') {
         r->p++;
-        gram_sb_put(o, &c, 1);
+        strbuf_put(o, &c, 1);
     } else if (c == '{') {
         const char *save = r->p;
         r->p++;
@@ -449,8 +449,8 @@ static void parse_piece(rx *r) {
             rx_fail(r, "quantifier {m,n} with n < m");
             return;
         }
-        if (mx == UINT32_MAX) gram_sb_printf(o, "{%u,}", (unsigned)mn);
-        else gram_sb_printf(o, "{%u,%u}", (unsigned)mn, (unsigned)mx);
+        if (mx == UINT32_MAX) strbuf_printf(o, "{%u,}", (unsigned)mn);
+        else strbuf_printf(o, "{%u,%u}", (unsigned)mn, (unsigned)mx);
     } else {
         return;
     }
@@ -460,19 +460,19 @@ static void parse_piece(rx *r) {
 }
 
 static void parse_alt(rx *r) {
-    gram_sb_puts(r->out, "(");
+    strbuf_puts(r->out, "(");
     for (;;) {
-        gram_sb_puts(r->out, " \"\"");
+        strbuf_puts(r->out, " \"\"");
         while (r->p < r->end && *r->p != '|' && *r->p != ')' && !r->failed) parse_piece(r);
         if (r->failed) return;
         if (r->p < r->end && *r->p == '|') {
             r->p++;
-            gram_sb_puts(r->out, " |");
+            strbuf_puts(r->out, " |");
             continue;
         }
         break;
     }
-    gram_sb_puts(r->out, " )");
+    strbuf_puts(r->out, " )");
 }
 
 int gram_regex_to_gbnf(const char *pattern, size_t len, gram_sb *out, char *msg, size_t msgsz) {
@@ -490,15 +490,15 @@ int gram_regex_to_gbnf(const char *pattern, size_t len, gram_sb *out, char *msg,
             r.end--;
         }
     }
-    gram_sb_puts(out, "(");
-    if (!anchor_start) gram_sb_puts(out, " char*");
+    strbuf_puts(out, "(");
+    if (!anchor_start) strbuf_puts(out, " char*");
     parse_alt(&r);
     if (!r.failed && r.p < r.end) {
         if (*r.p == ')') rx_fail(&r, "unbalanced ')' in the pattern");
         else rx_fail(&r, "unexpected character in the pattern");
     }
-    if (!anchor_end) gram_sb_puts(out, " char*");
-    gram_sb_puts(out, " )");
+    if (!anchor_end) strbuf_puts(out, " char*");
+    strbuf_puts(out, " )");
     if (out->oom && !r.failed) rx_fail(&r, "out of memory");
     return r.failed ? -1 : 0;
 }

@@ -86,14 +86,14 @@ static const char *hint_of(const char *path) {
     return d ? d + 1 : path;
 }
 
-static void rule_begin(gen *s, const char *name) { gram_sb_printf(&s->out, "%s ::=", name); }
-static void rule_end(gen *s) { gram_sb_puts(&s->out, "\n"); }
+static void rule_begin(gen *s, const char *name) { strbuf_printf(&s->out, "%s ::=", name); }
+static void rule_end(gen *s) { strbuf_puts(&s->out, "\n"); }
 
 /* Appends the JSON text of v (compact) as a GBNF literal. */
 static int put_json_lit(gen *s, json_t *v) {
     char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     if (!t) return gfail(s, "JSON Schema: out of memory");
-    gram_sb_puts(&s->out, " ");
+    strbuf_puts(&s->out, " ");
     gram_sb_lit(&s->out, t, strlen(t));
     free(t);
     return 0;
@@ -162,18 +162,18 @@ static void digits(uint64_t v, char *buf) { snprintf(buf, 24, "%llu", (unsigned 
 /* Same-length decimal strings a <= b (no sign): the strings in [a, b]. */
 static void same_len(gram_sb *o, const char *a, const char *b, size_t L) {
     if (L == 0) {
-        gram_sb_puts(o, " \"\"");
+        strbuf_puts(o, " \"\"");
         return;
     }
     if (!memcmp(a, b, L)) {
-        gram_sb_puts(o, " ");
+        strbuf_puts(o, " ");
         gram_sb_lit(o, a, L);
         return;
     }
     if (a[0] == b[0]) {
-        gram_sb_printf(o, " \"%c\" (", a[0]);
+        strbuf_printf(o, " \"%c\" (", a[0]);
         same_len(o, a + 1, b + 1, L - 1);
-        gram_sb_puts(o, " )");
+        strbuf_puts(o, " )");
         return;
     }
     bool lo_full = true, hi_full = true;
@@ -185,26 +185,26 @@ static void same_len(gram_sb *o, const char *a, const char *b, size_t L) {
     memset(nines, '9', L);
     memset(zeros, '0', L);
     int alts = 0;
-    gram_sb_puts(o, " (");
+    strbuf_puts(o, " (");
     if (!lo_full) {
-        gram_sb_printf(o, " \"%c\" (", a[0]);
+        strbuf_printf(o, " \"%c\" (", a[0]);
         same_len(o, a + 1, nines, L - 1);
-        gram_sb_puts(o, " )");
+        strbuf_puts(o, " )");
         alts++;
     }
     char s0 = lo_full ? a[0] : (char)(a[0] + 1), e0 = hi_full ? b[0] : (char)(b[0] - 1);
     if (s0 <= e0) {
-        if (alts++) gram_sb_puts(o, " |");
-        gram_sb_printf(o, " [%c-%c]", s0, e0);
-        if (L > 1) gram_sb_printf(o, " [0-9]{%zu}", L - 1);
+        if (alts++) strbuf_puts(o, " |");
+        strbuf_printf(o, " [%c-%c]", s0, e0);
+        if (L > 1) strbuf_printf(o, " [0-9]{%zu}", L - 1);
     }
     if (!hi_full) {
-        if (alts++) gram_sb_puts(o, " |");
-        gram_sb_printf(o, " \"%c\" (", b[0]);
+        if (alts++) strbuf_puts(o, " |");
+        strbuf_printf(o, " \"%c\" (", b[0]);
         same_len(o, zeros, b + 1, L - 1);
-        gram_sb_puts(o, " )");
+        strbuf_puts(o, " )");
     }
-    gram_sb_puts(o, " )");
+    strbuf_puts(o, " )");
 }
 
 /* Decimal numerals (no sign, no leading zeros) of the integers in [a, b]; b = UINT64_MAX
@@ -213,12 +213,12 @@ static void uint_range(gram_sb *o, uint64_t a, uint64_t b) {
     char A[24], B[24], t[24];
     digits(a, A);
     size_t la = strlen(A);
-    gram_sb_puts(o, " (");
+    strbuf_puts(o, " (");
     if (b == UINT64_MAX) {
         memset(t, '9', la);
         same_len(o, A, t, la);
-        if (la <= 17) gram_sb_printf(o, " | [1-9] [0-9]{%zu,17}", la);
-        gram_sb_puts(o, " )");
+        if (la <= 17) strbuf_printf(o, " | [1-9] [0-9]{%zu,17}", la);
+        strbuf_puts(o, " )");
         return;
     }
     digits(b, B);
@@ -228,13 +228,13 @@ static void uint_range(gram_sb *o, uint64_t a, uint64_t b) {
     } else {
         memset(t, '9', la);
         same_len(o, A, t, la);
-        for (size_t L = la + 1; L < lb; L++) gram_sb_printf(o, " | [1-9] [0-9]{%zu}", L - 1);
+        for (size_t L = la + 1; L < lb; L++) strbuf_printf(o, " | [1-9] [0-9]{%zu}", L - 1);
         t[0] = '1';
         memset(t + 1, '0', lb - 1);
-        gram_sb_puts(o, " |");
+        strbuf_puts(o, " |");
         same_len(o, t, B, lb);
     }
-    gram_sb_puts(o, " )");
+    strbuf_puts(o, " )");
 }
 
 enum frac { F_NONE, F_ANY, F_ZERO, F_NONZERO };
@@ -247,9 +247,9 @@ static enum frac frac_and(enum frac x, enum frac y) {
 }
 
 static void put_frac(gram_sb *o, enum frac f) {
-    if (f == F_ANY) gram_sb_puts(o, " (\".\" [0-9]{1,20})?");
-    else if (f == F_ZERO) gram_sb_puts(o, " (\".\" \"0\"{1,20})?");
-    else if (f == F_NONZERO) gram_sb_puts(o, " \".\" [0-9]{0,19} [1-9] [0-9]{0,19}");
+    if (f == F_ANY) strbuf_puts(o, " (\".\" [0-9]{1,20})?");
+    else if (f == F_ZERO) strbuf_puts(o, " (\".\" \"0\"{1,20})?");
+    else if (f == F_NONZERO) strbuf_puts(o, " \".\" [0-9]{0,19} [1-9] [0-9]{0,19}");
 }
 
 /* Magnitudes m = I.F with A (<=, or < when !ai) m (<=, or < when !bi) B, B = UINT64_MAX
@@ -264,23 +264,23 @@ static int mag_range(gram_sb *o, uint64_t A, bool ai, uint64_t B, bool bi, bool 
         enum frac f = frac_and(lowf, highf);
         if (integral && f == F_NONZERO) f = F_NONE;
         if (f == F_NONE) return alts;
-        if (alts++) gram_sb_puts(o, " |");
+        if (alts++) strbuf_puts(o, " |");
         uint_range(o, A, A);
         if (!integral) put_frac(o, f);
         return alts;
     }
     if (lowf != F_NONE) {
-        if (alts++) gram_sb_puts(o, " |");
+        if (alts++) strbuf_puts(o, " |");
         uint_range(o, A, A);
         if (!integral) put_frac(o, lowf);
     }
     if (B == UINT64_MAX || A + 1 <= B - 1) {
-        if (alts++) gram_sb_puts(o, " |");
+        if (alts++) strbuf_puts(o, " |");
         uint_range(o, A + 1, B == UINT64_MAX ? UINT64_MAX : B - 1);
         if (!integral) put_frac(o, F_ANY);
     }
     if (B != UINT64_MAX && highf != F_NONE) {
-        if (alts++) gram_sb_puts(o, " |");
+        if (alts++) strbuf_puts(o, " |");
         uint_range(o, B, B);
         if (!integral) put_frac(o, highf);
     }
@@ -346,7 +346,7 @@ static int put_bounded(gen *s, const char *path, bool integral, bound lo, bound 
     if (lo.set && hi.set && (lo.v > hi.v || (lo.v == hi.v && !(lo.incl && hi.incl))))
         return gfail(s, "empty range of values (minimum above maximum) at %s", pshow(path));
     int alts = 0;
-    gram_sb_puts(o, " (");
+    strbuf_puts(o, " (");
     /* v >= 0 */
     if (!hi.set || hi.v >= 0) {
         uint64_t A = 0;
@@ -370,16 +370,16 @@ static int put_bounded(gen *s, const char *path, bool integral, bound lo, bound 
         gram_sb tmp = {0};
         int n = mag_range(&tmp, A, ai, B, lo.set ? lo.incl : true, integral, 0);
         if (n) {
-            if (alts++) gram_sb_puts(o, " |");
-            gram_sb_puts(o, " \"-\" (");
-            gram_sb_put(o, tmp.s, tmp.n);
-            gram_sb_puts(o, " )");
+            if (alts++) strbuf_puts(o, " |");
+            strbuf_puts(o, " \"-\" (");
+            strbuf_put(o, tmp.s, tmp.n);
+            strbuf_puts(o, " )");
         }
         if (tmp.oom) o->oom = true;
         free(tmp.s);
     }
     if (!alts) return gfail(s, "empty range of values at %s", pshow(path));
-    gram_sb_puts(o, " )");
+    strbuf_puts(o, " )");
     return 0;
 }
 
@@ -418,25 +418,25 @@ static int gen_string(gen *s, json_t *node, const char *path) {
         if (!body)
             return gfail(s, "unsupported value of 'format' at %s: '%.40s' (supported: date, time, "
                          "date-time, uuid, email, ipv4, hostname)", pshow(path), json_string_value(fmt));
-        gram_sb_printf(o, " \"\\\"\" %s \"\\\"\"", body);
+        strbuf_printf(o, " \"\\\"\" %s \"\\\"\"", body);
         return 0;
     }
     if (pat) {
         if (!json_is_string(pat)) return gfail(s, "'pattern' must be a string at %s", pshow(path));
         char msg[200];
-        gram_sb_puts(o, " \"\\\"\" ");
+        strbuf_puts(o, " \"\\\"\" ");
         if (gram_regex_to_gbnf(json_string_value(pat), json_string_length(pat), o, msg, sizeof msg) != 0)
             return gfail(s, "unsupported 'pattern' at %s: %s", pshow(path), msg);
-        gram_sb_puts(o, " \"\\\"\"");
+        strbuf_puts(o, " \"\\\"\"");
         return 0;
     }
     if (mx >= 0 && mn > mx) return gfail(s, "minLength above maxLength at %s", pshow(path));
     if (mn < 0) mn = 0;
     if (mx < 0) {
-        if (mn == 0) gram_sb_puts(o, " string");
-        else gram_sb_printf(o, " \"\\\"\" char{%lld,} \"\\\"\"", (long long)mn);
+        if (mn == 0) strbuf_puts(o, " string");
+        else strbuf_printf(o, " \"\\\"\" char{%lld,} \"\\\"\"", (long long)mn);
     } else {
-        gram_sb_printf(o, " \"\\\"\" char{%lld,%lld} \"\\\"\"", (long long)mn, (long long)mx);
+        strbuf_printf(o, " \"\\\"\" char{%lld,%lld} \"\\\"\"", (long long)mn, (long long)mx);
     }
     return 0;
 }
@@ -478,7 +478,7 @@ static int gen_object(gen *s, json_t *node, const char *path, const char *name) 
             s->need_any = true;
         }
         new_name(s, "extra", extra);
-        gram_sb_printf(&s->out, "%s ::= string ws \":\" ws %s ws\n", extra, val);
+        strbuf_printf(&s->out, "%s ::= string ws \":\" ws %s ws\n", extra, val);
     }
     /* one rule per property: "key" ws ":" ws value ws */
     char (*kv)[48] = calloc(n + 1, sizeof *kv);
@@ -497,14 +497,14 @@ static int gen_object(gen *s, json_t *node, const char *path, const char *name) 
         char val[48];
         if (gen_sub(s, sub, p3, val)) goto fail;
         new_name(s, key, kv[i]);
-        gram_sb_printf(&s->out, "%s ::=", kv[i]);
+        strbuf_printf(&s->out, "%s ::=", kv[i]);
         json_t *ks = json_string(key);
         if (!ks || put_json_lit(s, ks)) {
             json_decref(ks);
             goto fail;
         }
         json_decref(ks);
-        gram_sb_printf(&s->out, " ws \":\" ws %s ws\n", val);
+        strbuf_printf(&s->out, " ws \":\" ws %s ws\n", val);
         for (size_t r = 0; req && r < json_array_size(req); r++)
             if (!strcmp(json_string_value(json_array_get(req, r)), key)) required[i] = true;
         i++;
@@ -514,26 +514,26 @@ static int gen_object(gen *s, json_t *node, const char *path, const char *name) 
     char base[48];
     new_name(s, hint_of(path), base);
     for (size_t k = n + 1; k-- > 0;) {
-        gram_sb_printf(&s->out, "%s-r%zu ::=", base, k);
+        strbuf_printf(&s->out, "%s-r%zu ::=", base, k);
         if (k == n) {
-            if (allow_extra) gram_sb_printf(&s->out, " (\",\" ws %s)*", extra);
-            else gram_sb_puts(&s->out, " \"\"");
+            if (allow_extra) strbuf_printf(&s->out, " (\",\" ws %s)*", extra);
+            else strbuf_puts(&s->out, " \"\"");
         } else {
-            gram_sb_printf(&s->out, " \",\" ws %s %s-r%zu", kv[k], base, k + 1);
-            if (!required[k]) gram_sb_printf(&s->out, " | %s-r%zu", base, k + 1);
+            strbuf_printf(&s->out, " \",\" ws %s %s-r%zu", kv[k], base, k + 1);
+            if (!required[k]) strbuf_printf(&s->out, " | %s-r%zu", base, k + 1);
         }
-        gram_sb_puts(&s->out, "\n");
-        gram_sb_printf(&s->out, "%s-f%zu ::=", base, k);
+        strbuf_puts(&s->out, "\n");
+        strbuf_printf(&s->out, "%s-f%zu ::=", base, k);
         if (k == n) {
-            if (allow_extra) gram_sb_printf(&s->out, " (%s (\",\" ws %s)*)?", extra, extra);
-            else gram_sb_puts(&s->out, " \"\"");
+            if (allow_extra) strbuf_printf(&s->out, " (%s (\",\" ws %s)*)?", extra, extra);
+            else strbuf_puts(&s->out, " \"\"");
         } else {
-            gram_sb_printf(&s->out, " %s %s-r%zu", kv[k], base, k + 1);
-            if (!required[k]) gram_sb_printf(&s->out, " | %s-f%zu", base, k + 1);
+            strbuf_printf(&s->out, " %s %s-r%zu", kv[k], base, k + 1);
+            if (!required[k]) strbuf_printf(&s->out, " | %s-f%zu", base, k + 1);
         }
-        gram_sb_puts(&s->out, "\n");
+        strbuf_puts(&s->out, "\n");
     }
-    gram_sb_printf(&s->out, "%s ::= \"{\" ws %s-f0 \"}\"\n", name, base);
+    strbuf_printf(&s->out, "%s ::= \"{\" ws %s-f0 \"}\"\n", name, base);
     free(kv);
     free(required);
     return 0;
@@ -568,21 +568,21 @@ static int gen_array(gen *s, json_t *node, const char *path, const char *name) {
     if (k == 0) {
         if (!tail[0]) {
             if (mn > 0) return gfail(s, "minItems cannot be met at %s (items is false)", pshow(path));
-            gram_sb_printf(&s->out, "%s ::= \"[\" ws \"]\"\n", name);
+            strbuf_printf(&s->out, "%s ::= \"[\" ws \"]\"\n", name);
             return 0;
         }
         if (mx == 0) {
-            gram_sb_printf(&s->out, "%s ::= \"[\" ws \"]\"\n", name);
+            strbuf_printf(&s->out, "%s ::= \"[\" ws \"]\"\n", name);
             return 0;
         }
-        gram_sb_printf(&s->out, "%s ::= \"[\" ws ", name);
-        if (mn == 0) gram_sb_puts(&s->out, "(");
-        gram_sb_printf(&s->out, "%s ws (\",\" ws %s ws)", tail, tail);
+        strbuf_printf(&s->out, "%s ::= \"[\" ws ", name);
+        if (mn == 0) strbuf_puts(&s->out, "(");
+        strbuf_printf(&s->out, "%s ws (\",\" ws %s ws)", tail, tail);
         int64_t a = mn > 0 ? mn - 1 : 0;
-        if (mx < 0) gram_sb_printf(&s->out, "{%lld,}", (long long)a);
-        else gram_sb_printf(&s->out, "{%lld,%lld}", (long long)a, (long long)(mx - 1));
-        if (mn == 0) gram_sb_puts(&s->out, ")?");
-        gram_sb_puts(&s->out, " \"]\"\n");
+        if (mx < 0) strbuf_printf(&s->out, "{%lld,}", (long long)a);
+        else strbuf_printf(&s->out, "{%lld,%lld}", (long long)a, (long long)(mx - 1));
+        if (mn == 0) strbuf_puts(&s->out, ")?");
+        strbuf_puts(&s->out, " \"]\"\n");
         return 0;
     }
     char (*pi)[48] = calloc(k, sizeof *pi);
@@ -598,29 +598,29 @@ static int gen_array(gen *s, json_t *node, const char *path, const char *name) {
     new_name(s, hint_of(path), base);
     /* A_j: after j items */
     for (size_t j = k; j >= 1; j--) {
-        gram_sb_printf(&s->out, "%s-a%zu ::=", base, j);
+        strbuf_printf(&s->out, "%s-a%zu ::=", base, j);
         if (j == k) {
             if (tail[0] && (mx < 0 || (size_t)mx > k)) {
                 int64_t a = mn > (int64_t)k ? mn - (int64_t)k : 0;
-                gram_sb_printf(&s->out, " (\",\" ws %s ws)", tail);
-                if (mx < 0) gram_sb_printf(&s->out, "{%lld,}", (long long)a);
-                else gram_sb_printf(&s->out, "{%lld,%lld}", (long long)a, (long long)(mx - (int64_t)k));
+                strbuf_printf(&s->out, " (\",\" ws %s ws)", tail);
+                if (mx < 0) strbuf_printf(&s->out, "{%lld,}", (long long)a);
+                else strbuf_printf(&s->out, "{%lld,%lld}", (long long)a, (long long)(mx - (int64_t)k));
             } else {
                 if (mn > (int64_t)k) {
                     free(pi);
                     return gfail(s, "minItems cannot be met at %s (no items after prefixItems)", pshow(path));
                 }
-                gram_sb_puts(&s->out, " \"\"");
+                strbuf_puts(&s->out, " \"\"");
             }
         } else {
-            gram_sb_printf(&s->out, " \",\" ws %s ws %s-a%zu", pi[j], base, j + 1);
-            if ((int64_t)j >= mn) gram_sb_puts(&s->out, " | \"\"");
+            strbuf_printf(&s->out, " \",\" ws %s ws %s-a%zu", pi[j], base, j + 1);
+            if ((int64_t)j >= mn) strbuf_puts(&s->out, " | \"\"");
         }
-        gram_sb_puts(&s->out, "\n");
+        strbuf_puts(&s->out, "\n");
     }
-    gram_sb_printf(&s->out, "%s ::= \"[\" ws %s ws %s-a1 \"]\"", name, pi[0], base);
-    if (mn == 0) gram_sb_puts(&s->out, " | \"[\" ws \"]\"");
-    gram_sb_puts(&s->out, "\n");
+    strbuf_printf(&s->out, "%s ::= \"[\" ws %s ws %s-a1 \"]\"", name, pi[0], base);
+    if (mn == 0) strbuf_puts(&s->out, " | \"[\" ws \"]\"");
+    strbuf_puts(&s->out, "\n");
     free(pi);
     return 0;
 }
@@ -638,12 +638,12 @@ static int gen_typed(gen *s, json_t *node, const char *path, const char *type, c
         bool integral = type[0] == 'i';
         bound lo, hi;
         if (read_bounds(s, node, path, integral, &lo, &hi)) return -1;
-        if (!lo.set && !hi.set) gram_sb_puts(&s->out, integral ? " integer" : " number");
+        if (!lo.set && !hi.set) strbuf_puts(&s->out, integral ? " integer" : " number");
         else rc = put_bounded(s, path, integral, lo, hi);
     } else if (!strcmp(type, "boolean")) {
-        gram_sb_puts(&s->out, " \"true\" | \"false\"");
+        strbuf_puts(&s->out, " \"true\" | \"false\"");
     } else if (!strcmp(type, "null")) {
-        gram_sb_puts(&s->out, " \"null\"");
+        strbuf_puts(&s->out, " \"null\"");
     } else {
         return gfail(s, "unsupported value of 'type' at %s: '%.40s'", pshow(path), type);
     }
@@ -679,7 +679,7 @@ static int gen_ref(gen *s, json_t *node, const char *path, const char *name) {
     }
     for (size_t i = 0; i < s->n_refs; i++) {
         if (!strcmp(s->refs[i].ref, ref)) {
-            gram_sb_printf(&s->out, "%s ::= %s\n", name, s->refs[i].name);
+            strbuf_printf(&s->out, "%s ::= %s\n", name, s->refs[i].name);
             return 0;
         }
     }
@@ -730,7 +730,7 @@ static int gen_ref(gen *s, json_t *node, const char *path, const char *name) {
     s->n_refs++;
     char tname[48];
     snprintf(tname, sizeof tname, "%s", e->name); /* e may move when refs grows */
-    gram_sb_printf(&s->out, "%s ::= %s\n", name, tname);
+    strbuf_printf(&s->out, "%s ::= %s\n", name, tname);
     return gen_schema(s, target, tpath, tname);
 }
 
@@ -738,7 +738,7 @@ static int gen_schema(gen *s, json_t *node, const char *path, const char *name) 
     if (s->failed) return -1;
     if (json_is_true(node)) {
         s->need_any = true;
-        gram_sb_printf(&s->out, "%s ::= value-0\n", name);
+        strbuf_printf(&s->out, "%s ::= value-0\n", name);
         return 0;
     }
     if (json_is_false(node)) return gfail(s, "schema 'false' at %s matches nothing", pshow(path));
@@ -781,7 +781,7 @@ static int gen_schema(gen *s, json_t *node, const char *path, const char *name) 
         }
         if (!rc) {
             rule_begin(s, name);
-            for (size_t i = 0; i < n; i++) gram_sb_printf(&s->out, "%s %s", i ? " |" : "", alt[i]);
+            for (size_t i = 0; i < n; i++) strbuf_printf(&s->out, "%s %s", i ? " |" : "", alt[i]);
             rule_end(s);
         }
         free(alt);
@@ -801,7 +801,7 @@ static int gen_schema(gen *s, json_t *node, const char *path, const char *name) 
         path_index(p2, path, "allOf", 0);
         char sub[48];
         rc = gen_sub(s, json_array_get(v, 0), p2, sub);
-        if (!rc) gram_sb_printf(&s->out, "%s ::= %s\n", name, sub);
+        if (!rc) strbuf_printf(&s->out, "%s ::= %s\n", name, sub);
     } else if ((v = json_object_get(node, "enum")) || (v = json_object_get(node, "const"))) {
         bool is_enum = json_object_get(node, "enum") != NULL;
         if (is_enum && json_object_get(node, "const")) {
@@ -815,7 +815,7 @@ static int gen_schema(gen *s, json_t *node, const char *path, const char *name) 
         rule_begin(s, name);
         if (is_enum) {
             for (size_t i = 0; i < json_array_size(v) && !rc; i++) {
-                if (i) gram_sb_puts(&s->out, " |");
+                if (i) strbuf_puts(&s->out, " |");
                 rc = put_json_lit(s, json_array_get(v, i));
             }
         } else {
@@ -846,7 +846,7 @@ static int gen_schema(gen *s, json_t *node, const char *path, const char *name) 
             }
             if (!rc) {
                 rule_begin(s, name);
-                for (size_t i = 0; i < n; i++) gram_sb_printf(&s->out, "%s %s", i ? " |" : "", alt[i]);
+                for (size_t i = 0; i < n; i++) strbuf_printf(&s->out, "%s %s", i ? " |" : "", alt[i]);
                 rule_end(s);
             }
             free(alt);
@@ -862,7 +862,7 @@ static int gen_schema(gen *s, json_t *node, const char *path, const char *name) 
                 rc = gen_typed(s, node, path, t, name);
             } else {
                 s->need_any = true;
-                gram_sb_printf(&s->out, "%s ::= value-0\n", name);
+                strbuf_printf(&s->out, "%s ::= value-0\n", name);
             }
         }
     }
@@ -875,26 +875,26 @@ out:
 /* ---- the fixed JSON rules ---------------------------------------------------------------- */
 
 static void put_base(gram_sb *o) {
-    gram_sb_printf(o, "ws ::= [ \\t\\n\\r]{0,%d}\n", GRAM_WS_MAX);
-    gram_sb_puts(o, "char ::= [^\"\\\\\\x00-\\x1F] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4})\n");
-    gram_sb_puts(o, "string ::= \"\\\"\" char* \"\\\"\"\n");
-    gram_sb_puts(o, "integer ::= \"-\"? (\"0\" | [1-9] [0-9]{0,17})\n");
-    gram_sb_puts(o, "number ::= \"-\"? (\"0\" | [1-9] [0-9]{0,17}) (\".\" [0-9]{1,20})? ([eE] [-+]? [0-9]{1,2})?\n");
-    gram_sb_puts(o, "fmt-date ::= [0-9]{4} \"-\" (\"0\" [1-9] | \"1\" [0-2]) \"-\" (\"0\" [1-9] | [12] [0-9] | \"3\" [01])\n");
-    gram_sb_puts(o, "fmt-time ::= ([01] [0-9] | \"2\" [0-3]) \":\" [0-5] [0-9] \":\" [0-5] [0-9] (\".\" [0-9]{1,9})? "
+    strbuf_printf(o, "ws ::= [ \\t\\n\\r]{0,%d}\n", GRAM_WS_MAX);
+    strbuf_puts(o, "char ::= [^\"\\\\\\x00-\\x1F] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4})\n");
+    strbuf_puts(o, "string ::= \"\\\"\" char* \"\\\"\"\n");
+    strbuf_puts(o, "integer ::= \"-\"? (\"0\" | [1-9] [0-9]{0,17})\n");
+    strbuf_puts(o, "number ::= \"-\"? (\"0\" | [1-9] [0-9]{0,17}) (\".\" [0-9]{1,20})? ([eE] [-+]? [0-9]{1,2})?\n");
+    strbuf_puts(o, "fmt-date ::= [0-9]{4} \"-\" (\"0\" [1-9] | \"1\" [0-2]) \"-\" (\"0\" [1-9] | [12] [0-9] | \"3\" [01])\n");
+    strbuf_puts(o, "fmt-time ::= ([01] [0-9] | \"2\" [0-3]) \":\" [0-5] [0-9] \":\" [0-5] [0-9] (\".\" [0-9]{1,9})? "
                     "(\"Z\" | [+\\-] ([01] [0-9] | \"2\" [0-3]) \":\" [0-5] [0-9])\n");
-    gram_sb_puts(o, "fmt-octet ::= \"25\" [0-5] | \"2\" [0-4] [0-9] | \"1\" [0-9] [0-9] | [1-9] [0-9] | [0-9]\n");
+    strbuf_puts(o, "fmt-octet ::= \"25\" [0-5] | \"2\" [0-4] [0-9] | \"1\" [0-9] [0-9] | [1-9] [0-9] | [0-9]\n");
 }
 
 static void put_any(gram_sb *o) {
     for (int d = 0; d <= GRAM_JSON_DEPTH; d++) {
-        gram_sb_printf(o, "value-%d ::= string | number | \"true\" | \"false\" | \"null\"", d);
-        if (d < GRAM_JSON_DEPTH) gram_sb_printf(o, " | object-%d | array-%d", d, d);
-        gram_sb_puts(o, "\n");
+        strbuf_printf(o, "value-%d ::= string | number | \"true\" | \"false\" | \"null\"", d);
+        if (d < GRAM_JSON_DEPTH) strbuf_printf(o, " | object-%d | array-%d", d, d);
+        strbuf_puts(o, "\n");
         if (d == GRAM_JSON_DEPTH) break;
-        gram_sb_printf(o, "object-%d ::= \"{\" ws (string ws \":\" ws value-%d ws (\",\" ws string ws \":\" ws "
+        strbuf_printf(o, "object-%d ::= \"{\" ws (string ws \":\" ws value-%d ws (\",\" ws string ws \":\" ws "
                           "value-%d ws)*)? \"}\"\n", d, d + 1, d + 1);
-        gram_sb_printf(o, "array-%d ::= \"[\" ws (value-%d ws (\",\" ws value-%d ws)*)? \"]\"\n", d, d + 1, d + 1);
+        strbuf_printf(o, "array-%d ::= \"[\" ws (value-%d ws (\",\" ws value-%d ws)*)? \"]\"\n", d, d + 1, d + 1);
     }
 }
 
@@ -915,7 +915,7 @@ static gram *compile_text(gram_sb *o, const char *what, sh_err *err) {
 
 gram *gram_json_object(sh_err *err) {
     gram_sb o = {0};
-    gram_sb_puts(&o, "root ::= ws object-0\n");
+    strbuf_puts(&o, "root ::= ws object-0\n");
     put_base(&o);
     put_any(&o);
     gram *g = compile_text(&o, "json_object", err);
@@ -925,7 +925,7 @@ gram *gram_json_object(sh_err *err) {
 
 gram *gram_json_value(sh_err *err) {
     gram_sb o = {0};
-    gram_sb_puts(&o, "root ::= ws value-0\n");
+    strbuf_puts(&o, "root ::= ws value-0\n");
     put_base(&o);
     put_any(&o);
     gram *g = compile_text(&o, "json_value", err);
@@ -945,7 +945,7 @@ gram *gram_from_json_schema(const char *json, size_t len, sh_err *err) {
     s.root = root;
     s.err = err;
     if (err) err->msg[0] = 0;
-    gram_sb_puts(&s.out, "root ::= ws schema-0\n");
+    strbuf_puts(&s.out, "root ::= ws schema-0\n");
     gram *g = NULL;
     if (gen_schema(&s, root, "", "schema-0") == 0) {
         put_base(&s.out);

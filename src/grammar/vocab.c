@@ -40,11 +40,7 @@ static void trie_free(gram_trie *t) {
 
 void gram_vocab_free(gram_vocab *gv) {
     if (!gv) return;
-    free(gv->byte);
-    free(gv->depth);
-    free(gv->end);
-    free(gv->tok_off);
-    free(gv->toks);
+    trie_free(&gv->all);
     free(gv->eog);
     trie_free(&gv->rest);
     free(gv->str_le);
@@ -191,12 +187,7 @@ gram_vocab *gram_vocab_init(const tok_vocab *v, sh_err *err) {
     qsort(ps, np, sizeof *ps, cmp_piece);
     gram_trie all = {0};
     bool ok = trie_build(&all, ps, np, total, &gv->max_depth);
-    gv->n_nodes = all.n_nodes;
-    gv->byte = all.byte;
-    gv->depth = all.depth;
-    gv->end = all.end;
-    gv->tok_off = all.tok_off;
-    gv->toks = all.toks;
+    gv->all = all;
     if (!ok) goto oom;
     /* string tokens: str_le[n - 1] gets the ones of exactly n characters, then the sets are
      * made cumulative; the others go to the second trie (sorted still) */
